@@ -1,0 +1,65 @@
+# The template's own commands. `make demo` and `make test` need only Python 3.11+, git and make.
+
+.DEFAULT_GOAL := help
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+# uv, installed from PyPI into a private folder so nothing else is needed on the machine.
+UV_VERSION := 0.13.9
+TOOLS := build/tools
+export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
+export UV_PYTHON_DOWNLOADS := never
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+
+DEMO := build/demo
+DEMO_PROJECT := $(DEMO)/tumour-classifier
+
+.PHONY: help demo test test-fast lint bench clean
+
+help: ## Show this list of commands
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(TOOLS)/bin/uv:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.synced: $(TOOLS)/bin/uv pyproject.toml uv.lock
+	uv sync --locked
+	@touch $@
+
+demo: .venv/.synced ## Bake the default project into build/demo/ and run its whole pipeline
+	rm -rf $(DEMO)
+	uv run --locked cookiecutter --no-input --output-dir $(DEMO) . \
+		dvc_remote_url=$(CURDIR)/$(DEMO)/dvc-remote
+	$(MAKE) -C $(DEMO_PROJECT) setup repro
+	@echo
+	@echo "Metrics of the model on the test set:"
+	@cd $(DEMO_PROJECT) && uv run --locked dvc metrics show
+	@echo
+	@echo "Registered in MLflow: $$(tr -d '\n ' < $(DEMO_PROJECT)/reports/model_version.json)"
+	@echo
+	@echo "Next: cd $(DEMO_PROJECT), then"
+	@echo "  make help        every command of the project"
+	@echo "  make mlflow-ui   browse the run and the model version at http://127.0.0.1:5000"
+	@echo "  make promote     make this version the champion"
+	@echo "  edit params.yaml, then make repro && make metrics"
+
+test: .venv/.synced ## Run every test: bakes, hooks and the generated pipelines (minutes)
+	uv run --locked pytest
+
+test-fast: .venv/.synced ## Run the fast tier only (bakes, hooks, static checks)
+	uv run --locked pytest -m "not slow"
+
+lint: .venv/.synced ## Lint the template's own Python (hooks, tests, benchmarks)
+	uv run --locked ruff check .
+	uv run --locked ruff format --check .
+
+bench: .venv/.synced ## Time the generated pipeline against one plain script (see docs/benchmarks.md)
+	uv run --locked python benchmarks/pipeline.py
+
+clean: ## Remove build outputs and caches
+	rm -rf build .pytest_cache .ruff_cache

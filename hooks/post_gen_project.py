@@ -1,0 +1,134 @@
+"""Finish the generated project: drop what the answers do not need, record the answers, git init.
+
+Cookiecutter renders this file with Jinja and runs it inside the new project directory.
+Standard library only: whoever runs cookiecutter may have nothing else installed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+# The answers arrive as JSON data, never spliced into code: quotes, backslashes and newlines in
+# them stay intact. JSON escapes every quote, so the text cannot close this raw string.
+ANSWERS_JSON = r"""{{ cookiecutter | jsonify }}"""
+
+# (option, chosen value) -> paths, relative to the project, that this choice makes useless.
+REMOVE = {
+    ("license", "Proprietary"): ["LICENSE"],
+}
+
+ANSWERS_FILE = ".cookiecutter.json"
+
+# Template locations that mean the same on every machine: cookiecutter's built-in abbreviations,
+# URLs it clones or downloads, and scp-style git addresses. Anything else (a directory, a local
+# zip, file://) is a path on the author's machine and is not recorded.
+REMOTE_TEMPLATE = re.compile(
+    r"(gh|gl|bb):.+"
+    r"|((git|hg)\+)?(https?|ssh|git)://.+"
+    r"|[\w.-]+@[\w.-]+:.+",
+    re.IGNORECASE,
+)
+
+
+def remove_unused(answers: dict[str, object], project: Path) -> None:
+    """Delete the paths REMOVE lists for the chosen answers; deleting twice is harmless."""
+    for (option, value), paths in REMOVE.items():
+        if answers[option] != value:
+            continue
+        for relative in paths:
+            path = project / relative
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def without_credentials(url: str) -> str:
+    """Drop a user or token from an http(s) URL so it is never committed."""
+    parts = urlsplit(url)
+    protocol = parts.scheme.lower().rpartition("+")[2]  # git+https -> https
+    if protocol not in ("http", "https") or "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def answers_to_record(answers: dict[str, object]) -> dict[str, object]:
+    """Public answers, plus the template location when it is not a local path."""
+    recorded = {key: value for key, value in answers.items() if not key.startswith("_")}
+    template = answers.get("_template")
+    if isinstance(template, str) and REMOTE_TEMPLATE.fullmatch(template):
+        recorded["_template"] = without_credentials(template)
+    return recorded
+
+
+def record_answers(answers: dict[str, object], project: Path) -> None:
+    """Write the answers so the project can later be re-generated from a newer template."""
+    text = json.dumps(answers_to_record(answers), sort_keys=True, indent=2, ensure_ascii=False)
+    (project / ANSWERS_FILE).write_text(text + "\n", encoding="utf-8", newline="\n")
+
+
+def is_inside_work_tree(git: str, project: Path) -> bool:
+    result = subprocess.run(
+        [git, "rev-parse", "--is-inside-work-tree"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode == 0 and result.stdout.strip() == "true"
+
+
+def init_git(project: Path) -> str | None:
+    """Start a git repository on branch main; return a note when that was not done."""
+    git = shutil.which("git")
+    if git is None:
+        return "git is not on PATH: run `git init -b main` in the project yourself."
+    if is_inside_work_tree(git, project):
+        return None
+    result = subprocess.run(
+        [git, "init", "--quiet", "-b", "main"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        # Generation has succeeded; a missing repository is not worth deleting the project for.
+        reason = " ".join(result.stderr.split()) or f"exit status {result.returncode}"
+        return f"git init failed ({reason}): run `git init -b main` in the project yourself."
+    return None
+
+
+def next_steps(slug: str) -> str:
+    return "\n".join(
+        [
+            "",
+            f"Created {slug}. Next steps:",
+            f"  cd {slug}",
+            "  make setup    # install the environment",
+            "  make repro    # run the DVC pipeline",
+            "  make help     # list every target",
+        ]
+    )
+
+
+def main() -> int:
+    answers = json.loads(ANSWERS_JSON)
+    project = Path.cwd()
+    remove_unused(answers, project)
+    record_answers(answers, project)
+    note = init_git(project)
+    if note:
+        print(note)
+    print(next_steps(answers["project_slug"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Baking helpers shared by the fast and slow tiers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+ROOT = Path(__file__).resolve().parents[1]
+CHOICES: dict[str, list[str]] = {
+    key: value
+    for key, value in json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8")).items()
+    if isinstance(value, list)
+}
+# Answers for every bake: one entry per combination we test, every option value at least once.
+MATRIX: dict[str, dict[str, str]] = {
+    "default": {},
+    "regression-s3-py312-apache": {
+        "task": "regression",
+        "dvc_remote": "s3",
+        "python_version": "3.12",
+        "license": "Apache-2.0",
+    },
+    "classification-gcs-py313-bsd": {
+        "task": "classification",
+        "dvc_remote": "gcs",
+        "python_version": "3.13",
+        "license": "BSD-3-Clause",
+    },
+    "regression-azure-server-proprietary": {
+        "project_name": "Churn Forecast",
+        "task": "regression",
+        "dvc_remote": "azure",
+        "license": "Proprietary",
+        "mlflow_tracking_uri": "http://127.0.0.1:5999",
+    },
+}
+# No usage reports and no cloud metadata look-ups from anything a test starts.
+QUIET_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "NO_GCE_CHECK": "True",
+    "UV_PYTHON_DOWNLOADS": "never",
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.com",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.com",
+}
+
+
+def python_dirs() -> list[str]:
+    """Folders holding python3.X interpreters that a pyenv shim would hide from uv."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    return sorted(str(path.parent) for path in pyenv.glob("3.1[1-9]*/bin/python3"))
+
+
+def has_python(version: str) -> bool:
+    found = shutil.which(f"python{version}", path=os.pathsep.join(python_dirs()))
+    return found is not None or shutil.which(f"python{version}") is not None
+
+
+@pytest.fixture(scope="session")
+def bake_env() -> dict[str, str]:
+    """The environment baked projects run in: this one, quiet, with every local Python."""
+    env = {**os.environ, **QUIET_ENV}
+    env.pop("VIRTUAL_ENV", None)
+    env["PATH"] = os.pathsep.join([env["PATH"], *python_dirs()])
+    return env
+
+
+def run(
+    command: list[str], cwd: Path, env: dict[str, str], *, check: bool = True, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run a command; on failure show its output, which is what one needs to debug a bake."""
+    result = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(command)} exited {result.returncode} in {cwd}\n"
+            f"--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+Bake = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def cookiecutter_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private cookiecutter config, so no replay files land in the home folder."""
+    home = tmp_path_factory.mktemp("cookiecutter")
+    config = home / "config.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {home / 'templates'}\nreplay_dir: {home / 'replay'}\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+@pytest.fixture
+def bake(tmp_path: Path, cookiecutter_config: Path, monkeypatch: pytest.MonkeyPatch) -> Bake:
+    """bake(**answers) -> the generated project's folder."""
+
+    def _bake(**answers: Any) -> Path:
+        output = tmp_path / "out"
+        for name, value in QUIET_ENV.items():
+            monkeypatch.setenv(name, value)
+        project = cookiecutter(
+            str(ROOT),
+            no_input=True,
+            extra_context=answers,
+            output_dir=str(output),
+            config_file=str(cookiecutter_config),
+        )
+        return Path(project)
+
+    return _bake

@@ -1,0 +1,131 @@
+"""Fast tier: bake every option value, check the file set, and lint and type check the result."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import CHOICES, MATRIX, ROOT, Bake, run
+
+JINJA_LEFTOVER = re.compile(r"\{\{|\{%|%\}")
+
+
+def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[str]:
+    files = {
+        ".cookiecutter.json",
+        ".dvc/.gitignore",
+        ".dvc/config",
+        ".dvcignore",
+        ".gitignore",
+        ".pre-commit-config.yaml",
+        ".python-version",
+        "Makefile",
+        "README.md",
+        "dvc.yaml",
+        "params.yaml",
+        "pyproject.toml",
+        "tests/__init__.py",
+        "tests/conftest.py",
+        "tests/test_config.py",
+        "tests/test_data.py",
+        "tests/test_model.py",
+        "tests/test_pipeline.py",
+    }
+    modules = [
+        "__init__",
+        "__main__",
+        "config",
+        "data",
+        "errors",
+        "estimators",
+        "evaluate",
+        "files",
+        "lineage",
+        "metrics",
+        "prepare",
+        "promote",
+        "registry",
+        "schema",
+        "train",
+        "ui",
+    ]
+    files |= {f"src/{package}/{module}.py" for module in modules}
+    files.add(f"src/{package}/schema.yaml")
+    if answers.get("license", "MIT") != "Proprietary":
+        files.add("LICENSE")
+    return files
+
+
+def project_files(project: Path) -> set[str]:
+    return {
+        path.relative_to(project).as_posix()
+        for path in project.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(project).parts
+    }
+
+
+def test_matrix_covers_every_option_value() -> None:
+    for option, values in CHOICES.items():
+        chosen = {answers.get(option, values[0]) for answers in MATRIX.values()}
+        assert chosen == set(values), option
+
+
+@pytest.mark.parametrize("case", MATRIX)
+def test_bake(bake: Bake, bake_env: dict[str, str], case: str) -> None:
+    answers = MATRIX[case]
+    project = bake(**answers)
+    recorded = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
+    package = recorded["package_name"]
+    dataset = "breast_cancer" if recorded["task"] == "classification" else "diabetes"
+
+    assert project_files(project) == expected_files(answers, package, dataset)
+    for path in project.rglob("*"):
+        if path.is_file() and ".git" not in path.parts:
+            text = path.read_text(encoding="utf-8")
+            assert not JINJA_LEFTOVER.search(text), f"Jinja left in {path}"
+
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["name"] == recorded["project_slug"]
+    assert pyproject["project"]["requires-python"] == f">={recorded['python_version']}"
+    extra = {"local": "", "s3": "[s3]", "gcs": "[gs]", "azure": "[azure]"}[recorded["dvc_remote"]]
+    assert f"dvc{extra}>=3.67,<4" in pyproject["project"]["dependencies"]
+
+    dvc_config = (project / ".dvc/config").read_text(encoding="utf-8")
+    assert f"url = {recorded['dvc_remote_url']}" in dvc_config
+    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    assert params["mlflow"]["tracking_uri"] == recorded["mlflow_tracking_uri"]
+    assert f"data/raw/{dataset}.csv" in (project / "dvc.yaml").read_text(encoding="utf-8")
+
+    run(["ruff", "check", "--no-cache", "."], project, bake_env)
+    run(["ruff", "format", "--check", "--no-cache", "."], project, bake_env)
+    run(["mypy", "--cache-dir", str(ROOT / "build" / "mypy-cache")], project, bake_env)
+
+
+def test_default_local_remote_is_outside_the_project(bake: Bake) -> None:
+    project = bake()
+    assert "url = ~/dvc-remotes/tumour-classifier" in (project / ".dvc/config").read_text()
+
+
+HOSTILE = {
+    "project_name": "Données ML 数据",
+    "description": 'Say "hi", \'bye\', """triple""",\nC:\\path\\ and a trailing \\',
+    "author_name": 'Zoë "Ace" O\'Brien \\ 数据',
+}
+
+
+def test_hostile_answers_give_a_valid_project(bake: Bake, bake_env: dict[str, str]) -> None:
+    project = bake(**HOSTILE)
+    assert project.name == "donnees-ml-shu-ju"
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["description"] == HOSTILE["description"]
+    assert pyproject["project"]["authors"][0]["name"] == HOSTILE["author_name"]
+    assert "Données ML 数据" in (project / "README.md").read_text(encoding="utf-8")
+    assert "Zoë" in (project / "LICENSE").read_text(encoding="utf-8")
+    yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    run(["python", "-m", "compileall", "-q", "src", "tests"], project, bake_env)
+    run(["ruff", "check", "--no-cache", "."], project, bake_env)

@@ -1,0 +1,427 @@
+"""The hooks, rendered with the context cookiecutter would build and run as scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cookiecutter.exceptions import FailedHookException
+from cookiecutter.generate import generate_context
+from cookiecutter.main import cookiecutter
+from cookiecutter.prompt import prompt_for_config
+from cookiecutter.utils import create_env_with_context
+
+ROOT = Path(__file__).resolve().parent.parent
+HOOKS = ROOT / "hooks"
+COOKIECUTTER_JSON = ROOT / "cookiecutter.json"
+TEMPLATE_DIR = ROOT / "{{cookiecutter.project_slug}}"
+CHOICES = {
+    key: value
+    for key, value in json.loads(COOKIECUTTER_JSON.read_text(encoding="utf-8")).items()
+    if isinstance(value, list)
+}
+GIT = shutil.which("git")
+
+# Valid answers that break naive templating: non-ASCII, quotes, a triple quote, backslashes
+# (one at the very end), newlines and a tab.
+HOSTILE = {
+    "project_name": "Données ML 数据",
+    "description": (
+        'Say "hi" and \'bye\', """quoted""",\n\tC:\\path\\ and \\"escaped\\"\nends with \\'
+    ),
+    "author_name": 'Zoë "Ace" O\'Brien \\ 数据',
+}
+
+
+def make_context(
+    answers: dict[str, Any] | None = None,
+    *,
+    override: dict[str, Any] | None = None,
+    template: str | None = None,
+) -> dict[str, Any]:
+    """Build the context cookiecutter hands to hooks, as ``cookiecutter --no-input`` would.
+
+    ``answers`` go through cookiecutter's own checks and defaults; ``override`` is set
+    afterwards, the way a hand-edited replay file or another tool can bypass those checks.
+    """
+    context = generate_context(str(COOKIECUTTER_JSON), extra_context=answers or {})
+    context["_cookiecutter"] = {
+        key: value for key, value in context["cookiecutter"].items() if not key.startswith("_")
+    }
+    context["cookiecutter"] = dict(prompt_for_config(context, no_input=True))
+    context["cookiecutter"].update(override or {})
+    context["cookiecutter"].update(
+        _template=str(ROOT) if template is None else template,
+        _output_dir=str(ROOT.parent),
+        _repo_dir=str(ROOT),
+        _checkout=None,
+    )
+    return context
+
+
+def run_hook(
+    name: str,
+    context: dict[str, Any],
+    cwd: Path,
+    scripts: Path,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Render ``hooks/<name>.py`` as cookiecutter does, then run it with this Python in ``cwd``."""
+    source = (HOOKS / f"{name}.py").read_text(encoding="utf-8")
+    rendered = create_env_with_context(context).from_string(source).render(**context)
+    scripts.mkdir(exist_ok=True)
+    script = scripts / f"{name}.py"
+    script.write_bytes(rendered.encode("utf-8"))
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=cwd,
+        capture_output=True,
+        encoding="utf-8",
+        env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})},
+        check=False,
+    )
+
+
+def run_pre_gen(tmp_path: Path, context: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    return run_hook("pre_gen_project", context, tmp_path, tmp_path / "scripts")
+
+
+def bake_post_gen(
+    tmp_path: Path, context: dict[str, Any], env: dict[str, str] | None = None
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """Make a stand-in project directory holding every removable file, then run post-gen in it."""
+    project = tmp_path / "out" / context["cookiecutter"]["project_slug"]
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "LICENSE").write_text("license text\n", encoding="utf-8")
+    (project / "README.md").write_text("# readme\n", encoding="utf-8")
+    return project, run_hook("post_gen_project", context, project, tmp_path / "scripts", env)
+
+
+def recorded(project: Path) -> dict[str, Any]:
+    return json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
+
+
+VALID = [
+    pytest.param({}, id="defaults"),
+    pytest.param(HOSTILE, id="hostile-text"),
+    *(pytest.param({"python_version": v}, id=f"python-{v}") for v in CHOICES["python_version"]),
+    *(pytest.param({"task": task}, id=f"task-{task}") for task in CHOICES["task"]),
+    *(pytest.param({"license": lic}, id=f"license-{lic}") for lic in CHOICES["license"]),
+    *(pytest.param({"dvc_remote": r}, id=f"default-url-{r}") for r in CHOICES["dvc_remote"]),
+    pytest.param({"project_slug": "a" * 64, "package_name": "a" * 64}, id="slug-64-chars"),
+    pytest.param({"package_name": "model2_v3"}, id="package-with-digits"),
+    pytest.param({"github_owner": "A" + "-b" * 19}, id="owner-39-chars"),
+    pytest.param({"author_email": "zoë+ml@例え.jp"}, id="email-non-ascii"),
+    pytest.param({"dvc_remote_url": "/mnt/dvc store/ml"}, id="local-path-with-space"),
+    pytest.param({"dvc_remote_url": "C:\\dvc\\store"}, id="local-windows-path"),
+    pytest.param({"dvc_remote": "s3", "dvc_remote_url": "s3://my.bucket-1"}, id="s3-no-path"),
+    pytest.param(
+        {"dvc_remote": "gcs", "dvc_remote_url": "gs://my_bucket/a/b"}, id="gcs-underscore"
+    ),
+    pytest.param({"dvc_remote": "azure", "dvc_remote_url": "azure://c0n-tainer/x"}, id="azure"),
+    pytest.param({"mlflow_tracking_uri": "sqlite:////srv/mlflow/mlflow.db"}, id="sqlite-absolute"),
+    pytest.param({"mlflow_tracking_uri": "http://localhost:5000"}, id="mlflow-http"),
+    pytest.param({"mlflow_tracking_uri": "https://mlflow.example.com/"}, id="mlflow-https"),
+    pytest.param(
+        {"mlflow_tracking_uri": "postgresql+psycopg2://ml:pw@db:5432/mlflow"}, id="mlflow-postgres"
+    ),
+    pytest.param({"mlflow_tracking_uri": "mysql://ml@db/mlflow"}, id="mlflow-mysql"),
+    pytest.param({"mlflow_tracking_uri": "postgresql:///mlflow"}, id="mlflow-postgres-socket"),
+    pytest.param({"mlflow_tracking_uri": "databricks"}, id="mlflow-databricks"),
+    pytest.param({"mlflow_tracking_uri": "databricks://profile"}, id="mlflow-databricks-profile"),
+]
+
+
+@pytest.mark.parametrize("answers", VALID)
+def test_pre_gen_accepts_valid_answers(tmp_path: Path, answers: dict[str, Any]) -> None:
+    result = run_pre_gen(tmp_path, make_context(answers))
+
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+DEPENDENCIES = [
+    "mlflow", "dvc", "sklearn", "bentoml", "evidently", "pandas", "numpy", "scipy",
+    "pydantic", "yaml", "skops", "pytest", "onnx", "onnxruntime", "skl2onnx",
+]  # fmt: skip
+
+
+def bad(field: str, value: Any, case: str, **others: Any) -> Any:
+    """A case where answering ``value`` to ``field`` must fail, named ``<field>-<case>``."""
+    answers = {**others, field: value}
+    override = {}
+    # cookiecutter itself refuses an unknown choice, so set it past its checks
+    if field in CHOICES or not isinstance(value, str):
+        override[field] = answers.pop(field)
+    return pytest.param(answers, override, field, id=f"{field}-{case}")
+
+
+BAD = [
+    bad("project_name", "", "empty"),
+    bad("project_name", "  \t ", "blank"),
+    bad("project_name", "Two\nlines", "newline"),
+    bad("project_name", "Line\u2028separator", "unicode-line-separator"),
+    bad("project_name", "Nul\0byte", "nul"),
+    bad("project_slug", "Tumour-classifier", "uppercase"),
+    bad("project_slug", "1-tumour", "leading-digit"),
+    bad("project_slug", "-tumour", "leading-dash"),
+    bad("project_slug", "tumour-", "trailing-dash"),
+    bad("project_slug", "tumour--classifier", "double-dash"),
+    bad("project_slug", "tumour_classifier", "underscore"),
+    bad("project_slug", "a" * 65, "65-chars"),
+    bad("project_slug", "tumour\n", "trailing-newline"),
+    bad("package_name", "_tumour", "leading-underscore"),
+    bad("package_name", "Tumour", "uppercase"),
+    bad("package_name", "1tumour", "leading-digit"),
+    bad("package_name", "tumour-classifier", "dash"),
+    bad("package_name", "données", "non-ascii"),
+    bad("package_name", "tumour\n", "trailing-newline"),
+    bad("package_name", "class", "keyword"),
+    bad("package_name", "match", "soft-keyword"),
+    bad("package_name", "json", "stdlib"),
+    bad("package_name", "logging", "stdlib-logging"),
+    *(bad("package_name", name, f"shadows-{name}") for name in DEPENDENCIES),
+    bad("description", "Nul\0byte", "nul"),
+    bad("author_name", "Two\nlines", "newline"),
+    bad("author_email", "you", "no-at"),
+    bad("author_email", "you@example", "no-dot"),
+    bad("author_email", "you@@example.com", "two-ats"),
+    bad("author_email", "y ou@example.com", "space"),
+    bad("author_email", "you@example.com\n", "trailing-newline"),
+    bad("github_owner", "", "empty"),
+    bad("github_owner", "-owner", "leading-hyphen"),
+    bad("github_owner", "owner-", "trailing-hyphen"),
+    bad("github_owner", "own--er", "double-hyphen"),
+    bad("github_owner", "own_er", "underscore"),
+    bad("github_owner", "a" * 40, "40-chars"),
+    bad("python_version", "3.10", "too-old"),
+    bad("python_version", "3.14", "unlisted"),
+    bad("task", "clustering", "unknown"),
+    bad("dvc_remote", "ftp", "unknown"),
+    bad("license", "GPL-3.0", "unknown"),
+    bad("dvc_remote_url", "", "local-empty"),
+    bad("dvc_remote_url", "   ", "local-blank"),
+    bad("dvc_remote_url", "s3://bucket/x", "local-with-scheme"),
+    bad("dvc_remote_url", "/data\n/x", "local-newline"),
+    bad("dvc_remote_url", "gs://bucket/x", "s3-wrong-scheme", dvc_remote="s3"),
+    bad("dvc_remote_url", "s3:/bucket/x", "s3-one-slash", dvc_remote="s3"),
+    bad("dvc_remote_url", "s3://My-Bucket/x", "s3-uppercase", dvc_remote="s3"),
+    bad("dvc_remote_url", "s3://ab/x", "s3-short", dvc_remote="s3"),
+    bad("dvc_remote_url", "s3://" + "a" * 64, "s3-long", dvc_remote="s3"),
+    bad("dvc_remote_url", "s3://-bucket/x", "s3-leading-hyphen", dvc_remote="s3"),
+    bad("dvc_remote_url", "s3://my..bucket/x", "s3-double-dot", dvc_remote="s3"),
+    bad("dvc_remote_url", "s3://my_bucket/x", "s3-underscore", dvc_remote="s3"),
+    bad("dvc_remote_url", "s3:///x", "s3-no-bucket", dvc_remote="s3"),
+    bad("dvc_remote_url", "s3://bucket/x", "gcs-wrong-scheme", dvc_remote="gcs"),
+    bad("dvc_remote_url", "gs://Bucket", "gcs-uppercase", dvc_remote="gcs"),
+    bad("dvc_remote_url", "wasb://container/x", "azure-wrong-scheme", dvc_remote="azure"),
+    bad("dvc_remote_url", "azure://my_container", "azure-underscore", dvc_remote="azure"),
+    bad("dvc_remote_url", "azure://my--container", "azure-double-hyphen", dvc_remote="azure"),
+    bad("dvc_remote_url", "azure://ab", "azure-short", dvc_remote="azure"),
+    bad("mlflow_tracking_uri", "", "empty"),
+    bad("mlflow_tracking_uri", "file:./mlruns", "file-scheme"),
+    bad("mlflow_tracking_uri", "./mlruns", "plain-path"),
+    bad("mlflow_tracking_uri", "C:\\mlruns", "windows-path"),
+    bad("mlflow_tracking_uri", "ftp://host/mlflow", "unsupported-scheme"),
+    bad("mlflow_tracking_uri", "sqlite://", "sqlite-in-memory"),
+    bad("mlflow_tracking_uri", "sqlite:mlflow.db", "sqlite-no-slashes"),
+    bad("mlflow_tracking_uri", "http://", "http-no-host"),
+    bad("mlflow_tracking_uri", "http://[::1", "http-malformed-host"),
+    bad("mlflow_tracking_uri", "postgresql:mlflow", "postgres-no-slashes"),
+    bad("mlflow_tracking_uri", "SQLITE://", "sqlite-uppercase-no-file"),
+    bad("mlflow_tracking_uri", "http://mlflow host:5000", "space"),
+    bad("author_email", None, "not-text"),
+]
+
+
+@pytest.mark.parametrize(("answers", "override", "field"), BAD)
+def test_pre_gen_rejects_bad_answer_with_one_line(
+    tmp_path: Path, answers: dict[str, Any], override: dict[str, Any], field: str
+) -> None:
+    result = run_pre_gen(tmp_path, make_context(answers, override=override))
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"ERROR: {field}: ")
+    assert result.stderr.endswith("\n")
+    assert result.stderr.count("\n") == 1
+
+
+def test_pre_gen_rejects_file_store_and_points_to_sqlite(tmp_path: Path) -> None:
+    result = run_pre_gen(tmp_path, make_context({"mlflow_tracking_uri": "file:./mlruns"}))
+
+    assert "deprecate" in result.stderr
+    assert "sqlite:///mlflow.db" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("remote", "example"),
+    [("s3", "s3://"), ("gcs", "gs://"), ("azure", "azure://")],
+)
+def test_pre_gen_names_the_expected_remote_scheme(
+    tmp_path: Path, remote: str, example: str
+) -> None:
+    answers = {"dvc_remote": remote, "dvc_remote_url": "/srv/dvc"}
+
+    result = run_pre_gen(tmp_path, make_context(answers))
+
+    assert f"{example}<" in result.stderr
+    assert f"e.g. {example}my-" in result.stderr
+
+
+def test_pre_gen_reports_the_first_bad_answer_only(tmp_path: Path) -> None:
+    answers = {"project_slug": "Bad Slug", "author_email": "nobody", "package_name": "json"}
+
+    result = run_pre_gen(tmp_path, make_context(answers))
+
+    assert result.stderr.startswith("ERROR: project_slug: ")
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("license_", CHOICES["license"])
+def test_post_gen_removes_unused_files_idempotently(tmp_path: Path, license_: str) -> None:
+    context = make_context({"license": license_})
+
+    project, first = bake_post_gen(tmp_path, context)
+    files_after_first = sorted(p.name for p in project.iterdir())
+    second = run_hook("post_gen_project", context, project, tmp_path / "scripts")
+
+    assert (first.returncode, second.returncode) == (0, 0)
+    assert (project / "LICENSE").exists() == (license_ != "Proprietary")
+    assert (project / "README.md").exists()
+    assert sorted(p.name for p in project.iterdir()) == files_after_first
+
+
+def test_post_gen_records_hostile_answers_exactly(tmp_path: Path) -> None:
+    context = make_context(HOSTILE, template="gh:acme/mlops-template")
+
+    project, result = bake_post_gen(tmp_path, context)
+
+    assert result.returncode == 0, result.stderr
+    answers = recorded(project)
+    public = {k: v for k, v in context["cookiecutter"].items() if not k.startswith("_")}
+    assert answers == {**public, "_template": "gh:acme/mlops-template"}
+    assert {k: answers[k] for k in HOSTILE} == HOSTILE
+    assert list(answers) == sorted(answers)
+    text = (project / ".cookiecutter.json").read_text(encoding="utf-8")
+    assert "Données ML 数据" in text
+    assert text.endswith("}\n")
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        pytest.param(str(ROOT), None, id="absolute-path"),
+        pytest.param(".", None, id="relative-path"),
+        pytest.param("~/templates/mlops", None, id="home-path"),
+        pytest.param("C:\\templates\\mlops", None, id="windows-path"),
+        pytest.param("/tmp/mlops-template.zip", None, id="local-zip"),
+        pytest.param("file:///srv/templates/mlops", None, id="file-url"),
+        pytest.param("gh:acme/mlops-template", "gh:acme/mlops-template", id="github-abbrev"),
+        pytest.param(
+            "https://github.com/acme/mlops-template.git",
+            "https://github.com/acme/mlops-template.git",
+            id="https",
+        ),
+        pytest.param(
+            "git@github.com:acme/mlops-template.git",
+            "git@github.com:acme/mlops-template.git",
+            id="scp-like-ssh",
+        ),
+        pytest.param(
+            "https://x-token:s3cr3t@github.com/acme/mlops-template",
+            "https://github.com/acme/mlops-template",
+            id="https-credentials-dropped",
+        ),
+    ],
+)
+def test_post_gen_records_template_only_when_not_a_local_path(
+    tmp_path: Path, template: str, expected: str | None
+) -> None:
+    project, result = bake_post_gen(tmp_path, make_context(template=template))
+
+    assert result.returncode == 0, result.stderr
+    assert recorded(project).get("_template") == expected
+    assert not any(key.startswith("_") and key != "_template" for key in recorded(project))
+
+
+@pytest.mark.skipif(GIT is None, reason="git is not installed")
+def test_post_gen_initialises_git_on_main_without_committing(tmp_path: Path) -> None:
+    project, result = bake_post_gen(tmp_path, make_context())
+
+    assert result.returncode == 0, result.stderr
+    head = (project / ".git" / "HEAD").read_text(encoding="utf-8")
+    assert head == "ref: refs/heads/main\n"
+    commits = subprocess.run(
+        [str(GIT), "rev-parse", "--verify", "--quiet", "HEAD"], cwd=project, check=False
+    )
+    assert commits.returncode != 0
+
+
+@pytest.mark.skipif(GIT is None, reason="git is not installed")
+def test_post_gen_leaves_an_enclosing_repository_alone(tmp_path: Path) -> None:
+    subprocess.run([str(GIT), "init", "--quiet", str(tmp_path / "out")], check=True)
+
+    project, result = bake_post_gen(tmp_path, make_context())
+
+    assert result.returncode == 0, result.stderr
+    assert not (project / ".git").exists()
+
+
+def test_post_gen_without_git_notes_it_and_still_finishes(tmp_path: Path) -> None:
+    no_git = tmp_path / "empty-bin"
+    no_git.mkdir()
+
+    project, result = bake_post_gen(tmp_path, make_context(), env={"PATH": str(no_git)})
+
+    assert result.returncode == 0, result.stderr
+    assert "git is not on PATH" in result.stdout
+    assert not (project / ".git").exists()
+    assert (project / ".cookiecutter.json").exists()
+
+
+def test_post_gen_prints_next_steps(tmp_path: Path) -> None:
+    context = make_context({"project_name": "Données ML 数据"})
+
+    _, result = bake_post_gen(tmp_path, context)
+
+    steps = [line.split("#")[0].strip() for line in result.stdout.splitlines()]
+    assert [step for step in steps if step.startswith(("cd ", "make "))] == [
+        "cd donnees-ml-shu-ju",
+        "make setup",
+        "make repro",
+        "make help",
+    ]
+
+
+@pytest.mark.skipif(
+    not TEMPLATE_DIR.is_dir(), reason="the template directory has not been written yet"
+)
+def test_cookiecutter_writes_nothing_when_pre_gen_fails(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {json.dumps(str(tmp_path / 'cookiecutters'))}\n"
+        f"replay_dir: {json.dumps(str(tmp_path / 'replay'))}\n",
+        encoding="utf-8",
+    )
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+
+    with pytest.raises(FailedHookException):
+        cookiecutter(
+            str(ROOT),
+            no_input=True,
+            extra_context={"package_name": "mlflow"},
+            output_dir=str(output_dir),
+            config_file=str(config),
+        )
+
+    assert list(output_dir.iterdir()) == []
+    assert "ERROR: package_name: " in capfd.readouterr().err

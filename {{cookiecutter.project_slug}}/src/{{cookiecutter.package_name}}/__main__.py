@@ -1,0 +1,54 @@
+"""Command line: `python -m {{ cookiecutter.package_name }} <command>`, one command per pipeline stage."""
+
+import importlib
+import os
+import sys
+
+from .errors import ProjectError
+
+# command -> (module, what it does). Modules load only when their command runs.
+COMMANDS = {
+    "data": ("data", "get the raw data (from the DVC remote, or the bundled sample)"),
+    "prepare": ("prepare", "check the raw data against the schema and split it"),
+    "train": ("train", "fit the estimator chosen in params.yaml"),
+    "evaluate": ("evaluate", "score the model and register it as the challenger"),
+    "promote": ("promote", "make a model version the champion"),
+    "mlflow-ui": ("ui", "browse the embedded MLflow store"),
+}
+# Defaults for the tools this project drives; the environment wins. No usage reports leave
+# the machine, and MLflow keeps its INFO chatter to itself.
+TOOL_DEFAULTS = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+}
+
+
+def usage() -> str:
+    lines = [f"usage: python -m {__package__} <command> [options]", "", "commands:"]
+    lines += [f"  {name:<10} {help}" for name, (_, help) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if args[0] not in COMMANDS:
+        print(f"ERROR: unknown command {args[0]!r}\n{usage()}", file=sys.stderr)
+        return 2
+    for name, value in TOOL_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    module = importlib.import_module(f"{__package__}.{COMMANDS[args[0]][0]}")
+    try:
+        code: int = module.main(args[1:])
+    except ProjectError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

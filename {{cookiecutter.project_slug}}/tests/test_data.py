@@ -1,0 +1,119 @@
+"""The data: the tracked raw file meets the schema; bad files are refused with line numbers."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from {{ cookiecutter.package_name }}.__main__ import main
+from {{ cookiecutter.package_name }}.config import RAW_DATA, TEST_DATA, TRAIN_DATA, load_params
+from {{ cookiecutter.package_name }}.errors import DataError
+from {{ cookiecutter.package_name }}.prepare import split
+from {{ cookiecutter.package_name }}.schema import Schema, read_table
+
+from .conftest import ROOT
+
+
+def test_raw_data_is_tracked_by_dvc() -> None:
+    assert (ROOT / RAW_DATA).with_name(RAW_DATA.name + ".dvc").exists()
+
+
+def test_raw_data_meets_the_schema(raw_data: pd.DataFrame, schema: Schema) -> None:
+    assert list(raw_data.columns) == [column.name for column in schema.columns]
+    assert len(raw_data) > 100
+    assert not raw_data.isna().any().any()
+
+
+def test_split_is_reproducible_and_disjoint(raw_data: pd.DataFrame, schema: Schema) -> None:
+    params = load_params(ROOT / "params.yaml").prepare
+    train, test = split(raw_data, params, schema)
+    again, _ = split(raw_data, params, schema)
+    assert train.equals(again)
+    assert set(train.index).isdisjoint(test.index)
+    assert len(train) + len(test) == len(raw_data)
+    assert len(test) == pytest.approx(params.test_size * len(raw_data), abs=2)
+
+
+def first_feature(schema: Schema) -> str:
+    return schema.features[0].name
+
+
+Corruption = Callable[[pd.DataFrame, Schema], pd.DataFrame]
+
+
+def set_cell(row: int, value: float | str) -> Corruption:
+    def corrupt(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+        frame = frame.astype({first_feature(schema): object})
+        frame.loc[row, first_feature(schema)] = value
+        return frame
+
+    return corrupt
+
+
+CORRUPTIONS: dict[str, tuple[Corruption, str]] = {
+    "missing-column": (
+        lambda frame, schema: frame.drop(columns=first_feature(schema)),
+        "missing columns: ",
+    ),
+    "unexpected-column": (
+        lambda frame, schema: frame.assign(surprise=1.0),
+        "unexpected columns: surprise",
+    ),
+    "missing-value": (set_cell(3, np.nan), "1 missing values at line 5"),
+    "not-a-number": (set_cell(0, "twelve"), "1 values that are not numbers at line 2"),
+    "out-of-range": (set_cell(9, -1e6), "1 values not between"),
+    "infinity": (set_cell(2, np.inf), "1 values not between"),
+    "not-whole": (
+        lambda frame, schema: frame.assign(
+            **{
+                next(column.name for column in schema.columns if column.dtype == "int"): 1.5,
+            }
+        ),
+        "values that are not whole numbers",
+    ),
+    "no-rows": (lambda frame, schema: frame.iloc[0:0], "no rows"),
+}
+
+
+@pytest.mark.parametrize("case", CORRUPTIONS, ids=str)
+def test_bad_data_is_refused(
+    tmp_path: Path, raw_data: pd.DataFrame, schema: Schema, case: str
+) -> None:
+    corrupt, expected = CORRUPTIONS[case]
+    path = tmp_path / "bad.csv"
+    corrupt(raw_data.copy(), schema).to_csv(path, index=False)
+    with pytest.raises(DataError, match=expected.replace("(", r"\(")):
+        read_table(path, schema)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"), [(b"", "not a readable CSV"), (b"\xff\xfe\x00bad", "not a readable")]
+)
+def test_unreadable_file_is_refused(
+    tmp_path: Path, schema: Schema, content: bytes, expected: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=expected):
+        read_table(path, schema)
+
+
+def test_prepare_stops_on_bad_data_and_writes_nothing(
+    workdir: Path, raw_data: pd.DataFrame, schema: Schema, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_cell(4, "n/a")(raw_data.copy(), schema).to_csv(workdir / RAW_DATA, index=False)
+    assert main(["prepare"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"ERROR: {RAW_DATA}: does not match the schema")
+    assert "line 6" in error
+    assert not (workdir / TRAIN_DATA).exists()
+    assert not (workdir / TEST_DATA).exists()
+
+
+def test_prepare_writes_both_splits(workdir: Path, schema: Schema) -> None:
+    assert main(["prepare"]) == 0
+    train = read_table(workdir / TRAIN_DATA, schema)
+    test = read_table(workdir / TEST_DATA, schema)
+    assert len(train) > len(test) > 0

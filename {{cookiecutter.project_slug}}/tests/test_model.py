@@ -1,0 +1,95 @@
+{%- set classification = cookiecutter.task == "classification" -%}
+"""The model: every estimator trains; the default one clears a floor and beats a baseline."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.dummy import Dummy{{ "Classifier" if classification else "Regressor" }}
+
+from {{ cookiecutter.package_name }}.config import load_params
+from {{ cookiecutter.package_name }}.estimators import TrainParams, build_pipeline
+from {{ cookiecutter.package_name }}.metrics import score
+from {{ cookiecutter.package_name }}.prepare import split
+from {{ cookiecutter.package_name }}.schema import Schema
+from {{ cookiecutter.package_name }}.train import load_model, save_model
+
+from .conftest import ROOT
+
+# The sample data is easy: a model below these floors is broken, not merely weak.
+{%- if classification %}
+FLOORS = {"roc_auc": 0.95, "accuracy": 0.90}
+BASELINE = DummyClassifier(strategy="most_frequent")
+# The metric that must beat the baseline; higher is better.
+COMPARED = "accuracy"
+{%- else %}
+FLOORS = {"r2": 0.30}
+BASELINE = DummyRegressor(strategy="mean")
+# The metric that must beat the baseline; lower is better, so it is negated below.
+COMPARED = "rmse"
+{%- endif %}
+ESTIMATORS = ["{{ 'logistic_regression' if classification else 'ridge' }}", "random_forest", "hist_gradient_boosting"]
+
+Split = tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]
+
+
+@pytest.fixture(scope="module")
+def data(raw_data: pd.DataFrame, schema: Schema) -> Split:
+    train, test = split(raw_data, load_params(ROOT / "params.yaml").prepare, schema)
+    features, target = schema.feature_names, schema.target.name
+    return train[features], train[target], test[features], test[target]
+
+
+@pytest.fixture(scope="module")
+def params() -> TrainParams:
+    return load_params(ROOT / "params.yaml").train
+
+
+def test_default_model_clears_the_floors(data: Split, params: TrainParams) -> None:
+    x_train, y_train, x_test, y_test = data
+    metrics = score(build_pipeline(params).fit(x_train, y_train), x_test, y_test)
+    for name, floor in FLOORS.items():
+        assert metrics[name] >= floor, f"{name} {metrics[name]:.3f} is below {floor}"
+
+
+def test_default_model_beats_the_baseline(data: Split, params: TrainParams) -> None:
+    x_train, y_train, x_test, y_test = data
+    model = score(build_pipeline(params).fit(x_train, y_train), x_test, y_test)[COMPARED]
+    baseline = score(BASELINE.fit(x_train, y_train), x_test, y_test)[COMPARED]
+{%- if classification %}
+    assert model > baseline
+{%- else %}
+    assert model < baseline
+{%- endif %}
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_every_estimator_trains_and_predicts(
+    data: Split, params: TrainParams, estimator: str
+) -> None:
+    x_train, y_train, x_test, _ = data
+    chosen = params.model_copy(update={"estimator": estimator})
+    predictions = build_pipeline(chosen).fit(x_train, y_train).predict(x_test)
+    assert predictions.shape == (len(x_test),)
+    assert np.isfinite(predictions).all()
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_saved_model_predicts_the_same(
+    tmp_path: Path, data: Split, params: TrainParams, estimator: str
+) -> None:
+    x_train, y_train, x_test, _ = data
+    model = build_pipeline(params.model_copy(update={"estimator": estimator}))
+    model.fit(x_train, y_train)
+    save_model(model, tmp_path / "model.skops")
+    loaded = load_model(tmp_path / "model.skops")
+    np.testing.assert_array_equal(loaded.predict(x_test), model.predict(x_test))
+
+
+def test_same_seed_same_model(data: Split, params: TrainParams) -> None:
+    x_train, y_train, x_test, _ = data
+    chosen = params.model_copy(update={"estimator": "random_forest"})
+    first = build_pipeline(chosen).fit(x_train, y_train).predict(x_test)
+    second = build_pipeline(chosen).fit(x_train, y_train).predict(x_test)
+    np.testing.assert_array_equal(first, second)
