@@ -34,7 +34,7 @@ $(TOOLS)/bin/uv:
 demo: .venv/.synced ## Bake the default project into build/demo/ and run its whole pipeline
 	rm -rf $(DEMO)
 	uv run --locked cookiecutter --no-input --output-dir $(DEMO) . \
-		dvc_remote_url=$(CURDIR)/$(DEMO)/dvc-remote
+		dvc_remote_url=$(abspath $(DEMO))/dvc-remote
 	$(MAKE) -C $(DEMO_PROJECT) setup repro
 	@echo
 	@echo "Metrics of the model on the test set:"

@@ -5,13 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from mlflow import MlflowClient
 
-from .conftest import MATRIX, Bake, has_python, run
+from .conftest import MATRIX, ROOT, Bake, has_python, run
 
 pytestmark = pytest.mark.slow
 UP_TO_DATE = "Data and pipelines are up to date."
@@ -31,6 +36,44 @@ def md5(path: Path) -> str:
 
 def registry(project: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path, bake_env: dict[str, str]) -> Iterator[str]:
+    """A real MLflow tracking server on 127.0.0.1, with its own SQLite store and artifacts."""
+    port = free_port()
+    env = {**bake_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [
+        *("mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+        *("--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}"),
+        *("--artifacts-destination", str(tmp_path / "server-artifacts")),
+    ]
+    server = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start on {uri}")
+                time.sleep(0.5)
+        yield uri
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
@@ -89,29 +132,61 @@ def test_pipeline_lifecycle(
     assert md5(clone / data.relative_to(project)) == md5(data)
 
 
-@pytest.mark.parametrize("case", [case for case in MATRIX if case != "default"])
+@pytest.mark.parametrize(
+    "case", [case for case in MATRIX if case != "default" and "server" not in case]
+)
 def test_every_option_runs_its_pipeline(
     bake: Bake, bake_env: dict[str, str], tmp_path: Path, case: str
 ) -> None:
-    answers = MATRIX[case]
+    run_option_case(bake, bake_env, tmp_path, MATRIX[case])
+
+
+def test_tracking_server_option_runs_its_pipeline(
+    bake: Bake, bake_env: dict[str, str], tmp_path: Path, mlflow_server: str
+) -> None:
+    """The baked http:// tracking URI, pointed at a real server: runs and models land there."""
+    (case,) = [case for case in MATRIX if "server" in case]
+    answers = {**MATRIX[case], "mlflow_tracking_uri": mlflow_server}
+    project = run_option_case(bake, bake_env, tmp_path, answers)
+    assert not (project / "mlflow.db").exists()
+    record = json.loads((project / "reports" / "model_version.json").read_text(encoding="utf-8"))
+    served = MlflowClient(tracking_uri=mlflow_server).get_model_version_by_alias(
+        record["name"], "challenger"
+    )
+    assert str(served.version) == "1"
+    assert served.tags["data_md5"] != "unknown"
+
+
+def run_option_case(
+    bake: Bake, bake_env: dict[str, str], tmp_path: Path, answers: dict[str, str]
+) -> Path:
+    """Bake, set up, run the pipeline and the project's own checks; return the project."""
     version = answers.get("python_version", "3.11")
     if not has_python(version):
         pytest.skip(f"no Python {version} on this machine, and uv must not download one")
     project = bake(**answers)
-    env = dict(bake_env)
     remote = answers.get("dvc_remote", "local")
     if remote != "local":
         # Cloud storage cannot be reached from here: install the DVC extra, check it imports,
         # and point this copy at a folder through DVC's git-ignored local config.
-        run(["uv", "lock"], project, env)
-        run(["uv", "sync", "--locked"], project, env)
+        run(["uv", "lock"], project, bake_env)
+        run(["uv", "sync", "--locked"], project, bake_env)
         plugin = {"s3": "dvc_s3", "gcs": "dvc_gs", "azure": "dvc_azure"}[remote]
-        run(["uv", "run", "--locked", "python", "-c", f"import {plugin}"], project, env)
-        dvc(project, env, "remote", "modify", "--local", "storage", "url", str(tmp_path / "rem"))
-    make(project, env, "setup")
-    if answers.get("mlflow_tracking_uri", "").startswith("http"):
-        # No server listens at the baked URI: the environment variable wins over params.yaml.
-        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'mlflow.db'}"
-    output = make(project, env, "repro")
+        run(["uv", "run", "--locked", "python", "-c", f"import {plugin}"], project, bake_env)
+        folder = str(tmp_path / "remote")
+        dvc(project, bake_env, "remote", "modify", "--local", "storage", "url", folder)
+    make(project, bake_env, "setup")
+    output = make(project, bake_env, "repro")
     assert "version 1 as 'challenger'" in output
-    make(project, env, "check")
+    make(project, bake_env, "check")
+    return project
+
+
+def test_make_demo(bake_env: dict[str, str], tmp_path: Path) -> None:
+    """The README's first command: bake the default project and run its whole pipeline."""
+    demo = tmp_path / "demo"
+    output = run(["make", "demo", f"DEMO={demo}"], ROOT, bake_env).stdout
+    assert "Metrics of the model on the test set:" in output
+    assert "roc_auc" in output
+    assert '"version":1' in output
+    assert (demo / "dvc-remote").is_dir()

@@ -1,5 +1,7 @@
 """The data: the tracked raw file meets the schema; bad files are refused with line numbers."""
 
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.config import RAW_DATA, TEST_DATA, TRAIN_DATA, load_params
+from {{ cookiecutter.package_name }}.data import POINTER, sample_frame
 from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.prepare import split
 from {{ cookiecutter.package_name }}.schema import Schema, read_table
@@ -117,3 +120,56 @@ def test_prepare_writes_both_splits(workdir: Path, schema: Schema) -> None:
     train = read_table(workdir / TRAIN_DATA, schema)
     test = read_table(workdir / TEST_DATA, schema)
     assert len(train) > len(test) > 0
+
+
+@pytest.fixture
+def dvc_repo(workdir: Path) -> Path:
+    """The scratch project as a git + DVC repository with a folder as its remote."""
+    remote = workdir / "remote"
+    for command in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["dvc", "remote", "add", "-q", "-d", "storage", str(remote)],
+    ):
+        subprocess.run(command, cwd=workdir, check=True, capture_output=True)
+    return remote
+
+
+def test_data_on_a_new_project_writes_tracks_and_pushes_the_sample(
+    workdir: Path, dvc_repo: Path, schema: Schema
+) -> None:
+    (workdir / RAW_DATA).unlink()
+    assert main(["data"]) == 0
+    pd.testing.assert_frame_equal(read_table(workdir / RAW_DATA, schema), sample_frame(schema))
+    assert (workdir / POINTER).exists()
+    assert any(path.is_file() for path in dvc_repo.rglob("*"))
+
+
+def test_data_tracks_an_existing_file_instead_of_replacing_it(
+    workdir: Path, dvc_repo: Path, raw_data: pd.DataFrame
+) -> None:
+    raw_data.head(50).to_csv(workdir / RAW_DATA, index=False)
+    own = (workdir / RAW_DATA).read_bytes()
+    assert main(["data"]) == 0
+    assert (workdir / RAW_DATA).read_bytes() == own
+    assert (workdir / POINTER).exists()
+
+
+def test_data_pulls_the_tracked_file_back(workdir: Path, dvc_repo: Path) -> None:
+    assert main(["data"]) == 0
+    tracked = (workdir / RAW_DATA).read_bytes()
+    (workdir / RAW_DATA).unlink()
+    shutil.rmtree(workdir / ".dvc" / "cache")  # only the remote has it now
+    assert main(["data"]) == 0
+    assert (workdir / RAW_DATA).read_bytes() == tracked
+
+
+def test_data_reports_an_unreachable_remote(
+    workdir: Path, dvc_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["data"]) == 0
+    (workdir / RAW_DATA).unlink()
+    shutil.rmtree(workdir / ".dvc" / "cache")
+    shutil.rmtree(dvc_repo)
+    assert main(["data"]) == 1
+    assert capsys.readouterr().err.startswith(f"ERROR: {RAW_DATA}: could not pull it")

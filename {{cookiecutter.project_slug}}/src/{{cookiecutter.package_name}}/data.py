@@ -1,4 +1,8 @@
-"""`data`: put the raw data in place, from the DVC remote or, on a new project, from the sample."""
+"""`data`: put the raw data in place, from the DVC remote or, on a new project, from the sample.
+
+A raw file that is already there but not yet tracked is the user's own data: it is tracked as it
+is, never replaced by the sample.
+"""
 
 import argparse
 import subprocess
@@ -43,10 +47,8 @@ def pull() -> None:
         )
 
 
-def add_sample() -> None:
-    """Write the sample data, track it with DVC and push it to the remote."""
-    frame = sample_frame(load_schema())
-    write_csv_atomic(RAW_DATA, frame)
+def track() -> None:
+    """Track the raw data with DVC and push it to the remote."""
     result = _dvc("add", str(RAW_DATA))
     if result.returncode != 0:
         raise DataError(f"{RAW_DATA}: `dvc add` failed: {_last_line(result.stderr)}")
@@ -66,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     if POINTER.exists():
         pull()
         print(f"{RAW_DATA}: pulled from the DVC remote")
+    elif RAW_DATA.exists():
+        track()
+        print(f"{RAW_DATA}: tracked your file with DVC ({POINTER})")
     else:
-        add_sample()
+        write_csv_atomic(RAW_DATA, sample_frame(load_schema()))
+        track()
         print(f"{RAW_DATA}: wrote the sample data and tracked it with DVC ({POINTER})")
     return 0
