@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -38,6 +40,20 @@ def registry(project: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
 
 
+def wait_for_http(url: str, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
+    """Poll `url` until it answers 200; fail early if the process serving it dies."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"nothing answered at {url}")
+            time.sleep(0.5)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -60,16 +76,7 @@ def mlflow_server(tmp_path: Path, bake_env: dict[str, str]) -> Iterator[str]:
     )
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not start on {uri}")
-                time.sleep(0.5)
+        wait_for_http(f"{uri}/health", server)
         yield uri
     finally:
         server.terminate()
@@ -119,6 +126,22 @@ def test_pipeline_lifecycle(
 
     # The generated project passes its own read-only checks.
     make(project, bake_env, "check")
+
+    # `make mlflow-ui` serves the embedded store on 127.0.0.1.
+    port = free_port()
+    ui = subprocess.Popen(
+        ["make", "mlflow-ui", f"ARGS=--port {port}"],
+        cwd=project,
+        env=bake_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", ui)
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)
 
     # Commit, then a fresh clone gets the data back from the local remote.
     run(["git", "add", "-A"], project, bake_env)

@@ -110,3 +110,12 @@ def test_stage_stops_on_bad_params_and_writes_nothing(
 def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fly"]) == 2
     assert "unknown command 'fly'" in capsys.readouterr().err
+
+
+def test_mlflow_ui_points_to_a_server_instead_of_starting_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example.com")
+    assert main(["mlflow-ui"]) == 1
+    assert "open https://mlflow.example.com in a browser" in capsys.readouterr().err

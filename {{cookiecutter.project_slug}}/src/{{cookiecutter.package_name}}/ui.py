@@ -15,5 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     uri = tracking_uri(load_params().mlflow)
     if uri.startswith(("http://", "https://", "databricks")):
         raise ProjectError(f"MLflow runs on a server here: open {uri} in a browser instead")
-    command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1"]
+    # One worker and no background job runners: a local browser needs no more.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--workers", "1"]
     os.execvp("mlflow", [*command, "--port", str(args.port)])  # noqa: S606, S607 - mlflow from the venv
