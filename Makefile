@@ -40,7 +40,7 @@ demo: .venv/.synced ## Bake the default project into build/demo/ and run its who
 	@echo "Metrics of the model on the test set:"
 	@cd $(DEMO_PROJECT) && uv run --locked dvc metrics show
 	@echo
-	@echo "Registered in MLflow: $$(tr -d '\n ' < $(DEMO_PROJECT)/reports/model_version.json)"
+	@$(PYTHON) -c 'import json, sys; print("Registered in MLflow: %(name)s version %(version)s as @%(alias)s (run %(run_id)s)" % json.load(sys.stdin))' < $(DEMO_PROJECT)/reports/model_version.json
 	@echo
 	@echo "Next: cd $(DEMO_PROJECT), then"
 	@echo "  make help        every command of the project"

@@ -73,15 +73,22 @@ def record_answers(answers: dict[str, object], project: Path) -> None:
     (project / ANSWERS_FILE).write_text(text + "\n", encoding="utf-8", newline="\n")
 
 
-def is_inside_work_tree(git: str, project: Path) -> bool:
-    result = subprocess.run(
-        [git, "rev-parse", "--is-inside-work-tree"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.returncode == 0 and result.stdout.strip() == "true"
+def _git_succeeds(git: str, project: Path, *args: str) -> tuple[bool, str]:
+    result = subprocess.run([git, *args], cwd=project, capture_output=True, text=True, check=False)
+    return result.returncode == 0, result.stdout.strip()
+
+
+def belongs_to_enclosing_repository(git: str, project: Path) -> bool:
+    """True when an enclosing git work tree would track the project (a monorepo).
+
+    A project inside a folder that repository ignores (such as `build/`) gets its own: DVC
+    refuses to write pointer files that git ignores.
+    """
+    inside, answer = _git_succeeds(git, project, "rev-parse", "--is-inside-work-tree")
+    if not inside or answer != "true":
+        return False
+    ignored, _ = _git_succeeds(git, project, "check-ignore", "--quiet", ".")
+    return not ignored
 
 
 def init_git(project: Path) -> str | None:
@@ -89,7 +96,7 @@ def init_git(project: Path) -> str | None:
     git = shutil.which("git")
     if git is None:
         return "git is not on PATH: run `git init -b main` in the project yourself."
-    if is_inside_work_tree(git, project):
+    if belongs_to_enclosing_repository(git, project):
         return None
     result = subprocess.run(
         [git, "init", "--quiet", "-b", "main"],

@@ -373,6 +373,18 @@ def test_post_gen_leaves_an_enclosing_repository_alone(tmp_path: Path) -> None:
     assert not (project / ".git").exists()
 
 
+def test_post_gen_gives_a_project_in_an_ignored_folder_its_own_repository(
+    tmp_path: Path,
+) -> None:
+    subprocess.run([str(GIT), "init", "--quiet", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("out/\n", encoding="utf-8")
+
+    project, result = bake_post_gen(tmp_path, make_context())
+
+    assert result.returncode == 0, result.stderr
+    assert (project / ".git" / "HEAD").read_text(encoding="utf-8") == "ref: refs/heads/main\n"
+
+
 def test_post_gen_without_git_notes_it_and_still_finishes(tmp_path: Path) -> None:
     no_git = tmp_path / "empty-bin"
     no_git.mkdir()
