@@ -20,7 +20,6 @@ from cookiecutter.utils import create_env_with_context
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = ROOT / "hooks"
 COOKIECUTTER_JSON = ROOT / "cookiecutter.json"
-TEMPLATE_DIR = ROOT / "{{cookiecutter.project_slug}}"
 CHOICES = {
     key: value
     for key, value in json.loads(COOKIECUTTER_JSON.read_text(encoding="utf-8")).items()
@@ -411,11 +410,24 @@ def test_post_gen_prints_next_steps(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.skipif(
-    not TEMPLATE_DIR.is_dir(), reason="the template directory has not been written yet"
-)
+# One bad answer per text field, through real cookiecutter (choices are refused by cookiecutter
+# itself before the hook runs).
+BAD_THROUGH_COOKIECUTTER = {
+    "project_name": {"project_name": "Two\nlines"},
+    "project_slug": {"project_slug": "1-tumour"},
+    "package_name": {"package_name": "mlflow"},
+    "description": {"description": "Nul\0byte"},
+    "author_name": {"author_name": "Two\nlines"},
+    "author_email": {"author_email": "you"},
+    "github_owner": {"github_owner": "-owner"},
+    "dvc_remote_url": {"dvc_remote": "s3", "dvc_remote_url": "gs://bucket/x"},
+    "mlflow_tracking_uri": {"mlflow_tracking_uri": "file:./mlruns"},
+}
+
+
+@pytest.mark.parametrize("field", BAD_THROUGH_COOKIECUTTER)
 def test_cookiecutter_writes_nothing_when_pre_gen_fails(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], field: str
 ) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -430,10 +442,12 @@ def test_cookiecutter_writes_nothing_when_pre_gen_fails(
         cookiecutter(
             str(ROOT),
             no_input=True,
-            extra_context={"package_name": "mlflow"},
+            extra_context=BAD_THROUGH_COOKIECUTTER[field],
             output_dir=str(output_dir),
             config_file=str(config),
         )
 
     assert list(output_dir.iterdir()) == []
-    assert "ERROR: package_name: " in capfd.readouterr().err
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"ERROR: {field}: ")
