@@ -3,12 +3,27 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.config import METRICS_FILE, MODEL_VERSION_FILE, load_params
-from {{ cookiecutter.package_name }}.registry import CHALLENGER, CHAMPION, PREVIOUS
+from {{ cookiecutter.package_name }}.config import (
+    METRICS_FILE,
+    MODEL_FILE,
+    MODEL_VERSION_FILE,
+    TEST_DATA,
+    load_params,
+)
+from {{ cookiecutter.package_name }}.errors import RegistryError
+from {{ cookiecutter.package_name }}.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
+    load_registered,
+)
+from {{ cookiecutter.package_name }}.schema import load_schema, read_table
+from {{ cookiecutter.package_name }}.train import load_model
 
 LINEAGE_TAGS = {"git_commit", "git_dirty", "data_md5", "params_sha256", "run_id"}
 
@@ -61,3 +76,18 @@ def test_promote_refuses_an_unknown_version(
     assert main(["promote", "--version", "7"]) == 1
     assert capsys.readouterr().err.startswith("ERROR: MLflow at sqlite:///")
     assert aliases(client, name) == {CHALLENGER: "1"}
+
+
+def test_the_champion_loads_and_predicts_like_the_trained_model(
+    workdir: Path, pipeline_run: tuple[MlflowClient, str]
+) -> None:
+    settings = load_params().mlflow
+    with pytest.raises(RegistryError, match="no version is 'champion' yet"):
+        load_registered(settings)
+    assert main(["promote"]) == 0
+    champion = load_registered(settings)
+    assert (champion.name, champion.version, champion.alias) == (settings.model_name, "1", CHAMPION)
+    schema = load_schema()
+    features = read_table(workdir / TEST_DATA, schema)[schema.feature_names]
+    trained = load_model(workdir / MODEL_FILE)
+    np.testing.assert_array_equal(champion.estimator.predict(features), trained.predict(features))

@@ -4,6 +4,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from mlflow.exceptions import MlflowException
 from .config import MlflowParams, Params
 from .errors import RegistryError
 from .estimators import TRUSTED_TYPES
+from .train import load_model
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -133,3 +135,33 @@ def promote(params: MlflowParams, version: str | None = None) -> tuple[str, str 
             registry.set_registered_model_alias(name, PREVIOUS, current)
         registry.set_registered_model_alias(name, CHAMPION, version)
     return version, current if current != version else None
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A model version taken from the registry, ready to score."""
+
+    name: str
+    version: str
+    alias: str
+    estimator: "Pipeline"
+
+
+def load_registered(params: MlflowParams, alias: str = CHAMPION) -> RegisteredModel:
+    """Download the version behind `alias` and load its scikit-learn estimator.
+
+    The estimator comes straight from the model's skops file, with this project's trusted
+    types: no pickle, and no MLflow wrapper between the caller and `predict`.
+    """
+    from mlflow.artifacts import download_artifacts
+
+    registry = client(params)
+    name = params.model_name
+    with registry_errors(params):
+        version = version_by_alias(registry, name, alias)
+        if version is None:
+            raise RegistryError(f"{name}: no version is '{alias}' yet; run `make promote` first")
+        folder = download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", tracking_uri=tracking_uri(params)
+        )
+    return RegisteredModel(name, version, alias, load_model(Path(folder) / "model.skops"))
