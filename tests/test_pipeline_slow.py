@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -127,6 +128,21 @@ def test_pipeline_lifecycle(
     # The generated project passes its own read-only checks.
     make(project, bake_env, "check")
 
+    # A bento of the champion: Dockerfile, OpenAPI document, and the model version pinned.
+    make(project, bake_env, "promote")
+    output = make(project, bake_env, "bento")
+    assert "serves" in output
+    assert "version 2" in output
+    bento = next((project / ".bentoml" / "bentos").glob("*/*/bento.yaml")).parent
+    assert (bento / "env" / "docker" / "Dockerfile").is_file()
+    assert "/predict" in (bento / "apis" / "openapi.yaml").read_text(encoding="utf-8")
+    manifest = yaml.safe_load((bento / "bento.yaml").read_text(encoding="utf-8"))
+    assert manifest["labels"]["mlflow_version"] == "2"
+    (model,) = manifest["services"][0]["models"]
+    name, tag = model["tag"].split(":")
+    stored = project / ".bentoml" / "models" / name / tag / "model.yaml"
+    assert yaml.safe_load(stored.read_text(encoding="utf-8"))["labels"]["mlflow_version"] == "2"
+
     # `make mlflow-ui` serves the embedded store on 127.0.0.1.
     port = free_port()
     ui = subprocess.Popen(
@@ -213,3 +229,23 @@ def test_make_demo(bake_env: dict[str, str]) -> None:
     assert "roc_auc" in output
     assert "Registered in MLflow: tumour-classifier version 1 as @challenger" in output
     assert (demo / "dvc-remote").is_dir()
+
+
+def docker_daemon() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.mark.skipif(
+    not docker_daemon(),
+    reason="no Docker daemon here (`docker info` fails); buildah builds need a local base "
+    "image and the host CA bundle, see docs/serving.md",
+)
+def test_container_image_builds(bake: Bake, bake_env: dict[str, str], tmp_path: Path) -> None:
+    project = bake(dvc_remote_url=str(tmp_path / "remote"))
+    make(project, bake_env, "setup")
+    make(project, bake_env, "repro")
+    make(project, bake_env, "promote")
+    output = make(project, bake_env, "container")
+    assert "Successfully built" in output or "tumour-classifier" in output

@@ -1,6 +1,9 @@
 """Shared fixtures: the project's real data and a scratch copy of the project to run stages in."""
 
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -26,12 +29,34 @@ def raw_data(schema: Schema) -> pd.DataFrame:
     return read_table(path, schema)
 
 
+@contextmanager
+def scratch_project(folder: Path) -> Iterator[Path]:
+    """Work inside `folder` as a copy of this project: params.yaml, the raw data, and its own
+    MLflow store and BentoML home."""
+    shutil.copy(ROOT / PARAMS_FILE, folder / PARAMS_FILE)
+    (folder / RAW_DATA).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / RAW_DATA, folder / RAW_DATA)
+    settings = {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+        "BENTOML_HOME": str(folder / ".bentoml"),
+    }
+    saved = {name: os.environ.get(name) for name in settings}
+    before = Path.cwd()
+    os.environ.update(settings)
+    os.chdir(folder)
+    try:
+        yield folder
+    finally:
+        os.chdir(before)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw_data: pd.DataFrame) -> Path:
+def workdir(tmp_path: Path, raw_data: pd.DataFrame) -> Iterator[Path]:
     """A scratch project with params.yaml and the raw data; the stages run inside it."""
-    shutil.copy(ROOT / PARAMS_FILE, tmp_path / PARAMS_FILE)
-    (tmp_path / RAW_DATA).parent.mkdir(parents=True)
-    shutil.copy(ROOT / RAW_DATA, tmp_path / RAW_DATA)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    return tmp_path
+    with scratch_project(tmp_path) as folder:
+        yield folder

@@ -13,6 +13,8 @@ COMMANDS = {
     "train": ("train", "fit the estimator chosen in params.yaml"),
     "evaluate": ("evaluate", "score the model and register it as the challenger"),
     "promote": ("promote", "make a model version the champion"),
+    "champion": ("champion", "copy the champion into BentoML's model store, for serving"),
+    "bento": ("bento", "build the service's bento with the champion pinned in it"),
     "mlflow-ui": ("ui", "browse the embedded MLflow store"),
 }
 # Defaults for the tools this project drives; the environment wins. No usage reports leave

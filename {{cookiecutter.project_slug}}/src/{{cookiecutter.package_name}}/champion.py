@@ -1,0 +1,60 @@
+"""`champion`: copy the registry's champion into BentoML's model store, where the service finds it.
+
+`make serve` and `make bento` run this first. The newest BentoML model is always the current
+champion, so the service's `:latest` reference follows promotions and rollbacks, and
+`bentoml build` pins the exact version into the bento.
+"""
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import load_params
+from .registry import RegisteredModel, load_registered
+
+if TYPE_CHECKING:
+    from bentoml import Model
+
+# The service and the bento look the champion up under this BentoML model name.
+BENTO_MODEL = "{{ cookiecutter.project_slug }}"
+MODEL_FILE = "model.skops"
+
+
+def latest(name: str) -> "Model | None":
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return bentoml.models.get(f"{name}:latest")
+    except NotFound:
+        return None
+
+
+def store(champion: RegisteredModel) -> tuple[str, bool]:
+    """Make the champion the newest BentoML model; return its tag and whether it was added."""
+    import bentoml
+    import skops.io
+
+    name = BENTO_MODEL
+    newest = latest(name)
+    if newest is not None and newest.info.labels.get("mlflow_version") == champion.version:
+        return str(newest.tag), False
+    labels = {
+        "mlflow_model": champion.name,
+        "mlflow_version": champion.version,
+        "alias": champion.alias,
+    }
+    with bentoml.models.create(name, labels=labels) as model:
+        skops.io.dump(champion.estimator, Path(model.path) / MODEL_FILE)
+    return str(model.tag), True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="champion", description=__doc__)
+    parser.add_argument("--alias", default="champion", help="the registry alias to serve")
+    args = parser.parse_args(argv)
+    champion = load_registered(load_params().mlflow, args.alias)
+    tag, added = store(champion)
+    verb = "stored as" if added else "already stored as"
+    print(f"champion: {champion.name} version {champion.version} {verb} BentoML model {tag}")
+    return 0

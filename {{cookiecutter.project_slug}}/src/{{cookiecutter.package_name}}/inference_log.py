@@ -1,0 +1,50 @@
+"""Every scored row, appended to rotated JSON-lines files: the drift job's real "current" data."""
+
+import json
+import logging
+import os
+import time
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from typing import Any
+
+LOG_DIR = Path("logs/inference")
+MAX_BYTES = 10 * 1024 * 1024
+BACKUPS = 10
+
+
+class InferenceLog:
+    """Append-only, size-rotated `inference.jsonl` (thread-safe through logging's handler lock)."""
+
+    def __init__(self, folder: Path = LOG_DIR, max_bytes: int = MAX_BYTES, backups: int = BACKUPS):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "inference.jsonl"
+        handler = RotatingFileHandler(
+            self.path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        self._logger = logging.getLogger(f"{__name__}.{id(self)}")
+        self._logger.propagate = False
+        self._logger.setLevel(logging.INFO)
+        self._logger.addHandler(handler)
+
+    @classmethod
+    def from_environment(cls) -> "InferenceLog":
+        """The defaults, overridden by INFERENCE_LOG_DIR, _MAX_BYTES and _BACKUPS."""
+        return cls(
+            Path(os.environ.get("INFERENCE_LOG_DIR", LOG_DIR)),
+            int(os.environ.get("INFERENCE_LOG_MAX_BYTES", MAX_BYTES)),
+            int(os.environ.get("INFERENCE_LOG_BACKUPS", BACKUPS)),
+        )
+
+    def append(self, rows: list[dict[str, Any]], predictions: list[float], version: str) -> None:
+        """One line per row: its features, the prediction and the model version."""
+        now = time.time()
+        for row, prediction in zip(rows, predictions, strict=True):
+            record = {**row, "prediction": prediction, "model_version": version, "time": now}
+            self._logger.info(json.dumps(record, separators=(",", ":")))
+
+    def close(self) -> None:
+        for handler in list(self._logger.handlers):
+            handler.close()
+            self._logger.removeHandler(handler)

@@ -1,0 +1,122 @@
+"""The online service: the champion behind a typed, bounded JSON API, with BentoML.
+
+`make serve` copies the registry's champion into BentoML's model store and serves it on
+127.0.0.1:3000. POST /predict with `{"rows": [{<feature>: <number>, ...}, ...]}`; the answer is
+one `{"prediction": ..., "probability": ...}` per row, with the model version in the
+`X-Model-Version` header. /livez, /readyz and /metrics come with BentoML.
+"""
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import bentoml
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from .api_schema import MAX_ROWS, prediction_model, row_model
+from .champion import BENTO_MODEL, MODEL_FILE
+from .inference_log import InferenceLog
+from .middleware import DEFAULT_MAX_BODY_BYTES, BodySizeLimit, ModelVersionHeader
+from .schema import load_schema
+from .train import load_model
+
+# BentoML reads the API's signature when this module loads, to validate requests and write the
+# OpenAPI document: the row type is built here, from the data contract.
+SCHEMA = load_schema()
+if TYPE_CHECKING:  # the type checker cannot see models built at run time
+    Row = BaseModel
+    Prediction = BaseModel
+else:
+    Row = row_model(SCHEMA)
+    Prediction = prediction_model(SCHEMA)
+# The version being served, for the response header; set once the model has loaded.
+SERVING: dict[str, str] = {"version": "loading"}
+
+
+def _served_version() -> str:
+    return SERVING["version"]
+
+
+class Metrics:
+    """What /metrics adds to BentoML's request counts and latencies: predictions and version."""
+
+    def __init__(self, version: str) -> None:
+        # prometheus_client is imported only now: BentoML sets its multiprocess folder first.
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.version = version
+        self.model = Gauge(
+            "model_version_info",
+            "The registry version of the model being served",
+            ["model_version"],
+            multiprocess_mode="max",
+        )
+        self.model.labels(model_version=version).set(1)
+        self.rows = Counter("model_rows_scored", "Rows scored by the model", ["model_version"])
+        if SCHEMA.target_is_categorical:
+            self.classes = Counter(
+                "model_predictions", "Predicted classes", ["model_version", "prediction"]
+            )
+        else:
+            low, high = SCHEMA.target.min or 0.0, SCHEMA.target.max or 1.0
+            buckets = [low + (high - low) * step / 10 for step in range(1, 11)]
+            self.values = Histogram(
+                "model_prediction_value", "Predicted values", ["model_version"], buckets=buckets
+            )
+
+    def observe(self, predictions: list[float]) -> None:
+        self.rows.labels(model_version=self.version).inc(len(predictions))
+        for value in predictions:
+            if SCHEMA.target_is_categorical:
+                label = str(int(value))
+                self.classes.labels(model_version=self.version, prediction=label).inc()
+            else:
+                self.values.labels(model_version=self.version).observe(value)
+
+
+@bentoml.service(
+    name="{{ cookiecutter.project_slug }}",
+    traffic={"timeout": 10, "max_concurrency": 256},
+)
+class Champion:
+    """Scores rows with the registry's champion, called as the raw scikit-learn estimator."""
+
+    model = bentoml.models.BentoModel(f"{BENTO_MODEL}:latest")
+
+    def __init__(self) -> None:
+        stored: Any = self.model
+        self.version = str(stored.info.labels["mlflow_version"])
+        self.estimator = load_model(Path(stored.path) / MODEL_FILE)
+        self.features = SCHEMA.feature_names
+        self.log = InferenceLog.from_environment()
+        self.metrics = Metrics(self.version)
+        SERVING["version"] = self.version
+
+    @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)  # type: ignore[untyped-decorator]
+    def predict(
+        self, rows: Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)]
+    ) -> list[Prediction]:
+        records = [row.model_dump() for row in rows]
+        frame = pd.DataFrame.from_records(records, columns=self.features)
+        predicted = self.estimator.predict(frame).tolist()
+        if SCHEMA.target_is_categorical:
+            positive = self.estimator.predict_proba(frame)[:, 1].tolist()
+            answers = [
+                Prediction(prediction=value, probability=probability)
+                for value, probability in zip(predicted, positive, strict=True)
+            ]
+        else:
+            answers = [Prediction(prediction=value) for value in predicted]
+        self.metrics.observe(predicted)
+        self.log.append(records, predicted, self.version)
+        return answers
+
+
+# mypy does not apply class decorators, so it cannot see BentoML's Service methods.
+service: Any = Champion
+service.add_asgi_middleware(ModelVersionHeader, version=_served_version)
+service.add_asgi_middleware(
+    BodySizeLimit,
+    max_bytes=int(os.environ.get("SERVICE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+)

@@ -1,0 +1,275 @@
+"""The online service, started for real on 127.0.0.1: its contract and every kind of bad request."""
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from {{ cookiecutter.package_name }}.__main__ import main
+from {{ cookiecutter.package_name }}.api_schema import MAX_ROWS
+from {{ cookiecutter.package_name }}.config import TEST_DATA
+from {{ cookiecutter.package_name }}.schema import Schema, load_schema, read_table
+
+# Above MAX_ROWS rows of JSON, so "too many rows" is a 400; small enough to cross cheaply.
+BODY_LIMIT = 2 * 1024 * 1024
+
+
+class Service:
+    def __init__(self, url: str, folder: Path, process: "subprocess.Popen[bytes]") -> None:
+        self.url = url
+        self.folder = folder
+        self.process = process
+
+    def post(self, body: bytes, path: str = "/predict", **headers: str) -> tuple[int, Any, Any]:
+        request = urllib.request.Request(
+            self.url + path,
+            data=body,
+            headers={"content-type": "application/json", **headers},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.headers, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.headers, json.loads(error.read() or b"null")
+
+    def get(self, path: str) -> tuple[int, str]:
+        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            return response.status, response.read().decode()
+
+    def predict(self, rows: list[dict[str, Any]]) -> tuple[int, Any, Any]:
+        return self.post(json.dumps({"rows": rows}).encode())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """Train, register and promote a model in a scratch project, then serve it."""
+    from .conftest import scratch_project
+
+    folder = tmp_path_factory.mktemp("service")
+    with scratch_project(folder):
+        for command in (["prepare"], ["train"], ["evaluate"], ["promote"], ["champion"]):
+            assert main(command) == 0, command
+        port = free_port()
+        env = {**os.environ, "SERVICE_MAX_BODY_BYTES": str(BODY_LIMIT)}
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "bentoml", "serve"),
+                "{{ cookiecutter.package_name }}.service:Champion",
+                *("--host", "127.0.0.1", "--port", str(port)),
+            ],
+            cwd=folder,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        running = Service(f"http://127.0.0.1:{port}", folder, process)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if running.get("/readyz")[0] == 200:
+                        break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail("the service did not start")
+                    time.sleep(0.5)
+            yield running
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def rows(service: Service) -> list[dict[str, Any]]:
+    schema = load_schema()
+    frame = read_table(service.folder / TEST_DATA, schema)
+    return [
+        {str(name): value for name, value in record.items()}
+        for record in frame[schema.feature_names].head(20).to_dict("records")
+    ]
+
+
+def test_answers_one_prediction_per_row_with_the_version(
+    service: Service, rows: list[dict[str, Any]]
+) -> None:
+    status, headers, body = service.predict(rows)
+    assert status == 200
+    assert headers["x-model-version"] == "1"
+    assert len(body) == len(rows)
+    for answer in body:
+        assert math.isfinite(answer["prediction"])
+        if "probability" in answer:
+            assert 0 <= answer["probability"] <= 1
+
+
+def test_probes_and_metrics(service: Service, rows: list[dict[str, Any]]) -> None:
+    service.predict(rows[:3])
+    assert service.get("/livez")[0] == 200
+    assert service.get("/readyz")[0] == 200
+    status, metrics = service.get("/metrics")
+    assert status == 200
+    assert 'model_version_info{model_version="1"} 1.0' in metrics
+    assert 'model_rows_scored_total{model_version="1"}' in metrics
+    assert 'bentoml_service_request_total{endpoint="/predict",http_response_code="200"' in metrics
+
+
+def test_every_accepted_row_is_logged(service: Service, rows: list[dict[str, Any]]) -> None:
+    log = service.folder / "logs" / "inference" / "inference.jsonl"
+    before = len(log.read_text(encoding="utf-8").splitlines()) if log.exists() else 0
+    assert service.predict(rows[:4])[0] == 200
+    lines = log.read_text(encoding="utf-8").splitlines()[before:]
+    assert len(lines) == 4
+    record = json.loads(lines[0])
+    assert record["model_version"] == "1"
+    assert {name: record[name] for name in rows[0]} == rows[0]
+
+
+def with_change(row: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**row, **changes}
+
+
+def bad_requests(schema: Schema, row: dict[str, Any]) -> dict[str, bytes]:
+    feature = schema.features[0].name
+    without = {name: value for name, value in row.items() if name != feature}
+
+    def body(rows: Any) -> bytes:
+        return json.dumps({"rows": rows}).encode()
+
+    return {
+        "nan": body([row]).replace(json.dumps(row[feature]).encode(), b"NaN", 1),
+        "infinity": body([with_change(row, **{feature: math.inf})]),
+        "overflow": body([row]).replace(json.dumps(row[feature]).encode(), b"1e400", 1),
+        "out-of-range": body([with_change(row, **{feature: -1e9})]),
+        "missing-field": body([without]),
+        "extra-field": body([with_change(row, surprise=1.0)]),
+        "string-number": body([with_change(row, **{feature: str(row[feature])})]),
+        "null-value": body([with_change(row, **{feature: None})]),
+        "empty-batch": body([]),
+        "too-many-rows": body([row] * (MAX_ROWS + 1)),
+        "rows-not-a-list": body(row),
+        "row-not-an-object": body([1, 2]),
+        "malformed-json": b'{"rows": [',
+        "not-an-object": b"[]",
+        "empty-body": b"",
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    list(bad_requests(load_schema(), {feature: 1.0 for feature in load_schema().feature_names})),
+)
+def test_bad_requests_get_a_4xx_with_a_reason(
+    service: Service, rows: list[dict[str, Any]], case: str
+) -> None:
+    status, _, body = service.post(bad_requests(load_schema(), rows[0])[case])
+    assert status == 400, body
+    assert body["error"]
+
+
+def raw_exchange(service: Service, head: bytes, body_parts: list[bytes]) -> bytes:
+    """Send a request by hand and read the start of the answer, however early it comes."""
+    host, port = service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(head)
+        for part in body_parts:
+            connection.sendall(part)
+        answer = b""
+        while chunk := connection.recv(4096):  # the server closes after a refusal
+            answer += chunk
+        return answer
+
+
+def test_an_oversized_body_is_refused_before_it_is_sent(service: Service) -> None:
+    """A declared Content-Length over the limit is answered from the headers alone."""
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {BODY_LIMIT + 1}\r\n\r\n".encode()
+    )
+    answer = raw_exchange(service, head, [])
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"larger than" in answer
+
+
+def test_a_streamed_oversized_body_is_refused(service: Service) -> None:
+    """No Content-Length (chunked transfer): the limit holds while the body streams in."""
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b" " * 65536
+    parts = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * (BODY_LIMIT // len(chunk) + 1)
+    answer = raw_exchange(service, head, [*parts, b"0\r\n\r\n"])
+    assert answer.startswith(b"HTTP/1.1 413")
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    payload=st.fixed_dictionaries(
+        {"rows": st.lists(st.dictionaries(st.text(max_size=20), JSON, max_size=5), max_size=3)}
+    )
+    | JSON
+)
+def test_no_request_makes_the_service_fail(service: Service, payload: Any) -> None:
+    status, _, _ = service.post(json.dumps(payload).encode())
+    assert status < 500
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_rows_within_the_schema_are_always_scored(service: Service, data: st.DataObject) -> None:
+    schema = load_schema()
+    row = {
+        column.name: data.draw(
+            st.sampled_from(column.allowed)
+            if column.allowed is not None
+            else st.floats(min_value=column.min, max_value=column.max)
+            if column.dtype == "float"
+            else st.integers(min_value=int(column.min or 0), max_value=int(column.max or 0))
+        )
+        for column in schema.features
+    }
+    status, _, body = service.predict([row])
+    assert status == 200, body
+
+
+def test_sigterm_drains_and_stops(service: Service) -> None:
+    """Last: a graceful stop answers what is in flight, then exits."""
+    os.killpg(service.process.pid, signal.SIGTERM)
+    assert service.process.wait(timeout=60) in (0, -signal.SIGTERM)
