@@ -36,6 +36,8 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "tests/test_data.py",
         "tests/test_model.py",
         "tests/test_pipeline.py",
+        "tests/test_export.py",
+        "tests/test_handler.py",
         "tests/test_service.py",
     }
     modules = [
@@ -49,7 +51,9 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "errors",
         "estimators",
         "evaluate",
+        "export",
         "files",
+        "handler",
         "inference_log",
         "lineage",
         "metrics",
