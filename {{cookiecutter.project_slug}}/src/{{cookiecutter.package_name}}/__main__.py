@@ -13,6 +13,7 @@ COMMANDS = {
     "train": ("train", "fit the estimator chosen in params.yaml"),
     "evaluate": ("evaluate", "score the model and register it as the challenger"),
     "promote": ("promote", "make a model version the champion"),
+    "batch": ("batch", "score a CSV or Parquet file with the champion model"),
     "onnx": ("export", "export the champion to models/model.onnx, checked against scikit-learn"),
     "champion": ("champion", "copy the champion into BentoML's model store, for serving"),
     "bento": ("bento", "build the service's bento with the champion pinned in it"),
