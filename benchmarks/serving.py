@@ -1,0 +1,1269 @@
+"""Serve the same champion three ways and load each with the same single-row requests.
+
+One run bakes the default project into build/bench-serving/, runs `make setup`, `make repro`,
+`make promote` and `python -m <package> champion` in it, then serves that champion, one server
+at a time, on 127.0.0.1 and a free port:
+
+- the generated BentoML service, as `make serve` starts it (`bentoml serve`);
+- a plain FastAPI app on uvicorn, written here, with the package's own request row type and the
+  same estimator from the registry (`registry.load_registered`);
+- `mlflow models serve` on `models:/<name>@champion`, MLflow's own scoring server.
+
+Each gets a warm-up, then rounds of a fixed number of POSTs from a fixed number of concurrent
+keep-alive connections, sent by a small asyncio client in this process (raw streams, no HTTP
+library): every request is timed and every status counted. wrk is not used because it runs for
+a set duration and cannot send an exact number of requests. BentoML is also loaded with 16-row
+requests, profiled with py-spy (through `uv run --with py-spy`, when it can attach), and tried
+with other settings in this bake's copy of service.py; the main table uses the service as
+generated. Every server's process group, and the processes it started, is stopped at the end,
+on errors and on SIGTERM too.
+
+Run it from the template repository's root, with `uv` on PATH:
+`uv run --locked python benchmarks/serving.py`. It rewrites docs/benchmarks-serving.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from cookiecutter.main import cookiecutter
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "build" / "bench-serving"
+REPORT = ROOT / "docs" / "benchmarks-serving.md"
+HOST = "127.0.0.1"
+CONCURRENCY = 8
+WARM_UP = 300
+REQUESTS = 3000
+ROUNDS = 3
+BATCH_ROWS = 16
+REQUEST_TIMEOUT = 15.0  # longer than the service's own 10 s traffic timeout
+RUN_TIMEOUT = 300.0
+START_TIMEOUT = 180.0
+STOP_TIMEOUT = 20.0
+QUIET_LOAD = 1.0
+QUIET_WAIT = 300.0
+QUIET_POLL = 15.0
+PROFILE_RATE = 250
+PROFILE_ATTACH = 1.0
+GOAL_VS_FASTAPI = 1.5
+GOAL_VS_MLFLOW = 6.0
+GOAL_P99_MS = 15.0
+QUIET_ENV = {
+    "BENTOML_DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "UV_PYTHON_DOWNLOADS": "never",
+}
+SETUP_STEPS = (("make", "setup"), ("make", "repro"), ("make", "promote"))
+
+# Other settings tried in this bake's copy of service.py: label -> [(generated text, new text)].
+GENERATED_API = "@bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)"
+GENERATED_TRAFFIC = 'traffic={"timeout": 10, "max_concurrency": 256},'
+SERVICE_OBJECT = "service: Any = Champion\n"
+FIXED_MEDIA_TYPE = 'service.apis["predict"].output_spec.media_type = "application/json"\n'
+NO_ACCESS_LOG = 'logging={"access": {"enabled": False}},'
+NO_BATCHING = "BentoML, no adaptive batching (plain `@bentoml.api`)"
+VARIANTS: dict[str, list[tuple[str, str]]] = {
+    NO_BATCHING: [(GENERATED_API, "@bentoml.api")],
+    "BentoML, answer media type set (no JSON schema per answer)": [
+        (SERVICE_OBJECT, SERVICE_OBJECT + FIXED_MEDIA_TYPE)
+    ],
+    "BentoML, access log off": [(GENERATED_TRAFFIC, f"{GENERATED_TRAFFIC} {NO_ACCESS_LOG}")],
+    "BentoML, media type set and access log off": [
+        (SERVICE_OBJECT, SERVICE_OBJECT + FIXED_MEDIA_TYPE),
+        (GENERATED_TRAFFIC, f"{GENERATED_TRAFFIC} {NO_ACCESS_LOG}"),
+    ],
+    "BentoML, `workers=2`": [(GENERATED_TRAFFIC, f"{GENERATED_TRAFFIC} workers=2,")],
+}
+
+# Where a sampled stack's time goes: the innermost frame that matches a pattern names the part.
+SCHEMA_PART = "JSON schema rebuilt for each answer's media type (BentoML)"
+MODEL_PART = "scikit-learn `predict` + `predict_proba`"
+FRAME_PART = "DataFrame from the rows (pandas)"
+PROFILE_PARTS: dict[str, tuple[str, ...]] = {
+    SCHEMA_PART: ("IOMixin.mime_type",),
+    MODEL_PART: ("Pipeline.predict",),
+    FRAME_PART: ("DataFrame.from_records",),
+    "the service's prediction metrics (`Metrics.observe`)": ("Metrics.observe",),
+    "inference log (`InferenceLog.append`)": ("InferenceLog.append",),
+    "rest of `Champion.predict` (row dumps, answer models)": ("Champion.predict",),
+    "request parsing and validation (pydantic)": ("from_http_request", "parse_request"),
+    "answer serialisation": ("to_http_response", "serialize_model", "IterableResponse"),
+    "adaptive batching (dispatcher, batch containers)": (
+        *("CorkDispatcher", "batch_infer", "marshal/", "runner/container"),
+    ),
+    "tracing spans (OpenTelemetry, no exporter)": ("OpenTelemetry", "Tracer.", "Span."),
+    "access log": ("AccessLogMiddleware", "_internal/log.py"),
+    "request metrics (BentoML's middleware)": ("RunnerTrafficMetrics", "metrics/prometheus"),
+    "HTTP, ASGI, routing, middleware (uvicorn, h11, Starlette, BentoML's app)": (
+        *("uvicorn/protocols", "uvicorn/middleware", "h11/", "starlette/", "/middleware.py"),
+        *("_bentoml_impl/server/app.py", "http/traffic.py", "_bentoml_sdk/method.py"),
+        *("simple_di/", "bentoml/_internal/context.py"),
+    ),
+    "event loop, sockets, worker threads (asyncio, anyio)": (
+        *("asyncio/", "selectors", "anyio/", "threading.py", "queue.py"),
+    ),
+}
+
+# The plain baseline: FastAPI on uvicorn, the package's row type, the registry's champion.
+FASTAPI_APP = '''\
+"""A plain FastAPI app serving the registry's champion with the service's own row type."""
+
+from typing import Annotated
+
+import pandas as pd
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from PACKAGE.api_schema import MAX_ROWS, prediction_model, row_model
+from PACKAGE.config import load_params
+from PACKAGE.registry import load_registered
+from PACKAGE.schema import load_schema
+
+SCHEMA = load_schema()
+Row = row_model(SCHEMA)
+Prediction = prediction_model(SCHEMA)
+FEATURES = SCHEMA.feature_names
+ESTIMATOR = load_registered(load_params().mlflow).estimator
+
+
+class Rows(BaseModel):
+    rows: Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)]
+
+
+app = FastAPI()
+
+
+@app.get("/readyz")
+def ready() -> str:
+    return "ready"
+
+
+@app.post("/predict")
+def predict(request: Rows) -> list[Prediction]:
+    records = [row.model_dump() for row in request.rows]
+    frame = pd.DataFrame.from_records(records, columns=FEATURES)
+    predicted = ESTIMATOR.predict(frame).tolist()
+    if not SCHEMA.target_is_categorical:
+        return [Prediction(prediction=value) for value in predicted]
+    positive = ESTIMATOR.predict_proba(frame)[:, 1].tolist()
+    return [
+        Prediction(prediction=value, probability=probability)
+        for value, probability in zip(predicted, positive, strict=True)
+    ]
+'''
+# uvicorn's own supervisor, with a listener that keeps TCP_NODELAY on the accepted sockets.
+FASTAPI_WORKERS = '''\
+"""uvicorn's multi-worker supervisor on a listener made with proto IPPROTO_TCP.
+
+`uvicorn --workers N` binds its listener with proto 0, so asyncio leaves TCP_NODELAY off on the
+accepted sockets and each keep-alive answer waits for the client's delayed ACK, about 40 ms
+(Kludex/uvicorn#3149). Arguments: host, port, workers.
+"""
+
+import socket
+import sys
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+
+def main() -> None:
+    host, port, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    config = uvicorn.Config("fastapi_app:app", host=host, port=port, workers=workers)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.set_inheritable(True)
+    Multiprocess(config, sockets=[listener]).run()
+
+
+if __name__ == "__main__":  # the workers are spawned: they import this file again
+    main()
+'''
+FEATURE_TYPES = """\
+import json
+from PACKAGE.schema import load_schema
+print(json.dumps({column.name: column.dtype for column in load_schema().features}))
+"""
+VERSIONS = """\
+import json, platform
+from importlib.metadata import version
+names = ["bentoml", "fastapi", "uvicorn", "starlette", "pydantic", "mlflow", "scikit-learn",
+         "pandas"]
+print(json.dumps({"python": platform.python_version(), **{n: version(n) for n in names}}))
+"""
+COLUMNS = ("server", "rows per request", "requests", "requests/s", "rows/s", "p50 ms", "p99 ms")
+COLUMNS += ("non-2xx", "errors", "client CPU")
+TABLE_HEAD = f"| {' | '.join(COLUMNS)} |\n|---|{'---:|' * (len(COLUMNS) - 1)}"
+
+PAGE = """\
+# Serving benchmark
+
+Written by `benchmarks/serving.py` (`uv run --locked python benchmarks/serving.py`)
+on {date}. Every figure below is from that run: rerun it rather than editing this page.
+
+## What is measured
+
+The default bake in `build/bench-serving/`, after `make setup`, `make repro`, `make promote` and
+`python -m {package} champion`: one champion, served three ways, one server at a time, each on
+{host} and a free port, started from the bake's `.venv` and waited for until it answers its
+readiness probe. The champion is {estimator}.
+
+- **BentoML**: the generated service as `make serve` starts it,
+  `bentoml serve {package}.service:Champion`, which runs
+  {bentoml_processes}.
+  POST /predict with `{{"rows": [row]}}`; it validates with the row type from `api_schema.py`,
+  scores through adaptive batching (`max_batch_size=256, max_latency_ms=1000`), counts
+  predictions for /metrics and appends each row to the inference log; BentoML adds its access
+  log, request metrics and tracing spans.
+- **FastAPI**: a plain FastAPI app on uvicorn with 1 worker (`--workers 1`:
+  {fastapi_workers}), written by the benchmark into
+  `build/bench-serving/fastapi_app.py`: the same request shape (`{{"rows": [...]}}` validated by
+  the package's `row_model`, 1 to `MAX_ROWS` rows), `prediction_model` answers, the estimator
+  from `registry.load_registered`, `predict` and `predict_proba` on a DataFrame of the rows, in
+  a plain `def` endpoint. No batching, metrics or inference log; uvicorn's access log on (its
+  default). FastAPI and uvicorn are already in the project's environment: uvicorn and Starlette
+  come with BentoML, FastAPI with MLflow. Neither uvloop nor httptools is installed, so all
+  three servers run uvicorn on asyncio's loop with the h11 parser.
+- **mlflow serve**: `mlflow models serve -m models:/<name>@champion --env-manager local` (one
+  uvicorn worker, its default), POST /invocations with `{{"dataframe_records": [row]}}`; MLflow's
+  pyfunc wrapper around the skops file (`MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true` lets it load),
+  which answers `predict` only, no probability.
+
+**Load.** The first test-set row, the same for every server; the three servers' answers to it
+are checked to agree. {concurrency} concurrent keep-alive connections, each sending its next
+request as soon as the previous answer is in; per server {warm_up} warm-up requests, then
+{rounds} rounds of {requests} requests, counted exactly. Requests/s is answers over the round's
+wall time; latency runs from writing a request to reading the last byte of its answer. Each
+figure is the median of the rounds; ranges are in brackets; non-2xx answers and errors are
+summed over the rounds. A request may take {request_timeout:.0f} s and a round
+{run_timeout:.0f} s; a request that fails or times out is an error.
+
+**Client.** A small asyncio client in the benchmark's own process (raw streams, HTTP/1.1
+keep-alive, no HTTP library), not `wrk`: wrk 4.1 runs for a set duration, so it cannot send an
+exact number of requests (a Lua `wrk.thread:stop()` ends the thread, but wrk still sleeps out
+the whole `-d` and divides by it). The client shares the machine's cores with the server; its
+CPU use, as a share of one core, is in the table ({client_cpu:.0%} at most), the same kind of
+cost for every server.
+
+## Machine
+
+{machine}
+
+The other jobs on the machine are not ours: the benchmark waits up to {quiet_wait:.0f} s for the
+1-minute load average to drop below {quiet_load} before measuring, and measures anyway after
+that.
+
+## Results
+
+{head}
+{results}
+
+{statuses}
+
+## Against the goals
+
+{goals}
+
+{explanation}
+
+## Where BentoML's time goes
+
+{profile}
+
+## Other BentoML settings
+
+{variants_intro}
+
+{head}
+{variants}
+
+{variants_note}
+"""
+
+
+@dataclass(frozen=True)
+class Project:
+    """A baked, installed project and how to run things in it."""
+
+    path: Path
+    package: str
+    model_name: str
+    env: dict[str, str]
+
+    def tool(self, name: str) -> str:
+        return str(self.path / ".venv" / "bin" / name)
+
+    @property
+    def service_file(self) -> Path:
+        return self.path / "src" / self.package / "service.py"
+
+
+@dataclass(frozen=True)
+class Server:
+    """How to start one server and talk to it."""
+
+    key: str
+    label: str
+    command: Callable[[int], list[str]]
+    ready_path: str
+    predict_path: str
+    body_key: str
+
+    def body(self, rows: list[dict[str, float]]) -> bytes:
+        return json.dumps({self.body_key: rows}).encode()
+
+    def request(self, port: int, rows: list[dict[str, float]]) -> bytes:
+        body = self.body(rows)
+        head = (
+            f"POST {self.predict_path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+
+@dataclass
+class Tally:
+    """What one load run saw; `left` counts down the requests still to send."""
+
+    left: int
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def take(self) -> bool:
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed round of requests."""
+
+    seconds: float
+    client_cpu: float
+    tally: Tally
+
+    @property
+    def rps(self) -> float:
+        return len(self.tally.latencies) / self.seconds
+
+    def percentile_ms(self, which: int) -> float:
+        if len(self.tally.latencies) < 2:
+            return math.nan
+        cuts = statistics.quantiles(self.tally.latencies, n=100, method="inclusive")
+        return 1000 * cuts[which - 1]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The rounds against one server with one request body."""
+
+    label: str
+    rows: int
+    runs: tuple[Run, ...]
+
+    @property
+    def rps(self) -> float:
+        return statistics.median(run.rps for run in self.runs)
+
+    def percentile_ms(self, which: int) -> float:
+        return statistics.median(run.percentile_ms(which) for run in self.runs)
+
+    @property
+    def statuses(self) -> Counter[int]:
+        return sum((run.tally.statuses for run in self.runs), Counter())
+
+    @property
+    def non_2xx(self) -> int:
+        return sum(n for status, n in self.statuses.items() if not 200 <= status < 300)
+
+    @property
+    def errors(self) -> Counter[str]:
+        return sum((run.tally.errors for run in self.runs), Counter())
+
+    def row(self) -> str:
+        rps = [run.rps for run in self.runs]
+        p99 = [run.percentile_ms(99) for run in self.runs]
+        answered = sum(len(run.tally.latencies) for run in self.runs)
+        cpu = statistics.median(run.client_cpu for run in self.runs)
+        return (
+            f"| {self.label} | {self.rows} | {answered} | {self.rps:.0f} "
+            f"({min(rps):.0f}-{max(rps):.0f}) | {self.rps * self.rows:.0f} | "
+            f"{self.percentile_ms(50):.1f} | {self.percentile_ms(99):.1f} "
+            f"({min(p99):.1f}-{max(p99):.1f}) | {self.non_2xx} | {sum(self.errors.values())} | "
+            f"{100 * cpu:.0f}% |"
+        )
+
+    def summary(self) -> str:
+        return (
+            f"{self.label}, {self.rows} row(s): {self.rps:.0f} req/s, "
+            f"p50 {self.percentile_ms(50):.1f} ms, p99 {self.percentile_ms(99):.1f} ms, "
+            f"statuses {dict(self.statuses)}, errors {dict(self.errors)}"
+        )
+
+
+@dataclass(frozen=True)
+class Profile:
+    """py-spy's samples of the BentoML worker while it answered a round of requests."""
+
+    samples: int
+    requests: int
+    parts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Everything one benchmark run measured."""
+
+    facts: dict[str, str]
+    estimator: str
+    bentoml_workers: int
+    results: dict[str, Measured]
+    profile: Profile | None
+    profile_note: str
+    variants: list[Measured]
+
+
+# Every server still running, so an error or a signal stops them all.
+RUNNING: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def quiet_env(extra: dict[str, str], first_on_path: Path | None = None) -> dict[str, str]:
+    """This process's environment, telemetry off, no active virtualenv, plus `extra`."""
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    env.update(QUIET_ENV)
+    env.update(extra)
+    if first_on_path is not None:
+        env["PATH"] = f"{first_on_path}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def require_uv() -> None:
+    if shutil.which("uv") is None:
+        sys.exit("ERROR: uv is not on PATH; the baked project's Makefile runs everything with it")
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Run a command and return its output; stop the benchmark with that output if it fails."""
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(
+            f"ERROR: {' '.join(command)} exited {result.returncode} in {cwd}\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result.stdout + result.stderr
+
+
+def bake() -> Path:
+    """Bake the default project into build/bench-serving/ with a private cookiecutter config."""
+    shutil.rmtree(BENCH, ignore_errors=True)
+    BENCH.mkdir(parents=True)
+    config = BENCH / "cookiecutter.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {json.dumps(str(BENCH / 'templates'))}\n"
+        f"replay_dir: {json.dumps(str(BENCH / 'replay'))}\n",
+        encoding="utf-8",
+    )
+    os.environ.update(QUIET_ENV)
+    path = cookiecutter(
+        str(ROOT),
+        no_input=True,
+        output_dir=str(BENCH),
+        config_file=str(config),
+        extra_context={"dvc_remote_url": str(BENCH / "dvc-remote")},
+    )
+    return Path(path)
+
+
+def setup(path: Path) -> Project:
+    """Install, run the pipeline, promote the challenger and store the champion for BentoML."""
+    env = quiet_env({"BENTOML_HOME": str(path / ".bentoml")})
+    for step in SETUP_STEPS:
+        print(f"  {' '.join(step)} ...")
+        run(list(step), path, env)
+    answers = json.loads((path / ".cookiecutter.json").read_text(encoding="utf-8"))
+    package = answers["package_name"]
+    python = str(path / ".venv" / "bin" / "python")
+    print("  " + run([python, "-m", package, "champion"], path, env).strip())
+    serving_env = {
+        "BENTOML_HOME": str(path / ".bentoml"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{path / 'mlflow.db'}",
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+    }
+    env = quiet_env(serving_env, first_on_path=path / ".venv" / "bin")
+    return Project(path, package, answers["project_slug"], env)
+
+
+def write_app(project: Project) -> None:
+    app = FASTAPI_APP.replace("PACKAGE", project.package)
+    (BENCH / "fastapi_app.py").write_text(app, encoding="utf-8")
+    (BENCH / "fastapi_workers.py").write_text(FASTAPI_WORKERS, encoding="utf-8")
+
+
+def test_row(project: Project) -> dict[str, float]:
+    """The first test-set row, features only, typed as the schema says."""
+    lines = (project.path / "data" / "prepared" / "test.csv").read_text().splitlines()
+    row = dict(zip(lines[0].split(","), lines[1].split(","), strict=True))
+    probe = FEATURE_TYPES.replace("PACKAGE", project.package)
+    kinds = json.loads(run([project.tool("python"), "-c", probe], project.path, project.env))
+    return {name: (int if kind == "int" else float)(row[name]) for name, kind in kinds.items()}
+
+
+def servers(project: Project) -> list[Server]:
+    """The three ways to serve the champion."""
+    bentoml = project.tool("bentoml")
+    service = f"{project.package}.service:Champion"
+    uri = f"models:/{project.model_name}@champion"
+    return [
+        Server(
+            "bentoml",
+            "BentoML",
+            lambda port: [bentoml, "serve", service, "--host", HOST, "--port", str(port)],
+            "/readyz",
+            "/predict",
+            "rows",
+        ),
+        fastapi_server(project, workers=1),
+        Server(
+            "mlflow",
+            "mlflow serve",
+            lambda port: [
+                *(project.tool("mlflow"), "models", "serve", "-m", uri),
+                *("--env-manager", "local", "--host", HOST, "--port", str(port)),
+            ],
+            "/ping",
+            "/invocations",
+            "dataframe_records",
+        ),
+    ]
+
+
+def fastapi_server(project: Project, workers: int, nodelay: bool = False) -> Server:
+    """FastAPI on `uvicorn --workers N`, or on uvicorn's supervisor with a TCP_NODELAY listener."""
+    python = project.tool("python")
+    label = f"FastAPI + uvicorn, {workers} worker{'s' if workers > 1 else ''}"
+    if nodelay:
+        return Server(
+            "fastapi",
+            f"{label}, TCP_NODELAY listener (`fastapi_workers.py`)",
+            lambda port: [python, str(BENCH / "fastapi_workers.py"), HOST, str(port), str(workers)],
+            "/readyz",
+            "/predict",
+            "rows",
+        )
+    return Server(
+        "fastapi",
+        f"{label} (`--workers {workers}`)",
+        lambda port: [
+            *(python, "-m", "uvicorn", "fastapi_app:app", "--app-dir", str(BENCH)),
+            *("--host", HOST, "--port", str(port), "--workers", str(workers)),
+        ],
+        "/readyz",
+        "/predict",
+        "rows",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def http(port: int, path: str, body: bytes | None = None, timeout: float = 5.0) -> bytes:
+    """One plain request, no proxies; raises OSError on failure or a non-2xx answer."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    request = urllib.request.Request(f"http://{HOST}:{port}{path}", data=body, headers=headers)
+    with opener.open(request, timeout=timeout) as answer:
+        content: bytes = answer.read()
+        return content
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, path: str, log: Path) -> float:
+    """Seconds until `path` answers 2xx; raise if the server dies or takes too long."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < START_TIMEOUT:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"server exited {process.returncode} before it was ready:\n{tail}")
+        with suppress(OSError):
+            http(port, path, timeout=2.0)
+            return time.perf_counter() - start
+        time.sleep(0.25)
+    raise RuntimeError(f"server not ready after {START_TIMEOUT:.0f} s; see {log}")
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """The processes started by `pid`, however deep (BentoML's worker has its own session)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        with suppress(OSError, ValueError):
+            stat = (entry / "stat").read_text()
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        todo.extend(children.get(child, []))
+        with suppress(OSError):
+            found.append((child, command_line(child)))
+    return sorted(found)
+
+
+def command_line(pid: int) -> str:
+    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def still_running(pid: int, command: str) -> bool:
+    """Whether `pid` is still the live process that ran `command`."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z" and command_line(pid) == command
+    except OSError:
+        return False
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, wait, then SIGKILL what is left, children included."""
+    children = descendants(process.pid)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=STOP_TIMEOUT)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for pid, command in children:
+        while still_running(pid, command) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if still_running(pid, command):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    RUNNING.pop(process.pid, None)
+
+
+def stop_all() -> None:
+    for process in list(RUNNING.values()):
+        stop(process)
+
+
+def on_signal(number: int, _frame: object) -> None:
+    raise SystemExit(f"stopped by signal {number}")
+
+
+@contextmanager
+def serving(server: Server, project: Project) -> Iterator[tuple[int, int]]:
+    """Start `server` in its own process group; yield its port and pid once it is ready."""
+    port = free_port()
+    slug = re.sub(r"[^a-z0-9]+", "-", server.label.lower()).strip("-")
+    log = BENCH / f"server-{slug}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            server.command(port),
+            cwd=project.path,
+            env=project.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    RUNNING[process.pid] = process
+    try:
+        seconds = wait_ready(process, port, server.ready_path, log)
+        print(f"  {server.label}: ready on port {port} after {seconds:.1f} s")
+        yield port, process.pid
+    finally:
+        stop(process)
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """One HTTP/1.1 answer: status, body, and whether the connection stays open."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    status = int(head[0].split(" ", 2)[1])
+    headers = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip().lower()
+    if "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    elif headers.get("transfer-encoding") == "chunked":
+        body = await read_chunks(reader)
+    else:
+        return status, await reader.read(), False
+    return status, body, headers.get("connection") != "close"
+
+
+async def read_chunks(reader: asyncio.StreamReader) -> bytes:
+    parts = []
+    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+        parts.append((await reader.readexactly(size + 2))[:-2])
+    await reader.readuntil(b"\r\n")
+    return b"".join(parts)
+
+
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+def close(streams: Streams | None) -> None:
+    if streams is not None:
+        streams[1].close()
+
+
+async def connection_loop(port: int, request: bytes, tally: Tally) -> None:
+    """Send requests one after another on one keep-alive connection, reconnecting on failure."""
+    streams: Streams | None = None
+    while tally.take():
+        try:
+            if streams is None:
+                connect = asyncio.open_connection(HOST, port)
+                streams = await asyncio.wait_for(connect, REQUEST_TIMEOUT)
+            reader, writer = streams
+            start = time.perf_counter()
+            writer.write(request)
+            status, _, keep = await asyncio.wait_for(read_answer(reader), REQUEST_TIMEOUT)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
+            tally.errors[type(error).__name__] += 1
+            close(streams)
+            streams = None
+            continue
+        tally.latencies.append(time.perf_counter() - start)
+        tally.statuses[status] += 1
+        if not keep:
+            close(streams)
+            streams = None
+    close(streams)
+
+
+async def send(port: int, request: bytes, count: int) -> Tally:
+    """`count` requests from CONCURRENCY connections, within RUN_TIMEOUT."""
+    tally = Tally(count)
+    connections = [connection_loop(port, request, tally) for _ in range(CONCURRENCY)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*connections), RUN_TIMEOUT)
+    except TimeoutError:
+        failed = sum(tally.errors.values())
+        tally.errors["not answered within the round's time limit"] += (
+            count - len(tally.latencies) - failed
+        )
+    return tally
+
+
+def timed_round(port: int, request: bytes, count: int) -> Run:
+    cpu, start = time.process_time(), time.perf_counter()
+    tally = asyncio.run(send(port, request, count))
+    seconds = time.perf_counter() - start
+    return Run(seconds, (time.process_time() - cpu) / seconds, tally)
+
+
+def measure_load(label: str, port: int, request: bytes, rows: int) -> Measured:
+    """A warm-up, then ROUNDS timed rounds of REQUESTS requests."""
+    asyncio.run(send(port, request, WARM_UP))
+    runs = tuple(timed_round(port, request, REQUESTS) for _ in range(ROUNDS))
+    measured = Measured(label, rows, runs)
+    print(f"    {measured.summary()}")
+    return measured
+
+
+def answer_of(server: Server, port: int, row: dict[str, float]) -> object:
+    """What the server answers for `row`, in its own format."""
+    return json.loads(http(port, server.predict_path, server.body([row]), REQUEST_TIMEOUT))
+
+
+def check_answers(answers: dict[str, object]) -> None:
+    """BentoML and FastAPI answer alike; mlflow serve predicts the same class."""
+    bentoml, fastapi, mlflow = answers["bentoml"], answers["fastapi"], answers["mlflow"]
+    same = (
+        isinstance(bentoml, list)
+        and bentoml == fastapi
+        and isinstance(mlflow, dict)
+        and mlflow["predictions"][0] == bentoml[0]["prediction"]
+    )
+    if not same:
+        raise RuntimeError(f"the servers answered the same row differently: {answers}")
+
+
+@contextmanager
+def py_spy(pid: int, output: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """py-spy sampling `pid` while one of its threads holds the GIL, until the block ends."""
+    command = [
+        *("uv", "run", "--locked", "--with", "py-spy", "py-spy", "record", "--gil"),
+        *("-p", str(pid), "-r", str(PROFILE_RATE), "--format", "raw", "-o", str(output)),
+    ]
+    with output.with_suffix(".log").open("wb") as log:
+        spy = subprocess.Popen(
+            command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    RUNNING[spy.pid] = spy
+    try:
+        time.sleep(PROFILE_ATTACH)
+        yield spy
+        with suppress(ProcessLookupError):
+            os.killpg(spy.pid, signal.SIGINT)  # py-spy writes its output on Ctrl-C
+        with suppress(subprocess.TimeoutExpired):
+            spy.wait(timeout=STOP_TIMEOUT)
+    finally:
+        stop(spy)
+
+
+def profile(pid: int, port: int, request: bytes) -> tuple[Profile | None, str]:
+    """Sample BentoML's worker with py-spy during one more round; the profile, or why not."""
+    workers = [child for child, command in descendants(pid) if "_bentoml_impl.worker" in command]
+    if not workers:
+        return None, "no BentoML worker process found to profile"
+    output = BENCH / "profile-bentoml.txt"
+    output.unlink(missing_ok=True)
+    with py_spy(workers[0], output) as spy:
+        tally = asyncio.run(send(port, request, REQUESTS))
+    if not output.exists() or not output.stat().st_size:
+        log = output.with_suffix(".log").read_text(errors="replace")[-500:].strip()
+        return None, f"py-spy could not sample the worker (exit {spy.returncode}): {log}"
+    return read_profile(output, len(tally.latencies)), ""
+
+
+def part_of(frames: list[str]) -> str:
+    """The part of the request path a sampled stack belongs to: its innermost known frame."""
+    for frame in reversed(frames):
+        for label, patterns in PROFILE_PARTS.items():
+            if any(pattern in frame for pattern in patterns):
+                return label
+    return "other"
+
+
+def read_profile(path: Path, requests: int) -> Profile:
+    """py-spy's folded stacks, summed by part of the request path."""
+    parts: Counter[str] = Counter()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        parts[part_of(frames)] += int(count)
+    samples = sum(parts.values())
+    return Profile(samples, requests, dict(parts.most_common()))
+
+
+@contextmanager
+def edited_service(project: Project, edits: list[tuple[str, str]]) -> Iterator[None]:
+    """This bake's service.py with `edits` applied, put back as generated afterwards."""
+    original = project.service_file.read_text(encoding="utf-8")
+    text = original
+    for old, new in edits:
+        if old not in text:
+            raise RuntimeError(f"service.py has no {old!r} to change; update VARIANTS")
+        text = text.replace(old, new, 1)
+    project.service_file.write_text(text, encoding="utf-8")
+    try:
+        yield
+    finally:
+        project.service_file.write_text(original, encoding="utf-8")
+
+
+def variants(project: Project, bentoml: Server, row: dict[str, float]) -> list[Measured]:
+    """BentoML with each of VARIANTS, then FastAPI with 2 workers for `workers=2`."""
+    results = []
+    for label, edits in VARIANTS.items():
+        with edited_service(project, edits), serving(bentoml, project) as (port, _):
+            results.append(measure_load(label, port, bentoml.request(port, [row]), 1))
+    for fastapi in (fastapi_server(project, 2), fastapi_server(project, 2, nodelay=True)):
+        with serving(fastapi, project) as (port, _):
+            results.append(measure_load(fastapi.label, port, fastapi.request(port, [row]), 1))
+    return results
+
+
+def worker_count(pid: int) -> int:
+    """How many worker processes `bentoml serve` started."""
+    return sum("_bentoml_impl.worker" in command for _, command in descendants(pid))
+
+
+def processes_text(workers: int) -> str:
+    plural = "es" if workers != 1 else ""
+    return (
+        f"the `bentoml serve` supervisor and {workers} worker process{plural} "
+        "(`_bentoml_impl.worker.service`), where requests are parsed, validated and scored"
+    )
+
+
+def fastapi_workers_text(workers: int) -> str:
+    if workers == 1:
+        return "BentoML also scores in one worker process, so there is no other count to match"
+    return f"BentoML scores in {workers} worker processes: see the 2-worker rows further down"
+
+
+def serve_all(project: Project, row: dict[str, float]) -> Figures:
+    """Each server in turn: its answer to `row`, its load rounds, and BentoML's extras."""
+    results: dict[str, Measured] = {}
+    answers: dict[str, object] = {}
+    found: tuple[Profile | None, str] = (None, "")
+    workers = 0
+    for server in servers(project):
+        with serving(server, project) as (port, pid):
+            answers[server.key] = answer_of(server, port, row)
+            results[server.key] = measure_load(server.label, port, server.request(port, [row]), 1)
+            if server.key == "mlflow":
+                continue
+            batch = server.request(port, [row] * BATCH_ROWS)
+            results[f"{server.key}-batch"] = measure_load(server.label, port, batch, BATCH_ROWS)
+            if server.key == "bentoml":
+                workers = worker_count(pid)
+                print("  profiling BentoML's worker with py-spy ...")
+                found = profile(pid, port, server.request(port, [row]))
+    check_answers(answers)
+    print("  other BentoML settings, in this bake's copy of service.py ...")
+    tried = variants(project, servers(project)[0], row)
+    return Figures({}, "", workers, results, *found, tried)
+
+
+def cpu_model() -> str:
+    with suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or "unknown"
+
+
+def load_average() -> str:
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def wait_for_quiet() -> str:
+    """Wait, up to QUIET_WAIT, for the 1-minute load average to drop below QUIET_LOAD."""
+    start = time.monotonic()
+    while os.getloadavg()[0] > QUIET_LOAD and time.monotonic() - start < QUIET_WAIT:
+        print(f"  load average {load_average()}: waiting for it to drop below {QUIET_LOAD} ...")
+        time.sleep(QUIET_POLL)
+    waited = time.monotonic() - start
+    state = "quiet" if os.getloadavg()[0] <= QUIET_LOAD else "still busy, measured anyway"
+    return f"{load_average()} (after waiting {waited:.0f} s: {state})"
+
+
+def machine(project: Project) -> dict[str, str]:
+    versions = json.loads(run([project.tool("python"), "-c", VERSIONS], project.path, project.env))
+    return {
+        "date": datetime.now().astimezone().isoformat(timespec="minutes"),
+        "system": platform.platform(),
+        "cpu": f"{os.cpu_count()} logical cores, {cpu_model()}",
+        "python": f"{versions.pop('python')} (the baked project's .venv)",
+        "packages": ", ".join(f"{name} {value}" for name, value in versions.items()),
+    }
+
+
+def estimator(project: Project) -> str:
+    params = yaml.safe_load((project.path / "params.yaml").read_text(encoding="utf-8"))
+    return f"`{params['train']['estimator']}` in a scikit-learn pipeline"
+
+
+def verdict(met: bool) -> str:
+    return "**met**" if met else "**NOT met**"
+
+
+def goals(results: dict[str, Measured]) -> tuple[list[str], dict[str, bool]]:
+    """The goal lines, and which goals were met."""
+    bentoml = results["bentoml"]
+    vs_fastapi = bentoml.rps / results["fastapi"].rps
+    vs_mlflow = bentoml.rps / results["mlflow"].rps
+    p99 = bentoml.percentile_ms(99)
+    failures = {key: m.non_2xx + sum(m.errors.values()) for key, m in results.items()}
+    met = {
+        "fastapi": vs_fastapi >= GOAL_VS_FASTAPI,
+        "mlflow": vs_mlflow >= GOAL_VS_MLFLOW,
+        "p99": p99 <= GOAL_P99_MS,
+        "errors": not any(failures.values()),
+    }
+    lines = [
+        f"- BentoML / FastAPI requests/s: **{vs_fastapi:.2f}x** (goal at least "
+        f"{GOAL_VS_FASTAPI}x): {verdict(met['fastapi'])}.",
+        f"- BentoML / mlflow serve requests/s: **{vs_mlflow:.2f}x** (goal at least "
+        f"{GOAL_VS_MLFLOW}x): {verdict(met['mlflow'])}.",
+        f"- BentoML p99 latency, single rows: **{p99:.1f} ms** (goal at most {GOAL_P99_MS:.0f} "
+        f"ms): {verdict(met['p99'])}.",
+        f"- Errors and non-2xx answers, every server and body: **{sum(failures.values())}** "
+        f"(goal zero): {verdict(met['errors'])}.",
+    ]
+    return lines, met
+
+
+def explanation(figures: Figures, met: dict[str, bool]) -> str:
+    """Why the missed goals were missed, from this run's figures."""
+    reasons = {"p99": p99_reason, "fastapi": fastapi_reason, "mlflow": mlflow_reason}
+    lines = [reason(figures) for key, reason in reasons.items() if not met[key]]
+    return "\n\n".join(lines) if lines else "Every throughput and latency goal is met."
+
+
+def p99_reason(figures: Figures) -> str:
+    bentoml = figures.results["bentoml"]
+    floor = CONCURRENCY / (GOAL_P99_MS / 1000)
+    fastest = max(figures.results[key].rps for key in ("bentoml", "fastapi", "mlflow"))
+    return (
+        f"**p99.** With {CONCURRENCY} requests always in flight, the mean latency is "
+        f"{CONCURRENCY} / (requests/s) (Little's law): BentoML's {bentoml.rps:.0f} req/s means "
+        f"{1000 * CONCURRENCY / bentoml.rps:.1f} ms on average, before any tail. A p99 of "
+        f"{GOAL_P99_MS:.0f} ms at this concurrency needs well over {floor:.0f} req/s; the "
+        f"fastest single-row server here answered {fastest:.0f} req/s. On these 2 shared "
+        "cores the p99 goal is a throughput goal; the spread of p99 between rounds (in "
+        "brackets) is the other jobs on the machine as much as the server."
+    )
+
+
+def fastapi_reason(figures: Figures) -> str:
+    bentoml, fastapi = figures.results["bentoml"], figures.results["fastapi"]
+    return (
+        f"**BentoML against FastAPI.** BentoML answered {bentoml.rps / fastapi.rps:.2f}x "
+        "FastAPI's requests/s. Both score in one Python worker process on the same uvicorn, "
+        "h11 and pydantic, and the scoring itself (DataFrame, `predict`, `predict_proba`) is "
+        f"{share(figures, MODEL_PART, FRAME_PART)} of BentoML's worker time in the profile "
+        "below, so what decides is what each server does around it. BentoML does more per "
+        "request: OpenTelemetry spans, its access log and request metrics, the adaptive-batching "
+        "dispatcher (a hand-off to a worker thread and back), the service's prediction metrics "
+        "and inference log, and, in BentoML 1.4.40, a fresh pydantic JSON schema of the output "
+        "type for every answer (`IOMixin.to_http_response` asks `mime_type()`, which calls "
+        "`model_json_schema()` when the output is a list): "
+        f"{share(figures, SCHEMA_PART)} of the worker's time, the largest single item. "
+        f"{batching_effect(figures)} {best_variant(figures)}"
+    )
+
+
+def batching_effect(figures: Figures) -> str:
+    """What adaptive batching was worth, from the variant without it."""
+    generated = figures.results["bentoml"].rps
+    without = [m for m in figures.variants if m.label == NO_BATCHING]
+    if not without:
+        return ""
+    change = generated / without[0].rps - 1
+    if change > 0.05:
+        return (
+            f"Adaptive batching pays back part of it: without it BentoML answered "
+            f"{1 - without[0].rps / generated:.0%} fewer requests/s (settings below), as "
+            "concurrent rows are scored in one call."
+        )
+    if change < -0.05:
+        return f"Adaptive batching costs here: without it BentoML answered {-change:.0%} more."
+    return "Adaptive batching makes little difference here (settings below)."
+
+
+def best_variant(figures: Figures) -> str:
+    """The fastest single-worker BentoML setting tried, against FastAPI."""
+    tried = [
+        m for m in figures.variants if m.label.startswith("BentoML") and "workers" not in m.label
+    ]
+    if not tried:
+        return ""
+    best = max(tried, key=lambda m: m.rps)
+    return (
+        f"The fastest setting tried, {best.label.removeprefix('BentoML, ')}, answered "
+        f"{best.rps:.0f} req/s, {best.rps / figures.results['fastapi'].rps:.2f}x FastAPI."
+    )
+
+
+def mlflow_reason(figures: Figures) -> str:
+    bentoml, mlflow = figures.results["bentoml"], figures.results["mlflow"]
+    return (
+        f"**BentoML against mlflow serve.** {bentoml.rps / mlflow.rps:.2f}x. MLflow 3.17's "
+        "scoring server (`mlflow.pyfunc.scoring_server`) is a FastAPI app on uvicorn too, one "
+        "worker by default; per answer it turns `dataframe_records` into a DataFrame, enforces "
+        "the model's signature and goes through the pyfunc wrapper, and it answers `predict` "
+        f"only. That is {1000 / mlflow.rps:.1f} ms of wall time per answer at full load, "
+        f"against BentoML's {1000 / bentoml.rps:.1f} ms: a ratio of a few, not "
+        f"{GOAL_VS_MLFLOW:.0f}."
+    )
+
+
+def share(figures: Figures, *parts: str) -> str:
+    """The profile's share of samples in `parts`, in words."""
+    found = figures.profile
+    if found is None or not found.samples:
+        return "an unmeasured share (no profile)"
+    samples = sum(found.parts.get(part, 0) for part in parts)
+    return f"{100 * samples / found.samples:.0f}%"
+
+
+def profile_section(figures: Figures) -> str:
+    found = figures.profile
+    if found is None:
+        return f"Not profiled: {figures.profile_note}."
+    per_request = 1000 / PROFILE_RATE / found.requests
+    rows = [
+        "| part of the request path | share of samples | GIL ms per request (approx.) |",
+        "|---|---:|---:|",
+        *(
+            f"| {part} | {100 * n / found.samples:.1f}% | {n * per_request:.2f} |"
+            for part, n in found.parts.items()
+        ),
+    ]
+    return "\n".join(
+        [
+            f"py-spy {PROFILE_RATE} samples/s on BentoML's worker process (`py-spy record --gil`:"
+            " only while a thread holds the GIL, so idle waiting is left out) during one more "
+            f"round of {found.requests} single-row requests, {found.samples} samples. Each "
+            "sample goes to the innermost frame it has from the table's parts (so HTTP and "
+            "ASGI is what is left once the named parts are taken out). GIL ms per request is "
+            "samples / rate / requests: Python time on the worker's GIL, the one resource every "
+            "request shares, somewhat inflated by the sampling itself.",
+            "",
+            *rows,
+            "",
+            f"The folded stacks are in `{(BENCH / 'profile-bentoml.txt').relative_to(ROOT)}`.",
+        ]
+    )
+
+
+def variants_note(figures: Figures) -> str:
+    """Each BentoML setting against the generated service; the two 2-worker FastAPI servers."""
+    generated = figures.results["bentoml"]
+    lines = []
+    for measured in figures.variants:
+        if not measured.label.startswith("BentoML"):
+            continue
+        problems = measured.non_2xx + sum(measured.errors.values())
+        lines.append(
+            f"- {measured.label.removeprefix('BentoML, ')}: "
+            f"{measured.rps / generated.rps - 1:+.0%} requests/s, p99 "
+            f"{measured.percentile_ms(99):.1f} ms against {generated.percentile_ms(99):.1f} ms"
+            + (f", {problems} non-2xx answers or errors" if problems else "")
+            + "."
+        )
+    return "\n".join(
+        [
+            "Against the generated service's single-row figures above (the same load, minutes "
+            "apart on a shared machine: differences of a few percent are noise):",
+            "",
+            *lines,
+            "",
+            *two_workers_note(figures.variants),
+        ]
+    )
+
+
+def two_workers_note(tried: list[Measured]) -> list[str]:
+    """Why `uvicorn --workers 2` is slow here, from its figures and the fixed listener's."""
+    fastapi = [m for m in tried if m.label.startswith("FastAPI")]
+    if len(fastapi) != 2:
+        return []
+    plain, fixed = fastapi
+    return [
+        f"FastAPI with `uvicorn --workers 2` answered {plain.rps:.0f} req/s at a p50 of "
+        f"{plain.percentile_ms(50):.1f} ms, against {fixed.rps:.0f} req/s and "
+        f"{fixed.percentile_ms(50):.1f} ms for the same supervisor on a listener made with "
+        "`IPPROTO_TCP` (`build/bench-serving/fastapi_workers.py`). uvicorn binds the listener "
+        "for `--workers N` with proto 0, so asyncio leaves TCP_NODELAY off on the accepted "
+        "sockets and each keep-alive answer waits for the client's delayed ACK, about 40 ms "
+        "(uvicorn issue Kludex/uvicorn#3149); with one worker uvicorn lets asyncio make the "
+        "listener and the flag is set. A plain FastAPI deployment with `--workers N` on Linux "
+        "meets the same delay.",
+    ]
+
+
+def statuses_line(results: dict[str, Measured], tried: list[Measured]) -> str:
+    everything = [*results.values(), *tried]
+    odd = [m for m in everything if m.non_2xx or sum(m.errors.values())]
+    if not odd:
+        return (
+            "Every request of every round was answered 2xx: no 503 from BentoML's batching "
+            "dispatcher, no 429 from its concurrency limit, no connection errors or timeouts."
+        )
+    return "Answers other than 2xx, and errors:\n\n" + "\n".join(
+        f"- {m.label} ({m.rows} rows): statuses {dict(m.statuses)}, errors {dict(m.errors)}"
+        for m in odd
+    )
+
+
+def report(figures: Figures, package: str) -> str:
+    """docs/benchmarks-serving.md, from this run's figures."""
+    order = ["bentoml", "fastapi", "mlflow", "bentoml-batch", "fastapi-batch"]
+    goal_lines, met = goals(figures.results)
+    return PAGE.format(
+        date=figures.facts["date"],
+        package=package,
+        head=TABLE_HEAD,
+        estimator=figures.estimator,
+        host=HOST,
+        bentoml_processes=processes_text(figures.bentoml_workers),
+        fastapi_workers=fastapi_workers_text(figures.bentoml_workers),
+        client_cpu=max(
+            run.client_cpu
+            for measured in [*figures.results.values(), *figures.variants]
+            for run in measured.runs
+        ),
+        concurrency=CONCURRENCY,
+        warm_up=WARM_UP,
+        rounds=ROUNDS,
+        requests=REQUESTS,
+        request_timeout=REQUEST_TIMEOUT,
+        run_timeout=RUN_TIMEOUT,
+        machine="\n".join(f"- {name}: {value}" for name, value in figures.facts.items()),
+        quiet_wait=QUIET_WAIT,
+        quiet_load=QUIET_LOAD,
+        results="\n".join(figures.results[key].row() for key in order),
+        statuses=statuses_line(figures.results, figures.variants),
+        goals="\n".join(goal_lines),
+        explanation=explanation(figures, met),
+        profile=profile_section(figures),
+        variants_intro=(
+            "Tried in the bake's copy of `service.py` only, one at a time, each server started "
+            "afresh with the same load (the tables above use the service as generated). "
+            "FastAPI with 2 uvicorn workers, twice, is there to set against `workers=2`."
+        ),
+        variants="\n".join(measured.row() for measured in figures.variants),
+        variants_note=variants_note(figures),
+    )
+
+
+def measure() -> tuple[Figures, str]:
+    require_uv()
+    print(f"baking the default project into {BENCH} ...")
+    project = setup(bake())
+    write_app(project)
+    row = test_row(project)
+    facts = machine(project)
+    print("waiting for a quiet machine ...")
+    facts["load average (1, 5, 15 min) at start"] = wait_for_quiet()
+    print(f"serving, {ROUNDS} rounds of {REQUESTS} requests, {CONCURRENCY} connections ...")
+    figures = serve_all(project, row)
+    facts["load average (1, 5, 15 min) at end"] = load_average()
+    return replace(figures, facts=facts, estimator=estimator(project)), project.package
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    atexit.register(stop_all)
+    try:
+        figures, package = measure()
+    except RuntimeError as error:
+        sys.exit(f"ERROR: {error}")
+    finally:
+        stop_all()
+    REPORT.write_text(report(figures, package), encoding="utf-8")
+    print(f"\nwrote {REPORT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
