@@ -138,10 +138,10 @@ import pandas as pd
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from PACKAGE.api_schema import MAX_ROWS, prediction_model, row_model
+from PACKAGE.api_schema import prediction_model, row_model
 from PACKAGE.config import load_params
 from PACKAGE.registry import load_registered
-from PACKAGE.schema import load_schema
+from PACKAGE.schema import MAX_ROWS, load_schema
 
 SCHEMA = load_schema()
 Row = row_model(SCHEMA)

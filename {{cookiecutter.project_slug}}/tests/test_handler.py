@@ -20,7 +20,7 @@ from {{ cookiecutter.package_name }} import export, handler
 from {{ cookiecutter.package_name }}.config import load_params
 from {{ cookiecutter.package_name }}.estimators import build_pipeline
 from {{ cookiecutter.package_name }}.prepare import split
-from {{ cookiecutter.package_name }}.schema import Schema
+from {{ cookiecutter.package_name }}.schema import MAX_ROWS, Column, Schema
 
 from .conftest import ROOT
 
@@ -127,8 +127,8 @@ BAD_BODIES: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "rows-not-a-list": (lambda row: {"rows": row}, '"rows" must be a list of 1 to'),
     "no-rows": (lambda row: {"rows": []}, "(got 0 rows)"),
     "too-many-rows": (
-        lambda row: {"rows": [row] * (handler.MAX_ROWS + 1)},
-        f"(got {handler.MAX_ROWS + 1} rows)",
+        lambda row: {"rows": [row] * (MAX_ROWS + 1)},
+        f"(got {MAX_ROWS + 1} rows)",
     ),
     "row-not-an-object": (lambda row: {"rows": [list(row.values())]}, "rows[0]: must be an"),
     "missing-field": (
@@ -190,8 +190,8 @@ def test_bad_event_gets_400(bad_event: object, expected: str) -> None:
     ],
 )
 def test_whole_numbers_and_allowed_values(value: float, expected: str | None) -> None:
-    feature = handler.Feature("sex", whole=True, low=None, high=None, allowed=(1, 2))
-    assert feature.problem(value) == expected
+    column = Column("sex", "int", allowed=(1, 2))
+    assert handler.problem(column, value) == expected
 
 
 def test_a_missing_model_gets_500_and_a_log_line_not_an_exception(

@@ -19,9 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.api_schema import MAX_ROWS
 from {{ cookiecutter.package_name }}.config import TEST_DATA
-from {{ cookiecutter.package_name }}.schema import Schema, load_schema, read_table
+from {{ cookiecutter.package_name }}.schema import MAX_ROWS, Schema, load_schema, read_table
 
 # Above MAX_ROWS rows of JSON, so "too many rows" is a 400; small enough to cross cheaply.
 BODY_LIMIT = 2 * 1024 * 1024

@@ -6,9 +6,6 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .schema import Column, Schema
 
-# Rows in one request: enough for small batches, small enough to keep latency predictable.
-MAX_ROWS = 1000
-
 
 class Strict(BaseModel):
     """Unknown fields, NaN, infinities and strings posing as numbers are all refused."""

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -70,16 +70,6 @@ def file_format(path: Path, role: str) -> str:
 def does_not_match(path: Path, problems: list[str]) -> DataError:
     """The error `read_table` raises for a file that breaks the schema, in the same words."""
     return DataError(f"{path}: does not match the schema:\n  " + "\n  ".join(problems))
-
-
-def features_only(schema: Schema) -> Schema:
-    """The schema without its target: rows to score need not carry the answer.
-
-    `find_problems` checks `schema.columns`, the features followed by the target, so the last
-    feature takes the target's place.
-    """
-    *others, last = schema.features
-    return Schema(features=tuple(others), target=last)
 
 
 def check_columns(path: Path, names: list[str], schema: Schema) -> None:
@@ -166,24 +156,24 @@ def _csv_error(
     to an error.
     """
     if isinstance(error, pa.ArrowInvalid):
-        try:
-            # As text, for the schema to judge; all columns, so that pandas too refuses a row
-            # with too many cells.
-            with pd.read_csv(
+        # As text, for the schema to judge; all columns, so that pandas too refuses a row with
+        # too many cells. If pandas cannot read it either, Arrow's reason is as good.
+        with (
+            suppress(ValueError),
+            pd.read_csv(
                 path,
                 skiprows=start + 1,
                 header=None,
                 names=header,
                 dtype=str,
                 chunksize=chunk_size,
-            ) as again:
-                for frame in again:
-                    frame.index = frame.index + start
-                    problems = find_problems(frame[schema.feature_names], features_only(schema))
-                    if problems:
-                        return does_not_match(path, problems)
-        except ValueError:  # pandas cannot read it either; Arrow's reason is as good
-            pass
+            ) as again,
+        ):
+            for frame in again:
+                frame.index = frame.index + start
+                problems = find_problems(frame[schema.feature_names], schema, target=False)
+                if problems:
+                    return does_not_match(path, problems)
     return _unreadable(path, error)
 
 
@@ -227,7 +217,7 @@ def _checked(
     where: Callable[[str], str] = lambda problem: problem,
 ) -> pd.DataFrame:
     """The chunk's features as numbers; DataError naming every problem in the chunk."""
-    problems = find_problems(frame, features_only(schema))
+    problems = find_problems(frame, schema, target=False)
     if problems:
         raise does_not_match(path, [where(problem) for problem in problems])
     numeric = all(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes)

@@ -21,15 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+
+from .schema import MAX_ROWS, Column, load_schema
 
 # `make onnx` writes the model here; the environment variable points elsewhere.
 MODEL_PATH_VARIABLE = "MODEL_ONNX_PATH"
 DEFAULT_MODEL_PATH = "models/model.onnx"
-# Read with PyYAML here: schema.py reads it too, but imports pandas, too slow for a cold start.
-SCHEMA_FILE = Path(__file__).with_name("schema.yaml")
-# Rows per request: bounds the memory and the time that one request can take.
-MAX_ROWS = 1000
 # How many problems a 400 answer lists before it summarises the rest.
 MAX_PROBLEMS = 10
 HEADERS = {"Content-Type": "application/json"}
@@ -45,37 +42,27 @@ class ModelUnavailable(Exception):
     """The model file is missing or does not fit the schema: a 500 answer, the detail logged."""
 
 
-@dataclass(frozen=True)
-class Feature:
-    """One input field and the values schema.yaml allows for it."""
-
-    name: str
-    whole: bool
-    low: float | None
-    high: float | None
-    allowed: tuple[float, ...] | None
-
-    def problem(self, value: object) -> str | None:
-        """What is wrong with `value` for this feature, or None."""
-        # bool is a subclass of int in Python, but `true` is not a number in JSON.
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"must be a number (got {_show(value)})"
-        try:
-            number = float(value)
-        except OverflowError:  # an integer literal with hundreds of digits
-            return "must be a finite number (got an integer too large for a float)"
-        if not math.isfinite(number):
-            return f"must be a finite number (got {number})"
-        if self.whole and number % 1 != 0:
-            return f"must be a whole number (got {number})"
-        if self.allowed is not None:
-            if number not in self.allowed:
-                return f"must be one of {', '.join(map(str, self.allowed))} (got {number:g})"
-        elif (self.low is not None and number < self.low) or (
-            self.high is not None and number > self.high
-        ):
-            return f"must be between {self.low} and {self.high} (got {number:g})"
-        return None
+def problem(column: Column, value: object) -> str | None:
+    """What is wrong with a JSON `value` for this column of the schema, or None."""
+    # bool is a subclass of int in Python, but `true` is not a number in JSON.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"must be a number (got {_show(value)})"
+    try:
+        number = float(value)
+    except OverflowError:  # an integer literal with hundreds of digits
+        return "must be a finite number (got an integer too large for a float)"
+    if not math.isfinite(number):
+        return f"must be a finite number (got {number})"
+    if column.dtype == "int" and number % 1 != 0:
+        return f"must be a whole number (got {number})"
+    if column.allowed is not None:
+        if number not in column.allowed:
+            return f"must be one of {', '.join(map(str, column.allowed))} (got {number:g})"
+    elif (column.min is not None and number < column.min) or (
+        column.max is not None and number > column.max
+    ):
+        return f"must be between {column.min} and {column.max} (got {number:g})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -102,19 +89,9 @@ class Model:
 
 
 @cache
-def load_features() -> tuple[Feature, ...]:
+def load_features() -> tuple[Column, ...]:
     """The features of schema.yaml, in the order the model takes them."""
-    spec = yaml.safe_load(SCHEMA_FILE.read_text(encoding="utf-8"))
-    return tuple(
-        Feature(
-            name=name,
-            whole=column["dtype"] == "int",
-            low=column.get("min"),
-            high=column.get("max"),
-            allowed=tuple(column["values"]) if column.get("values") is not None else None,
-        )
-        for name, column in spec["features"].items()
-    )
+    return load_schema().features
 
 
 @cache
@@ -168,7 +145,7 @@ def respond(status: int, body: object, headers: dict[str, str] | None = None) ->
     }
 
 
-def read_rows(event: Any, features: tuple[Feature, ...]) -> list[list[float]]:
+def read_rows(event: Any, features: tuple[Column, ...]) -> list[list[float]]:
     """The rows of the request body as lists of numbers in schema order; BadRequest otherwise."""
     try:
         payload = json.loads(
@@ -201,9 +178,9 @@ def read_rows(event: Any, features: tuple[Feature, ...]) -> list[list[float]]:
                 f"{where}: unknown fields: {shown}" + (f" and {hidden} more" if hidden > 0 else "")
             )
         problems.extend(
-            f"{where}.{feature.name}: {problem}"
+            f"{where}.{feature.name}: {found}"
             for feature in features
-            if feature.name in row and (problem := feature.problem(row[feature.name])) is not None
+            if feature.name in row and (found := problem(feature, row[feature.name])) is not None
         )
     if problems:
         more = len(problems) - MAX_PROBLEMS

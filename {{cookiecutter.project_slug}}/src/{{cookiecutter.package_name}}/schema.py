@@ -2,14 +2,19 @@
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 import yaml
 
 from .errors import DataError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 SCHEMA_FILE = Path(__file__).with_name("schema.yaml")
+# Rows in one request, to the service or the handler: enough for small batches, small enough
+# to keep latency predictable.
+MAX_ROWS = 1000
 # How many offending rows an error message lists before it summarises.
 MAX_ROWS_SHOWN = 5
 
@@ -69,8 +74,11 @@ def load_schema(path: Path = SCHEMA_FILE) -> Schema:
     )
 
 
-def read_table(path: Path, schema: Schema) -> pd.DataFrame:
+def read_table(path: Path, schema: Schema) -> "pd.DataFrame":
     """Read a CSV file and check it against the schema; raise DataError listing every problem."""
+    # Imported here: the serverless handler reads the schema and must not pay for pandas.
+    import pandas as pd
+
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError:
@@ -85,9 +93,13 @@ def read_table(path: Path, schema: Schema) -> pd.DataFrame:
     return frame.astype({column.name: column.dtype for column in schema.columns})
 
 
-def find_problems(frame: pd.DataFrame, schema: Schema) -> list[str]:
-    """Every way the frame breaks the schema, with file line numbers (the header is line 1)."""
-    expected = [column.name for column in schema.columns]
+def find_problems(frame: "pd.DataFrame", schema: Schema, *, target: bool = True) -> list[str]:
+    """Every way the frame breaks the schema, with file line numbers (the header is line 1).
+
+    With `target=False` only the features are expected: rows to score need not carry the answer.
+    """
+    checked = schema.columns if target else schema.features
+    expected = [column.name for column in checked]
     missing = [name for name in expected if name not in frame.columns]
     unexpected = [name for name in frame.columns if name not in expected]
     problems = []
@@ -99,12 +111,14 @@ def find_problems(frame: pd.DataFrame, schema: Schema) -> list[str]:
         problems.append("no rows")
     if problems:
         return problems
-    for column in schema.columns:
+    for column in checked:
         problems.extend(_column_problems(frame[column.name], column))
     return problems
 
 
-def _column_problems(raw: pd.Series, column: Column) -> list[str]:
+def _column_problems(raw: "pd.Series", column: Column) -> list[str]:
+    import pandas as pd
+
     values = pd.to_numeric(raw, errors="coerce")
     checks = [
         (raw.isna(), "missing values"),
@@ -125,7 +139,7 @@ def _column_problems(raw: pd.Series, column: Column) -> list[str]:
     ]
 
 
-def _lines(mask: pd.Series) -> str:
+def _lines(mask: "pd.Series") -> str:
     lines = [str(int(index) + 2) for index in mask[mask].index[:MAX_ROWS_SHOWN]]
     more = int(mask.sum()) - len(lines)
     label = "line " if len(lines) == 1 else "lines "

@@ -15,11 +15,11 @@ import pandas as pd
 from bentoml.validators import ContentType
 from pydantic import BaseModel, Field
 
-from .api_schema import MAX_ROWS, prediction_model, row_model
+from .api_schema import prediction_model, row_model
 from .champion import BENTO_MODEL, MODEL_FILE
 from .inference_log import InferenceLog
 from .middleware import DEFAULT_MAX_BODY_BYTES, BodySizeLimit, ModelVersionHeader
-from .schema import load_schema
+from .schema import MAX_ROWS, load_schema
 from .train import load_model
 
 # BentoML reads the API's signature when this module loads, to validate requests and write the
