@@ -65,6 +65,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "registry",
         "schema",
         "service",
+        "tables",
         "train",
         "ui",
     ]

@@ -6,21 +6,16 @@ every row is scored: a bad row leaves no output behind, and an existing output f
 """
 
 import argparse
-import csv
-import re
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, suppress
-from dataclasses import dataclass
+from contextlib import closing
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-
-# pyarrow ships no type information; `unused-ignore` keeps this line valid once stubs exist.
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -29,215 +24,19 @@ from .config import load_params
 from .errors import DataError
 from .files import write_atomic
 from .registry import CHAMPION, RegisteredModel, load_registered
-from .schema import Schema, find_problems, load_schema
+from .schema import load_schema
+from .tables import Chunk, does_not_match, file_format, open_input
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
 DEFAULT_CHUNK_SIZE = 100_000
-# Bytes read at a time from a Parquet column.
-READ_BUFFER = 1 << 20
-# Characters of a reader's complaint an error message quotes.
-MAX_REASON = 200
 # The output's columns, besides one probability column per class for a multi-class model.
 ROW = "row"
 PREDICTION = "prediction"
 PROBABILITY = "probability"
 MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Checked feature values of consecutive input rows; `start` is the first one's position."""
-
-    start: int
-    features: pd.DataFrame
-
-
-def file_format(path: Path, role: str) -> str:
-    """The file's suffix when it names a supported format; DataError otherwise."""
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise DataError(
-            f"{path}: cannot tell the {role} format from the name "
-            f"(got {path.suffix or 'no suffix'!r}); use .csv or .parquet"
-        )
-    return suffix
-
-
-def does_not_match(path: Path, problems: list[str]) -> DataError:
-    """The error `read_table` raises for a file that breaks the schema, in the same words."""
-    return DataError(f"{path}: does not match the schema:\n  " + "\n  ".join(problems))
-
-
-def check_columns(path: Path, names: list[str], schema: Schema) -> None:
-    """Every feature is there; the target may be, and is ignored; nothing else may be."""
-    known = {*schema.feature_names, schema.target.name}
-    missing = [name for name in schema.feature_names if name not in names]
-    unexpected = [name for name in names if name not in known]
-    problems = []
-    if missing:
-        problems.append("missing columns: " + ", ".join(missing))
-    if unexpected:
-        problems.append("unexpected columns: " + ", ".join(unexpected))
-    if problems:
-        raise does_not_match(path, problems)
-
-
-def open_input(path: Path, schema: Schema, chunk_size: int) -> Iterator[Chunk]:
-    """Check that the file opens and has the schema's columns; then read it lazily, checked."""
-    suffix = file_format(path, "input")
-    if not path.is_file():
-        raise DataError(f"{path}: not found")
-    if suffix == ".csv":
-        return _open_csv(path, schema, chunk_size)
-    return _open_parquet(path, schema, chunk_size)
-
-
-def _unreadable(path: Path, error: Exception) -> DataError:
-    kind = FORMATS[path.suffix.lower()]
-    reason = " ".join(str(error).split()) or type(error).__name__
-    # Arrow quotes the offending row, which can be long.
-    if len(reason) > MAX_REASON:
-        reason = reason[: MAX_REASON - 3] + "..."
-    return DataError(f"{path}: not a readable {kind} file ({reason})")
-
-
-def _open_csv(path: Path, schema: Schema, chunk_size: int) -> Iterator[Chunk]:
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as file:
-            header = next(csv.reader(file), None)
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise _unreadable(path, error) from None
-    if header is None:
-        raise DataError(f"{path}: not a readable CSV file (it is empty)")
-    check_columns(path, header, schema)
-    names = schema.feature_names
-    # Arrow parses the features straight into numbers, on every core; the target is not read.
-    options = pa_csv.ConvertOptions(
-        include_columns=names, column_types=dict.fromkeys(names, pa.float64())
-    )
-    try:
-        reader = pa_csv.open_csv(path, convert_options=options)
-    except (OSError, pa.ArrowException) as error:
-        raise _csv_error(path, header, schema, 0, chunk_size, error) from None
-    return _read_csv(path, header, reader, schema, chunk_size)
-
-
-def _read_csv(
-    path: Path, header: list[str], reader: Any, schema: Schema, chunk_size: int
-) -> Iterator[Chunk]:
-    tables = _rechunked(reader, chunk_size)
-    start = 0
-    with reader:
-        while True:
-            try:
-                table = next(tables, None)
-            except (OSError, pa.ArrowException) as error:
-                raise _csv_error(path, header, schema, start, chunk_size, error) from None
-            if table is None:
-                return
-            frame = table.to_pandas()
-            # find_problems names file lines, index + 2: the header is line 1, row 0 on line 2.
-            frame.index = pd.RangeIndex(start, start + len(frame))
-            yield Chunk(start, _checked(path, frame, schema))
-            start += len(frame)
-
-
-def _csv_error(
-    path: Path, header: list[str], schema: Schema, start: int, chunk_size: int, error: Exception
-) -> DataError:
-    """Why Arrow could not read the rows from `start` on.
-
-    Arrow stops at the first cell that is not a number. To name every bad cell of that chunk,
-    as for any other schema problem, pandas reads the rows again: slower, but only on the way
-    to an error.
-    """
-    if isinstance(error, pa.ArrowInvalid):
-        # As text, for the schema to judge; all columns, so that pandas too refuses a row with
-        # too many cells. If pandas cannot read it either, Arrow's reason is as good.
-        with (
-            suppress(ValueError),
-            pd.read_csv(
-                path,
-                skiprows=start + 1,
-                header=None,
-                names=header,
-                dtype=str,
-                chunksize=chunk_size,
-            ) as again,
-        ):
-            for frame in again:
-                frame.index = frame.index + start
-                problems = find_problems(frame[schema.feature_names], schema, target=False)
-                if problems:
-                    return does_not_match(path, problems)
-    return _unreadable(path, error)
-
-
-def _open_parquet(path: Path, schema: Schema, chunk_size: int) -> Iterator[Chunk]:
-    try:
-        # Buffered, unprefetched reads: memory follows the chunk size, not the row group size.
-        file = pq.ParquetFile(path, buffer_size=READ_BUFFER, pre_buffer=False)
-    except (OSError, pa.ArrowException) as error:
-        raise _unreadable(path, error) from None
-    check_columns(path, file.schema_arrow.names, schema)
-    return _read_parquet(path, file, schema, chunk_size)
-
-
-def _read_parquet(path: Path, file: Any, schema: Schema, chunk_size: int) -> Iterator[Chunk]:
-    batches = iter(file.iter_batches(chunk_size, columns=schema.feature_names))
-    start = 0
-    with file:
-        while True:
-            try:
-                batch = next(batches, None)
-            except (OSError, pa.ArrowException) as error:
-                raise _unreadable(path, error) from None
-            if batch is None:
-                return
-            frame = batch.select(schema.feature_names).to_pandas()
-            # Parquet has rows, not lines: shift the index so that find_problems' line numbers
-            # (index + 2) are the rows' positions, counted from 0.
-            frame.index = pd.RangeIndex(start - 2, start - 2 + len(frame))
-            yield Chunk(start, _checked(path, frame, schema, _lines_to_rows))
-            start += len(frame)
-
-
-def _lines_to_rows(problem: str) -> str:
-    return re.sub(r"\bat line(s?) (?=\d)", r"at row\1 ", problem)
-
-
-def _checked(
-    path: Path,
-    frame: pd.DataFrame,
-    schema: Schema,
-    where: Callable[[str], str] = lambda problem: problem,
-) -> pd.DataFrame:
-    """The chunk's features as numbers; DataError naming every problem in the chunk."""
-    problems = find_problems(frame, schema, target=False)
-    if problems:
-        raise does_not_match(path, [where(problem) for problem in problems])
-    numeric = all(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes)
-    return frame if numeric else frame.apply(pd.to_numeric)
-
-
-def _rechunked(batches: Iterable[Any], rows: int) -> Iterator[Any]:
-    """Tables of `rows` rows (the last one shorter) from record batches of any size."""
-    pending: list[Any] = []
-    count = 0
-    for batch in batches:
-        pending.append(batch)
-        count += batch.num_rows
-        while count >= rows:
-            table = pa.Table.from_batches(pending)
-            yield table.slice(0, rows)
-            rest = table.slice(rows)
-            pending, count = rest.to_batches(), rest.num_rows
-    if count:
-        yield pa.Table.from_batches(pending)
 
 
 def prefetched(chunks: Iterator[Chunk]) -> Generator[Chunk]:
