@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }}.config import PARAMS_FILE, RAW_DATA
+from {{ cookiecutter.package_name }}.config import PARAMS_FILE, RAW_DATA, load_params
 from {{ cookiecutter.package_name }}.schema import Schema, load_schema, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,13 +29,19 @@ def raw_data(schema: Schema) -> pd.DataFrame:
     return read_table(path, schema)
 
 
+def copy_inputs(folder: Path) -> None:
+    """Copy params.yaml, the raw data and the current data of this project into `folder`."""
+    shutil.copy(ROOT / PARAMS_FILE, folder / PARAMS_FILE)
+    for data in (RAW_DATA, Path(load_params(ROOT / PARAMS_FILE).drift.current)):
+        (folder / data).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / data, folder / data)
+
+
 @contextmanager
 def scratch_project(folder: Path) -> Iterator[Path]:
-    """Work inside `folder` as a copy of this project: params.yaml, the raw data, and its own
-    MLflow store and BentoML home."""
-    shutil.copy(ROOT / PARAMS_FILE, folder / PARAMS_FILE)
-    (folder / RAW_DATA).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / RAW_DATA, folder / RAW_DATA)
+    """Work inside `folder` as a copy of this project: params.yaml, the raw and current data, and
+    its own MLflow store and BentoML home."""
+    copy_inputs(folder)
     settings = {
         "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
         "BENTOML_HOME": str(folder / ".bentoml"),

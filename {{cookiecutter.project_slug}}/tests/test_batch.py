@@ -1,6 +1,5 @@
 """Batch scoring: a file in, the champion's predictions out; a bad file leaves nothing behind."""
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,11 +15,11 @@ from {{ cookiecutter.package_name }}.batch import (
     PROBABILITY,
     ROW,
 )
-from {{ cookiecutter.package_name }}.config import PARAMS_FILE, RAW_DATA, load_params
+from {{ cookiecutter.package_name }}.config import load_params
 from {{ cookiecutter.package_name }}.registry import RegisteredModel, load_registered
 from {{ cookiecutter.package_name }}.schema import Schema
 
-from .conftest import ROOT
+from .conftest import copy_inputs
 
 SUFFIXES = [".csv", ".parquet"]
 # Small chunks, so that the bad rows below sit in a later chunk than the first.
@@ -38,12 +37,10 @@ def project(
 ) -> tuple[Path, RegisteredModel]:
     """A scratch project whose registry has a champion: the pipeline runs once for the module."""
     root = tmp_path_factory.mktemp("project")
-    shutil.copy(ROOT / PARAMS_FILE, root / PARAMS_FILE)
-    (root / RAW_DATA).parent.mkdir(parents=True)
-    shutil.copy(ROOT / RAW_DATA, root / RAW_DATA)
+    copy_inputs(root)
     with pytest.MonkeyPatch.context() as patch:
         use_project(patch, root)
-        for command in ("prepare", "train", "evaluate", "promote"):
+        for command in ("prepare", "train", "evaluate", "drift", "promote"):
             assert main([command]) == 0, command
         champion = load_registered(load_params().mlflow)
     return root, champion

@@ -11,10 +11,10 @@ import pytest
 
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.config import RAW_DATA, TEST_DATA, TRAIN_DATA, load_params
-from {{ cookiecutter.package_name }}.data import POINTER, sample_frame
+from {{ cookiecutter.package_name }}.data import CURRENT_ROWS, current_sample, pointer, sample_frame
 from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.prepare import split
-from {{ cookiecutter.package_name }}.schema import Schema, read_table
+from {{ cookiecutter.package_name }}.schema import Schema, find_problems, read_table
 
 from .conftest import ROOT
 
@@ -138,11 +138,25 @@ def dvc_repo(workdir: Path) -> Path:
 def test_data_on_a_new_project_writes_tracks_and_pushes_the_sample(
     workdir: Path, dvc_repo: Path, schema: Schema
 ) -> None:
+    current = workdir / load_params().drift.current
     (workdir / RAW_DATA).unlink()
+    current.unlink()
     assert main(["data"]) == 0
     pd.testing.assert_frame_equal(read_table(workdir / RAW_DATA, schema), sample_frame(schema))
-    assert (workdir / POINTER).exists()
+    assert (workdir / pointer(RAW_DATA)).exists()
+    assert (workdir / pointer(current)).exists()
+    assert len(pd.read_csv(current)) == CURRENT_ROWS
     assert any(path.is_file() for path in dvc_repo.rglob("*"))
+
+
+def test_the_sample_current_data_is_raw_rows_with_noise_within_the_schema(
+    raw_data: pd.DataFrame, schema: Schema
+) -> None:
+    current = current_sample(raw_data, schema)
+    assert list(current.columns) == schema.feature_names
+    assert not find_problems(current, schema, target=False)
+    pd.testing.assert_frame_equal(current, current_sample(raw_data, schema))
+    assert not current.isin(raw_data[schema.feature_names]).all().all()
 
 
 def test_data_tracks_an_existing_file_instead_of_replacing_it(
@@ -150,9 +164,14 @@ def test_data_tracks_an_existing_file_instead_of_replacing_it(
 ) -> None:
     raw_data.head(50).to_csv(workdir / RAW_DATA, index=False)
     own = (workdir / RAW_DATA).read_bytes()
+    current = workdir / load_params().drift.current
+    raw_data.tail(20).to_csv(current, index=False)
+    own_current = current.read_bytes()
     assert main(["data"]) == 0
     assert (workdir / RAW_DATA).read_bytes() == own
-    assert (workdir / POINTER).exists()
+    assert (workdir / pointer(RAW_DATA)).exists()
+    assert current.read_bytes() == own_current
+    assert (workdir / pointer(current)).exists()
 
 
 def test_data_pulls_the_tracked_file_back(workdir: Path, dvc_repo: Path) -> None:

@@ -1,17 +1,22 @@
 """The stages end to end against a real MLflow store: registration, lineage and promotion."""
 
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.config import (
+    GATE_REPORT,
     METRICS_FILE,
     MODEL_FILE,
     MODEL_VERSION_FILE,
+    PARAMS_FILE,
     TEST_DATA,
     load_params,
 )
@@ -21,6 +26,7 @@ from {{ cookiecutter.package_name }}.registry import (
     CHAMPION,
     PREVIOUS,
     load_registered,
+    move_aliases,
 )
 from {{ cookiecutter.package_name }}.schema import load_schema, read_table
 from {{ cookiecutter.package_name }}.train import load_model
@@ -37,8 +43,8 @@ def aliases(client: MlflowClient, name: str) -> dict[str, str]:
 
 @pytest.fixture
 def pipeline_run(workdir: Path) -> tuple[MlflowClient, str]:
-    """Run prepare, train and evaluate once in the scratch project."""
-    for stage in ("prepare", "train", "evaluate"):
+    """Run prepare, train, evaluate and drift once in the scratch project."""
+    for stage in ("prepare", "train", "evaluate", "drift"):
         assert main([stage]) == 0, stage
     return MlflowClient(), load_params().mlflow.model_name
 
@@ -62,11 +68,116 @@ def test_promote_keeps_the_previous_champion(pipeline_run: tuple[MlflowClient, s
     client, name = pipeline_run
     assert main(["promote"]) == 0
     assert aliases(client, name) == {CHALLENGER: "1", CHAMPION: "1"}
+    assert client.get_model_version(name, "1").tags["gate"] == "passed"
     assert main(["evaluate"]) == 0
     assert main(["promote"]) == 0
     assert aliases(client, name) == {CHALLENGER: "2", CHAMPION: "2", PREVIOUS: "1"}
     assert main(["promote", "--version", "1"]) == 0
     assert aliases(client, name) == {CHALLENGER: "2", CHAMPION: "1", PREVIOUS: "2"}
+
+
+def test_rollback_walks_back_through_the_champions(
+    pipeline_run: tuple[MlflowClient, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, name = pipeline_run
+    for _ in range(2):
+        assert main(["evaluate"]) == 0  # versions 2 and 3, as good as version 1
+    for version in ("1", "2", "3"):
+        assert main(["promote", "--version", version]) == 0
+    assert aliases(client, name) == {CHALLENGER: "3", CHAMPION: "3", PREVIOUS: "2"}
+
+    assert main(["rollback"]) == 0
+    assert aliases(client, name) == {CHALLENGER: "3", CHAMPION: "2", PREVIOUS: "1"}
+    assert client.get_model_version(name, "3").tags["rolled_back"] == "true"
+    assert main(["rollback"]) == 0
+    assert aliases(client, name) == {CHALLENGER: "3", CHAMPION: "1"}
+    capsys.readouterr()
+    assert main(["rollback"]) == 1
+    assert "version 1 has no 'previous' champion to roll back to" in capsys.readouterr().err
+    assert aliases(client, name) == {CHALLENGER: "3", CHAMPION: "1"}
+
+
+def test_rollback_without_a_champion_says_so(
+    pipeline_run: tuple[MlflowClient, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rollback"]) == 1
+    assert "no champion to roll back" in capsys.readouterr().err
+
+
+def test_promote_refuses_a_worse_model_and_keeps_the_champion(
+    workdir: Path, pipeline_run: tuple[MlflowClient, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, name = pipeline_run
+    assert main(["promote"]) == 0
+    worse_params = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+    worse_params["prepare"]["test_size"] = 0.5  # half the training rows: a weaker model
+    worse_params["gate"]["min_improvement"] = 0.001
+    PARAMS_FILE.write_text(yaml.safe_dump(worse_params), encoding="utf-8")
+    for stage in ("prepare", "train", "evaluate", "drift"):
+        assert main([stage]) == 0, stage
+    capsys.readouterr()
+
+    assert main(["gate"]) == 1
+    assert main(["promote"]) == 1
+    output = capsys.readouterr().out
+    assert "**Decision: fail.** Version 2 stays out" in output
+    assert "refused by the gate" in output
+    assert "does not beat the champion's" in (workdir / GATE_REPORT).read_text(encoding="utf-8")
+    assert aliases(client, name) == {CHALLENGER: "2", CHAMPION: "1"}
+    assert "gate" not in client.get_model_version(name, "2").tags
+
+    assert main(["promote", "--force", "--reason", "hotfix approved by the team"]) == 0
+    tags = client.get_model_version(name, "2").tags
+    assert (tags["gate"], tags["gate_reason"]) == ("forced", "hotfix approved by the team")
+    assert aliases(client, name) == {CHALLENGER: "2", CHAMPION: "2", PREVIOUS: "1"}
+
+
+def test_force_needs_a_reason(pipeline_run: tuple[MlflowClient, str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["promote", "--force"])
+    assert exit_.value.code == 2
+
+
+def test_an_unreachable_registry_is_one_clear_line(
+    pipeline_run: tuple[MlflowClient, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client, name = pipeline_run
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    for command in (["promote", "--force", "--reason", "test"], ["rollback"], ["gate"]):
+        assert main(command) == 1
+        error = capsys.readouterr().err
+        assert error.startswith(f"ERROR: MLflow at http://127.0.0.1:{port}: "), error
+        assert error.count("\n") == 1
+    assert aliases(client, name) == {CHALLENGER: "1"}
+
+
+class FailingClient(MlflowClient):
+    """A real registry client whose move of one alias fails, as a dropped connection would."""
+
+    def __init__(self, failing_alias: str) -> None:
+        super().__init__()
+        self.failing_alias = failing_alias
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        if alias == self.failing_alias:
+            raise MlflowException("connection reset")
+        super().set_registered_model_alias(name, alias, version)
+
+
+def test_aliases_are_never_left_half_moved(pipeline_run: tuple[MlflowClient, str]) -> None:
+    client, name = pipeline_run
+    assert main(["promote"]) == 0
+    assert main(["evaluate"]) == 0
+    before = aliases(client, name)
+    with pytest.raises(RegistryError, match="they were left as they were"):
+        move_aliases(FailingClient(PREVIOUS), name, {CHAMPION: "2", PREVIOUS: "1"})
+    assert aliases(client, name) == before
 
 
 def test_promote_refuses_an_unknown_version(

@@ -68,7 +68,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
     folder = tmp_path_factory.mktemp("service")
     with scratch_project(folder):
-        for command in (["prepare"], ["train"], ["evaluate"], ["promote"], ["champion"]):
+        for command in (["prepare"], ["train"], ["evaluate"], ["drift"], ["promote"], ["champion"]):
             assert main(command) == 0, command
         port = free_port()
         env = {**os.environ, "SERVICE_MAX_BODY_BYTES": str(BODY_LIMIT)}

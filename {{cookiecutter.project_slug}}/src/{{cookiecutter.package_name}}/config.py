@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
 from .errors import ParamsError
@@ -18,6 +18,16 @@ MODEL_FILE = Path("models/model.skops")
 METRICS_FILE = Path("reports/metrics.json")
 PLOTS_DIR = Path("reports/plots")
 MODEL_VERSION_FILE = Path("reports/model_version.json")
+DRIFT_REPORT = Path("reports/drift.html")
+DRIFT_SUMMARY = Path("reports/drift.json")
+GATE_REPORT = Path("reports/gate.md")
+
+# Each metric `evaluate` reports, and whether a higher value is better.
+{%- if cookiecutter.task == "classification" %}
+METRICS = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True}
+{%- else %}
+METRICS = {"rmse": False, "mae": False, "r2": True}
+{%- endif %}
 
 
 class Section(BaseModel):
@@ -38,10 +48,45 @@ class MlflowParams(Section):
     model_name: str = Field(min_length=1, max_length=256)
 
 
+class DriftParams(Section):
+    current: str = Field(min_length=1)
+    method: str | None
+    threshold: float | None = Field(gt=0)
+    sample_size: int = Field(ge=100)
+    seed: int = Field(ge=0)
+
+
+def _known_metric(name: str) -> str:
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; one of {', '.join(METRICS)}")
+    return name
+
+
+class GateParams(Section):
+    floors: dict[str, float]
+    primary: str
+    min_improvement: float
+    max_drift_share: float = Field(ge=0, le=1)
+
+    @field_validator("floors")
+    @classmethod
+    def _floors_name_metrics(cls, floors: dict[str, float]) -> dict[str, float]:
+        for name in floors:
+            _known_metric(name)
+        return floors
+
+    @field_validator("primary")
+    @classmethod
+    def _primary_is_a_metric(cls, primary: str) -> str:
+        return _known_metric(primary)
+
+
 class Params(Section):
     prepare: PrepareParams
     train: TrainParams
     mlflow: MlflowParams
+    drift: DriftParams
+    gate: GateParams
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
@@ -70,6 +115,8 @@ def describe(path: Path, error: ErrorDetails) -> str:
         return f"{path}: {key}: missing; add it (see the comments in params.yaml)"
     if error["type"] == "extra_forbidden":
         return f"{path}: {key}: unknown key; check its spelling and its section"
+    if error["type"] == "value_error":
+        return f"{path}: {key}: {error.get('ctx', {}).get('error', error['msg'])}"
     return f"{path}: {key}: {error['msg']} (got {_show(error['input'])})"
 
 

@@ -1,21 +1,27 @@
-"""`data`: put the raw data in place, from the DVC remote or, on a new project, from the sample.
+"""`data`: put the raw and current data in place, from the DVC remote or, on a new project, samples.
 
-A raw file that is already there but not yet tracked is the user's own data: it is tracked as it
-is, never replaced by the sample.
+A file that is already there but not yet tracked is the user's own data: it is tracked as it is,
+never replaced by a sample. Until there is production data, the current data (what `drift`
+compares with the training data) is a sample of the raw rows with measurement noise.
 """
 
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .config import RAW_DATA
+from .config import RAW_DATA, load_params
 from .errors import DataError
-from .files import write_csv_atomic
-from .schema import Schema, load_schema
+from .files import write_atomic, write_csv_atomic
+from .schema import Schema, load_schema, read_table
 
-POINTER = RAW_DATA.with_name(RAW_DATA.name + ".dvc")
+# The sample current data: this many raw rows, drawn with replacement, each value of a float
+# column off by this relative amount on average (a measurement, not a shift).
+CURRENT_ROWS = 300
+NOISE = 0.01
 
 
 def sample_frame(schema: Schema) -> pd.DataFrame:
@@ -28,6 +34,23 @@ def sample_frame(schema: Schema) -> pd.DataFrame:
     return frame.astype({column.name: column.dtype for column in schema.columns})
 
 
+def current_sample(raw: pd.DataFrame, schema: Schema, seed: int = 0) -> pd.DataFrame:
+    """Rows like the raw ones, as production would send them: features only, slightly noisy."""
+    rng = np.random.default_rng(seed)
+    rows = raw[schema.feature_names].sample(
+        n=CURRENT_ROWS, replace=True, random_state=seed, ignore_index=True
+    )
+    for column in schema.features:
+        if column.dtype == "float":
+            noisy = rows[column.name] * rng.normal(1, NOISE, len(rows))
+            rows[column.name] = noisy.clip(column.min, column.max).round(6)
+    return rows
+
+
+def pointer(path: Path) -> Path:
+    return path.with_name(path.name + ".dvc")
+
+
 def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["dvc", *args], capture_output=True, text=True, check=False)
 
@@ -37,42 +60,62 @@ def _last_line(output: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def pull() -> None:
-    """Fetch the tracked raw data from the DVC remote."""
-    result = _dvc("pull", str(POINTER))
+def pull(path: Path) -> None:
+    """Fetch a tracked file from the DVC remote."""
+    result = _dvc("pull", str(pointer(path)))
     if result.returncode != 0:
         raise DataError(
-            f"{RAW_DATA}: could not pull it from the DVC remote: {_last_line(result.stderr)}; "
+            f"{path}: could not pull it from the DVC remote: {_last_line(result.stderr)}; "
             "check `dvc remote list` and your credentials"
         )
 
 
-def track() -> None:
-    """Track the raw data with DVC and push it to the remote."""
-    result = _dvc("add", str(RAW_DATA))
+def track(path: Path) -> None:
+    """Track a file with DVC and push it to the remote."""
+    result = _dvc("add", str(path))
     if result.returncode != 0:
-        raise DataError(f"{RAW_DATA}: `dvc add` failed: {_last_line(result.stderr)}")
-    result = _dvc("push", str(POINTER))
+        raise DataError(f"{path}: `dvc add` failed: {_last_line(result.stderr)}")
+    result = _dvc("push", str(pointer(path)))
     if result.returncode != 0:
         # The data is safe in the local DVC cache; only sharing it has to wait.
         print(
-            f"warning: could not push {RAW_DATA} to the DVC remote "
+            f"warning: could not push {path} to the DVC remote "
             f"({_last_line(result.stderr)}); run `dvc push` once the remote is reachable",
             file=sys.stderr,
         )
 
 
+def pull_or_track(path: Path) -> bool:
+    """Pull a tracked file, or track the user's own; False when there is neither."""
+    if pointer(path).exists():
+        pull(path)
+        print(f"{path}: pulled from the DVC remote")
+        return True
+    if path.exists():
+        track(path)
+        print(f"{path}: tracked your file with DVC ({pointer(path)})")
+        return True
+    return False
+
+
+def write_sample(path: Path, frame: pd.DataFrame, what: str) -> None:
+    if path.suffix.lower() == ".parquet":
+        write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    else:
+        write_csv_atomic(path, frame)
+    track(path)
+    print(f"{path}: wrote {what} and tracked it with DVC ({pointer(path)})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="data", description=__doc__)
     parser.parse_args(argv)
-    if POINTER.exists():
-        pull()
-        print(f"{RAW_DATA}: pulled from the DVC remote")
-    elif RAW_DATA.exists():
-        track()
-        print(f"{RAW_DATA}: tracked your file with DVC ({POINTER})")
-    else:
-        write_csv_atomic(RAW_DATA, sample_frame(load_schema()))
-        track()
-        print(f"{RAW_DATA}: wrote the sample data and tracked it with DVC ({POINTER})")
+    schema = load_schema()
+    current = Path(load_params().drift.current)
+    if not pull_or_track(RAW_DATA):
+        write_sample(RAW_DATA, sample_frame(schema), "the sample data")
+    # A folder is the service's inference log: the service fills it, DVC does not track it.
+    if not current.is_dir() and current.suffix and not pull_or_track(current):
+        raw = read_table(RAW_DATA, schema)
+        write_sample(current, current_sample(raw, schema), "a sample of the raw rows")
     return 0

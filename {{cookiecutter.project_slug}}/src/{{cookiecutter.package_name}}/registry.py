@@ -2,7 +2,7 @@
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS = "previous"
+# Version tags: the champion a version replaced when it was promoted, and a rolled-back champion.
+REPLACED = "replaced_champion"
+ROLLED_BACK = "rolled_back"
 # What a served model needs. Listing it spares MLflow a slow guess in a subprocess.
 MODEL_REQUIREMENTS = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
 
@@ -38,6 +41,9 @@ def tracking_uri(params: MlflowParams) -> str:
 @contextmanager
 def registry_errors(params: MlflowParams) -> Iterator[None]:
     """Turn MLflow failures into one line that says which tracking server failed."""
+    # MLflow logs a traceback for a failed SQLite query (a locked database) before it raises;
+    # the one line below says the same.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     try:
         yield
     except MlflowException as error:
@@ -117,10 +123,84 @@ def version_by_alias(registry: MlflowClient, name: str, alias: str) -> str | Non
         raise
 
 
-def promote(params: MlflowParams, version: str | None = None) -> tuple[str, str | None]:
+@dataclass(frozen=True)
+class Candidate:
+    """A registered version and the metrics its run logged."""
+
+    name: str
+    version: str
+    metrics: dict[str, float]
+
+
+def _candidate(registry: MlflowClient, name: str, version: str) -> Candidate:
+    found = registry.get_model_version(name, version)
+    metrics = registry.get_run(found.run_id).data.metrics if found.run_id else {}
+    return Candidate(name, str(found.version), dict(metrics))
+
+
+def candidates(
+    params: MlflowParams, version: str | None = None
+) -> tuple[Candidate, Candidate | None]:
+    """The version to judge (default: the challenger) and the champion, if there is one."""
+    registry = client(params)
+    name = params.model_name
+    with registry_errors(params):
+        if version is None:
+            version = version_by_alias(registry, name, CHALLENGER)
+            if version is None:
+                raise RegistryError(f"{name}: no challenger to judge; run `make repro` first")
+        challenger = _candidate(registry, name, version)
+        champion = version_by_alias(registry, name, CHAMPION)
+        return challenger, None if champion is None else _candidate(registry, name, champion)
+
+
+def move_aliases(registry: MlflowClient, name: str, moves: Mapping[str, str | None]) -> None:
+    """Point each alias at its version (None: remove it), all or none.
+
+    The registry has no transactions across calls: if one move fails, the ones already made
+    are put back before the error is raised, so the aliases are never left half-moved.
+    """
+    before = {alias: version_by_alias(registry, name, alias) for alias in moves}
+    done: list[str] = []
+    try:
+        for alias, version in moves.items():
+            if version is not None:
+                registry.set_registered_model_alias(name, alias, version)
+            elif before[alias] is not None:
+                registry.delete_registered_model_alias(name, alias)
+            done.append(alias)
+    except MlflowException as error:
+        stuck = [alias for alias in reversed(done) if not _put_back(registry, name, alias, before)]
+        reason = str(error.message).strip().splitlines()[0]
+        if stuck:
+            raise RegistryError(
+                f"{name}: moving the aliases failed ({reason}) and {', '.join(stuck)} could not "
+                f"be put back: check them with `make mlflow-ui`"
+            ) from None
+        raise RegistryError(
+            f"{name}: moving the aliases failed ({reason}); they were left as they were"
+        ) from None
+
+
+def _put_back(registry: MlflowClient, name: str, alias: str, before: dict[str, str | None]) -> bool:
+    version = before[alias]
+    try:
+        if version is None:
+            registry.delete_registered_model_alias(name, alias)
+        else:
+            registry.set_registered_model_alias(name, alias, version)
+    except MlflowException:
+        return False
+    return True
+
+
+def promote(
+    params: MlflowParams, version: str | None = None, tags: dict[str, str] | None = None
+) -> tuple[str, str | None]:
     """Point `champion` at `version` (default: the challenger); keep the old one as `previous`.
 
-    Returns the new champion and the previous one (None for the first champion).
+    The new champion is tagged with `tags` and with the version it replaces, which `rollback`
+    follows. Returns the new champion and the previous one (None for the first champion).
     """
     registry = client(params)
     name = params.model_name
@@ -129,12 +209,39 @@ def promote(params: MlflowParams, version: str | None = None) -> tuple[str, str 
             version = version_by_alias(registry, name, CHALLENGER)
             if version is None:
                 raise RegistryError(f"{name}: no challenger to promote; run `make repro` first")
-        registry.get_model_version(name, version)
+        version = str(registry.get_model_version(name, version).version)
         current = version_by_alias(registry, name, CHAMPION)
-        if current is not None and current != version:
-            registry.set_registered_model_alias(name, PREVIOUS, current)
-        registry.set_registered_model_alias(name, CHAMPION, version)
-    return version, current if current != version else None
+        if current == version:
+            return version, None
+        for key, value in {**(tags or {}), REPLACED: current or ""}.items():
+            registry.set_model_version_tag(name, version, key, value)
+        moves = {CHAMPION: version, **({PREVIOUS: current} if current is not None else {})}
+        move_aliases(registry, name, moves)
+    return version, current
+
+
+def rollback(params: MlflowParams) -> tuple[str, str, str | None]:
+    """Point `champion` back at `previous`, and `previous` at the one before it.
+
+    Returns the version that was the champion, the champion now and the new `previous` (None
+    when the history ends there). Repeated, it walks further back.
+    """
+    registry = client(params)
+    name = params.model_name
+    with registry_errors(params):
+        current = version_by_alias(registry, name, CHAMPION)
+        if current is None:
+            raise RegistryError(f"{name}: no champion to roll back")
+        target = version_by_alias(registry, name, PREVIOUS)
+        if target is None:
+            raise RegistryError(
+                f"{name}: version {current} has no '{PREVIOUS}' champion to roll back to"
+            )
+        before = registry.get_model_version(name, target).tags.get(REPLACED) or None
+        further = before if before not in (None, target) else None
+        move_aliases(registry, name, {CHAMPION: target, PREVIOUS: further})
+        registry.set_model_version_tag(name, current, ROLLED_BACK, "true")
+    return current, target, further
 
 
 @dataclass(frozen=True)

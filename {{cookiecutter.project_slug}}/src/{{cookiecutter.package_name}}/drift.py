@@ -1,0 +1,209 @@
+"""`drift`: does the current data still look like the training data? Evidently, column by column.
+
+Writes reports/drift.html for people and reports/drift.json for the gate and `dvc metrics`. Data
+larger than `drift.sample_size` rows is sampled uniformly while it is read, so memory stays
+bounded whatever the size of the files; the summary says when that happened.
+"""
+
+import argparse
+import json
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .config import DRIFT_REPORT, DRIFT_SUMMARY, TRAIN_DATA, DriftParams, load_params
+from .errors import DataError, ParamsError
+from .files import write_atomic, write_text_atomic
+from .schema import Schema, find_problems, load_schema
+from .tables import does_not_match, open_input
+
+if TYPE_CHECKING:
+    from evidently.core.report import Snapshot
+
+# Rows read at a time.
+CHUNK_ROWS = 100_000
+# The service's inference log: rotated JSON-lines files in a folder.
+LOG_FILES = "*.jsonl*"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The rows compared, and how many rows the source had."""
+
+    frame: pd.DataFrame
+    rows: int
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.frame) < self.rows
+
+
+def sample_rows(chunks: Iterable[pd.DataFrame], size: int, seed: int) -> Sample:
+    """A uniform random sample of at most `size` rows from a stream of chunks, in file order.
+
+    Each row draws a random key and the rows with the `size` smallest keys are kept, so memory
+    holds `size` rows and one chunk however long the stream is. A stream that fits is kept whole.
+    """
+    rng = np.random.default_rng(seed)
+    kept: pd.DataFrame | None = None
+    keys = np.empty(0)
+    rows = 0
+    for chunk in chunks:
+        rows += len(chunk)
+        frame = chunk if kept is None else pd.concat([kept, chunk], ignore_index=True)
+        keys = np.concatenate([keys, rng.random(len(chunk))])
+        if len(frame) > size:
+            best = np.sort(np.argpartition(keys, size)[:size])
+            frame, keys = frame.iloc[best].reset_index(drop=True), keys[best]
+        kept = frame
+    return Sample(pd.DataFrame() if kept is None else kept, rows)
+
+
+def read_chunks(path: Path, schema: Schema) -> Iterator[pd.DataFrame]:
+    """The checked feature columns of a CSV or Parquet file, or of an inference log folder."""
+    if path.is_dir():
+        return _log_chunks(path, schema)
+    return (chunk.features for chunk in open_input(path, schema, CHUNK_ROWS))
+
+
+def _log_chunks(folder: Path, schema: Schema) -> Iterator[pd.DataFrame]:
+    files = sorted(folder.glob(LOG_FILES))
+    if not files:
+        raise DataError(
+            f"{folder}: no inference log ({LOG_FILES}) in it; serve the model (`make serve`) "
+            "to collect some, or point drift.current at a data file"
+        )
+    return (frame for file in files for frame in _log_file_chunks(file, schema))
+
+
+def _log_file_chunks(path: Path, schema: Schema) -> Iterator[pd.DataFrame]:
+    """One log file's rows, features only; problems name the file's lines."""
+    start = 0
+    try:
+        with pd.read_json(path, lines=True, chunksize=CHUNK_ROWS, dtype=False) as reader:
+            for frame in reader:
+                missing = [name for name in schema.feature_names if name not in frame.columns]
+                if missing:
+                    raise does_not_match(path, ["missing fields: " + ", ".join(missing)])
+                features = frame[schema.feature_names]
+                # find_problems names lines as index + 2 (for a header); a log has no header.
+                features.index = pd.RangeIndex(start - 1, start - 1 + len(frame))
+                problems = find_problems(features, schema, target=False)
+                if problems:
+                    raise does_not_match(path, problems)
+                yield features.apply(pd.to_numeric).reset_index(drop=True)
+                start += len(frame)
+    except ValueError as error:
+        reason = " ".join(str(error).split())[:200]
+        raise DataError(f"{path}: not a readable JSON-lines file ({reason})") from None
+
+
+def read_sample(path: Path, schema: Schema, params: DriftParams, role: str) -> Sample:
+    """A checked, bounded sample of the features in `path`; DataError naming the file otherwise."""
+    sample = sample_rows(read_chunks(path, schema), params.sample_size, params.seed)
+    if sample.rows == 0:
+        raise DataError(f"{path}: the {role} data has no rows")
+    return sample
+
+
+def compare(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    schema: Schema,
+    params: DriftParams,
+    share: float,
+) -> "Snapshot":
+    """Evidently's data drift preset over the features, numerical or categorical per the schema."""
+    # Importing Evidently warns about its dependencies' deprecations: nothing to act on here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(
+        numerical_columns=[column.name for column in schema.features if column.allowed is None],
+        categorical_columns=[
+            column.name for column in schema.features if column.allowed is not None
+        ],
+    )
+    report = Report(
+        [DataDriftPreset(drift_share=share, method=params.method, threshold=params.threshold)],
+        include_tests=True,
+    )
+    try:
+        return report.run(
+            Dataset.from_pandas(current, data_definition=definition),
+            Dataset.from_pandas(reference, data_definition=definition),
+        )
+    except ValueError as error:
+        if params.method is not None and params.method in str(error):
+            raise ParamsError(
+                f"drift.method: Evidently has no test {params.method!r} for these columns ({error})"
+            ) from None
+        raise
+
+
+def summarise(snapshot: "Snapshot", share: float) -> dict[str, Any]:
+    """The share and count of drifted columns, the tests used, and each column's score."""
+    result = snapshot.dict()
+    failed = {
+        test["metric_config"]["metric_id"] for test in result["tests"] if test["status"] == "FAIL"
+    }
+    methods: dict[str, float] = {}
+    scores: dict[str, float] = {}
+    drifted: list[str] = []
+    for metric in result["metrics"]:
+        config = metric["config"]
+        if config["type"].endswith(":ValueDrift"):
+            methods[config["method"]] = float(config["threshold"])
+            scores[config["column"]] = float(metric["value"])
+            if metric["id"] in failed:
+                drifted.append(config["column"])
+    drifted_share = len(drifted) / len(scores) if scores else 0.0
+    return {
+        "drift": drifted_share > share,
+        "drifted_share": drifted_share,
+        "drifted_columns": len(drifted),
+        "columns": len(scores),
+        "max_drift_share": share,
+        # Each test Evidently chose and its threshold (p-values drift below it, distances above).
+        "methods": methods,
+        "drifted": drifted,
+        "scores": scores,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="drift", description=__doc__).parse_args(argv)
+    params = load_params()
+    schema = load_schema()
+    current_path = Path(params.drift.current)
+    # Both sides are read and checked before Evidently (slow to import) is loaded.
+    reference = read_sample(TRAIN_DATA, schema, params.drift, "reference")
+    current = read_sample(current_path, schema, params.drift, "current")
+    share = params.gate.max_drift_share
+    snapshot = compare(reference.frame, current.frame, schema, params.drift, share)
+    summary = {
+        **summarise(snapshot, share),
+        "current": str(current_path),
+        "rows": {"reference": reference.rows, "current": current.rows},
+        "compared": {"reference": len(reference.frame), "current": len(current.frame)},
+        "sampled": reference.sampled or current.sampled,
+    }
+    write_atomic(DRIFT_REPORT, lambda tmp: snapshot.save_html(str(tmp)))
+    write_text_atomic(DRIFT_SUMMARY, json.dumps(summary, indent=2) + "\n")
+
+    note = " (sampled)" if summary["sampled"] else ""
+    percent, allowed = round(summary["drifted_share"] * 100), round(share * 100)
+    print(
+        f"drift: {summary['drifted_columns']} of {summary['columns']} columns drifted "
+        f"({percent}%; at most {allowed}% allowed) between {len(reference.frame)} reference "
+        f"and {len(current.frame)} current rows{note}"
+    )
+    print(f"drift: report in {DRIFT_REPORT}, summary in {DRIFT_SUMMARY}")
+    return 0

@@ -1,0 +1,200 @@
+"""`gate`: may the challenger become the champion? Floors, the champion to beat, and drift.
+
+The decision and every reason go to reports/gate.md, the same markdown for the terminal, the pull
+request comment and the job summary. Exit status 0 means pass, 1 means fail.
+"""
+
+import argparse
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import DRIFT_SUMMARY, GATE_REPORT, METRICS, GateParams, load_params
+from .files import write_text_atomic
+from .registry import CHALLENGER, CHAMPION, Candidate, candidates
+
+
+@dataclass(frozen=True)
+class Row:
+    """One metric of the table: both models' values, the floor and this metric's verdict."""
+
+    metric: str
+    challenger: float | None
+    champion: float | None
+    floor: float | None
+    primary: bool
+    problems: tuple[str, ...]
+
+    @property
+    def delta(self) -> float | None:
+        if self.challenger is None or self.champion is None:
+            return None
+        return self.challenger - self.champion
+
+
+@dataclass(frozen=True)
+class Verdict:
+    challenger: Candidate
+    champion: Candidate | None
+    rows: tuple[Row, ...]
+    drift: dict[str, Any] | None
+    reasons: tuple[str, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+
+def _better(metric: str, value: float, than: float, by: float = 0.0) -> bool:
+    """`value` is at least `by` better than `than`, in the metric's direction."""
+    gain = value - than if METRICS[metric] else than - value
+    return gain >= by - 1e-12
+
+
+def judge_metric(
+    metric: str, gate: GateParams, challenger: Candidate, champion: Candidate | None
+) -> Row:
+    value = challenger.metrics.get(metric)
+    before = champion.metrics.get(metric) if champion is not None else None
+    floor = gate.floors.get(metric)
+    primary = metric == gate.primary
+    problems = []
+    if value is None or not math.isfinite(value):
+        if floor is not None or primary:
+            problems.append(f"{metric}: the challenger has no value for it")
+    else:
+        if floor is not None and not _better(metric, value, floor):
+            word = "floor" if METRICS[metric] else "ceiling"
+            problems.append(f"{metric} {value:.4f} is worse than its {word} {floor:g}")
+        if (
+            primary
+            and before is not None
+            and not _better(metric, value, before, gate.min_improvement)
+        ):
+            problems.append(
+                f"{metric} {value:.4f} does not beat the champion's {before:.4f} "
+                f"by at least {gate.min_improvement:g}"
+            )
+    return Row(metric, value, before, floor, primary, tuple(problems))
+
+
+def drifted(drift: dict[str, Any], gate: GateParams) -> str:
+    """'3 of 30 columns drifted (10%; at most 50% allowed)'."""
+    share, allowed = round(float(drift["drifted_share"]) * 100), round(gate.max_drift_share * 100)
+    return (
+        f"{drift['drifted_columns']} of {drift['columns']} columns drifted "
+        f"({share}%; at most {allowed}% allowed)"
+    )
+
+
+def judge_drift(gate: GateParams, drift: dict[str, Any] | None) -> list[str]:
+    if drift is None:
+        return [f"no drift summary ({DRIFT_SUMMARY}); run `make drift`"]
+    if float(drift["drifted_share"]) > gate.max_drift_share:
+        return [drifted(drift, gate)]
+    return []
+
+
+def judge(
+    gate: GateParams,
+    challenger: Candidate,
+    champion: Candidate | None,
+    drift: dict[str, Any] | None,
+) -> Verdict:
+    """Every check at once, so that a failing gate lists all of its reasons."""
+    names = [*METRICS, *(name for name in challenger.metrics if name not in METRICS)]
+    rows = tuple(judge_metric(name, gate, challenger, champion) for name in names)
+    reasons = [problem for row in rows for problem in row.problems]
+    reasons += judge_drift(gate, drift)
+    return Verdict(challenger, champion, rows, drift, tuple(reasons))
+
+
+def _number(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def markdown(verdict: Verdict, gate: GateParams) -> str:
+    """The table, the drift line and the decision with its reasons."""
+    challenger, champion = verdict.challenger, verdict.champion
+    title = "passed" if verdict.passed else "failed"
+    against = (
+        f"champion version {champion.version}" if champion else "no champion yet (floors only)"
+    )
+    lines = [
+        f"## Release gate: {title}",
+        "",
+        f"Challenger: {challenger.name} version {challenger.version}; against {against}.",
+        "",
+        "| metric | champion | challenger | delta | floor | status |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in verdict.rows:
+        bound = "—"
+        if row.floor is not None:
+            bound = f"{'≥' if METRICS.get(row.metric, True) else '≤'} {row.floor:g}"
+        if row.problems:
+            status = "❌ fail"
+        elif row.floor is not None or row.primary:
+            status = "✅ pass"
+        else:
+            status = ""
+        name = f"**{row.metric}**" if row.primary else row.metric
+        lines.append(
+            f"| {name} | {_number(row.champion)} | {_number(row.challenger)} | "
+            f"{_number(row.delta, signed=True)} | {bound} | {status} |"
+        )
+    lines.append("")
+    if champion is not None:
+        lines.append(
+            f"The primary metric (bold) must beat the champion's by at least "
+            f"{gate.min_improvement:g}."
+        )
+        lines.append("")
+    drift = verdict.drift
+    if drift is None:
+        lines.append(f"Drift: no summary ({DRIFT_SUMMARY}).")
+    else:
+        sampled = " (sampled)" if drift.get("sampled") else ""
+        ok = "✅" if float(drift["drifted_share"]) <= gate.max_drift_share else "❌"
+        lines.append(f"Drift: {drifted(drift, gate)} {ok}{sampled}")
+    lines.append("")
+    if verdict.passed:
+        lines.append(f"**Decision: pass.** Version {challenger.version} may become the champion.")
+    else:
+        lines.append(f"**Decision: fail.** Version {challenger.version} stays out, because:")
+        lines += [f"- {reason}" for reason in verdict.reasons]
+    return "\n".join(lines) + "\n"
+
+
+def read_drift(path: Path = DRIFT_SUMMARY) -> dict[str, Any] | None:
+    try:
+        summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return summary
+
+
+def run_gate(version: str | None = None) -> tuple[Verdict, str]:
+    """Judge `version` (default: the challenger) and write the report; both are returned."""
+    params = load_params()
+    challenger, champion = candidates(params.mlflow, version)
+    verdict = judge(params.gate, challenger, champion, read_drift())
+    report = markdown(verdict, params.gate)
+    write_text_atomic(GATE_REPORT, report)
+    return verdict, report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gate", description=__doc__)
+    parser.add_argument(
+        "--version", help=f"the model version to judge (default: the '{CHALLENGER}')"
+    )
+    args = parser.parse_args(argv)
+    verdict, report = run_gate(args.version)
+    print(report, end="")
+    print(f"gate: report in {GATE_REPORT}; '{CHAMPION}' unchanged")
+    return 0 if verdict.passed else 1

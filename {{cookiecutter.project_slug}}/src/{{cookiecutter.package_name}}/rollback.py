@@ -1,0 +1,21 @@
+"""`rollback`: point `champion` back at the version it replaced; repeat to walk further back.
+
+The service picks the new champion up when it next starts (`make serve` fetches it first).
+"""
+
+import argparse
+
+from .config import load_params
+from .registry import CHAMPION, PREVIOUS, rollback
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="rollback", description=__doc__).parse_args(argv)
+    settings = load_params().mlflow
+    was, champion, previous = rollback(settings)
+    print(f"rollback: {settings.model_name} version {champion} is '{CHAMPION}' again (was {was})")
+    if previous is None:
+        print(f"rollback: no '{PREVIOUS}' left: version {champion} was the first champion")
+    else:
+        print(f"rollback: version {previous} is now '{PREVIOUS}'")
+    return 0

@@ -1,0 +1,195 @@
+"""Drift: a shifted copy of the data is caught, a plain sample is not, bad current data stops."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from {{ cookiecutter.package_name }}.__main__ import main
+from {{ cookiecutter.package_name }}.config import (
+    DRIFT_REPORT,
+    DRIFT_SUMMARY,
+    PARAMS_FILE,
+    load_params,
+)
+from {{ cookiecutter.package_name }}.data import current_sample
+from {{ cookiecutter.package_name }}.drift import sample_rows
+from {{ cookiecutter.package_name }}.schema import Schema
+
+
+def set_drift_params(**values: Any) -> None:
+    params = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+    params["drift"].update(values)
+    PARAMS_FILE.write_text(yaml.safe_dump(params), encoding="utf-8")
+
+
+def shifted(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Every feature moved by one standard deviation (within the schema's bounds)."""
+    moved = frame[schema.feature_names].copy()
+    for column in schema.features:
+        if column.allowed is not None:
+            moved[column.name] = column.allowed[0]
+        else:
+            values = moved[column.name] + moved[column.name].std()
+            moved[column.name] = values.clip(column.min, column.max)
+    return moved
+
+
+def summary() -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(DRIFT_SUMMARY.read_text(encoding="utf-8"))
+    return result
+
+
+@pytest.fixture
+def prepared(workdir: Path) -> Path:
+    """The scratch project, split; returns the current data's path, as params.yaml names it."""
+    assert main(["prepare"]) == 0
+    return Path(load_params().drift.current)
+
+
+def test_the_sample_current_data_does_not_drift(prepared: Path, schema: Schema) -> None:
+    assert main(["drift"]) == 0
+    result = summary()
+    assert result["drift"] is False
+    assert result["drifted_share"] <= load_params().gate.max_drift_share
+    assert result["columns"] == len(schema.features)
+    assert set(result["scores"]) == set(schema.feature_names)
+    assert result["sampled"] is False
+    assert "<html" in DRIFT_REPORT.read_text(encoding="utf-8").lower()
+
+
+def test_a_shifted_copy_drifts(prepared: Path, raw_data: pd.DataFrame, schema: Schema) -> None:
+    shifted(current_sample(raw_data, schema), schema).to_csv(prepared, index=False)
+    assert main(["drift"]) == 0
+    result = summary()
+    assert result["drift"] is True
+    assert result["drifted_share"] > load_params().gate.max_drift_share
+    assert set(result["drifted"]) <= set(schema.feature_names)
+
+
+def test_the_inference_log_can_be_the_current_data(
+    prepared: Path, raw_data: pd.DataFrame, schema: Schema
+) -> None:
+    log = Path("logs/inference")
+    log.mkdir(parents=True)
+    rows = current_sample(raw_data, schema)
+    records = [
+        {**row, "prediction": 1, "model_version": "1", "time": 0.0}
+        for row in rows.to_dict(orient="records")
+    ]
+    half = len(records) // 2
+    for name, part in (("inference.jsonl.1", records[:half]), ("inference.jsonl", records[half:])):
+        (log / name).write_text("".join(json.dumps(record) + "\n" for record in part))
+    set_drift_params(current=str(log))
+    assert main(["drift"]) == 0
+    assert summary()["rows"]["current"] == len(rows)
+    assert summary()["drift"] is False
+
+
+def test_large_data_is_sampled_and_says_so(
+    prepared: Path, raw_data: pd.DataFrame, schema: Schema
+) -> None:
+    many = pd.concat([current_sample(raw_data, schema, seed) for seed in range(5)])
+    many.to_csv(prepared, index=False)
+    set_drift_params(sample_size=200)
+    assert main(["drift"]) == 0
+    result = summary()
+    assert result["sampled"] is True
+    assert result["compared"] == {"reference": 200, "current": 200}
+    assert result["rows"]["current"] == len(many)
+
+
+def test_sampling_keeps_a_stream_that_fits_whole_and_in_order() -> None:
+    frame = pd.DataFrame({"x": np.arange(250.0)})
+    chunks = [frame.iloc[start : start + 100] for start in range(0, 250, 100)]
+    sample = sample_rows(chunks, size=1000, seed=0)
+    assert sample.rows == 250
+    assert not sample.sampled
+    pd.testing.assert_frame_equal(sample.frame.reset_index(drop=True), frame)
+
+
+def test_sampling_is_uniform_bounded_and_repeatable() -> None:
+    frame = pd.DataFrame({"x": np.arange(100_000.0)})
+    chunks = [frame.iloc[start : start + 7_000] for start in range(0, len(frame), 7_000)]
+    sample = sample_rows(chunks, size=5_000, seed=1)
+    assert sample.rows == len(frame)
+    assert len(sample.frame) == 5_000
+    values = sample.frame["x"]
+    assert values.is_unique
+    assert values.is_monotonic_increasing  # file order is kept
+    # Uniform: each tenth of the stream holds about a tenth of the sample.
+    counts = np.histogram(values, bins=10, range=(0, len(frame)))[0]
+    assert counts.min() > 400
+    assert counts.max() < 600
+    again = sample_rows(
+        [frame.iloc[start : start + 7_000] for start in range(0, len(frame), 7_000)], 5_000, 1
+    )
+    pd.testing.assert_frame_equal(sample.frame, again.frame)
+
+
+def header_only(frame: pd.DataFrame) -> str:
+    return ",".join(frame.columns) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("write", "expected"),
+    [
+        (lambda rows: rows.drop(columns=rows.columns[0]).to_csv(index=False), "missing columns"),
+        (lambda rows: rows.assign(**{rows.columns[1]: "abc"}).to_csv(index=False), "lines 2, 3"),
+        (header_only, "has no rows"),
+        (lambda rows: "", "it is empty"),
+    ],
+    ids=["missing-column", "text-in-a-number-column", "no-rows", "empty-file"],
+)
+def test_bad_current_data_stops_and_writes_nothing(
+    prepared: Path,
+    raw_data: pd.DataFrame,
+    schema: Schema,
+    capsys: pytest.CaptureFixture[str],
+    write: Any,
+    expected: str,
+) -> None:
+    prepared.write_text(write(current_sample(raw_data, schema)), encoding="utf-8")
+    assert main(["drift"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"ERROR: {prepared}: ")
+    assert expected in error
+    assert not DRIFT_SUMMARY.exists()
+    assert not DRIFT_REPORT.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "no inference log"),
+        ('{"rows": 1}\n{"broken\n', "not a readable JSON-lines file"),
+        ('{"prediction": 1}\n', "missing fields"),
+    ],
+    ids=["empty-folder", "broken-json", "missing-fields"],
+)
+def test_a_bad_inference_log_stops_with_its_name(
+    prepared: Path, capsys: pytest.CaptureFixture[str], content: str | None, expected: str
+) -> None:
+    log = Path("logs/inference")
+    log.mkdir(parents=True)
+    if content is not None:
+        (log / "inference.jsonl").write_text(content, encoding="utf-8")
+    set_drift_params(current=str(log))
+    assert main(["drift"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"ERROR: {log}")
+    assert expected in error
+    assert not DRIFT_SUMMARY.exists()
+
+
+def test_an_unknown_method_names_the_parameter(
+    prepared: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_drift_params(method="no_such_test")
+    assert main(["drift"]) == 1
+    assert capsys.readouterr().err.startswith("ERROR: drift.method: Evidently has no test")
+    assert not DRIFT_SUMMARY.exists()
