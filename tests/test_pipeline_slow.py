@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -169,6 +170,78 @@ def test_pipeline_lifecycle(
     output = make(clone, bake_env, "setup")
     assert "pulled from the DVC remote" in output
     assert md5(clone / data.relative_to(project)) == md5(data)
+
+
+def aliases(project: Path, name: str) -> dict[str, str]:
+    client = registry(project)
+    return {
+        alias: str(client.get_model_version_by_alias(name, alias).version)
+        for alias in client.get_registered_model(name).aliases
+    }
+
+
+def test_a_killed_repro_reruns_to_the_same_outputs_and_a_locked_registry_moves_nothing(
+    bake: Bake, bake_env: dict[str, str], tmp_path: Path
+) -> None:
+    project = bake(dvc_remote_url=str(tmp_path / "dvc-remote"))
+    make(project, bake_env, "setup")
+    make(project, bake_env, "repro")
+    assert "Decision: pass" in make(project, bake_env, "promote")
+    metrics = (project / "reports" / "metrics.json").read_text(encoding="utf-8")
+    prepared = {path.name: md5(path) for path in (project / "data" / "prepared").iterdir()}
+
+    # kill -9 in the middle of the train stage, after a parameter change.
+    params_file = project / "params.yaml"
+    params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    params["train"]["estimator"] = "random_forest"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    repro = subprocess.Popen(
+        ["uv", "run", "--locked", "dvc", "repro"],
+        cwd=project,
+        env=bake_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    with repro:
+        assert repro.stdout is not None
+        for line in repro.stdout:
+            if "Running stage 'train'" in line:
+                time.sleep(1)
+                os.killpg(repro.pid, signal.SIGKILL)
+                break
+    assert repro.returncode == -signal.SIGKILL
+    assert "train" in dvc(project, bake_env, "status")
+
+    # The next repro finishes the job, and gives what an uninterrupted run gives.
+    output = make(project, bake_env, "repro")
+    assert "Running stage 'train'" in output
+    recovered = (project / "reports" / "metrics.json").read_text(encoding="utf-8")
+    assert UP_TO_DATE in dvc(project, bake_env, "status")
+    dvc(project, bake_env, "repro", "--force", "--no-run-cache", "evaluate")
+    assert (project / "reports" / "metrics.json").read_text(encoding="utf-8") == recovered
+    assert recovered != metrics
+    assert {path.name: md5(path) for path in (project / "data" / "prepared").iterdir()} == prepared
+    assert UP_TO_DATE in dvc(project, bake_env, "status")
+
+    # A registry that stays locked (another writer holds SQLite) gives one clear line and
+    # leaves the aliases where they were. MLflow waits 20 s for the lock before it gives up.
+    name = "tumour-classifier"
+    make(project, bake_env, "promote", "REASON=a locked registry next")
+    before = aliases(project, name)
+    assert before == {"challenger": "3", "champion": "3", "previous": "1"}
+    lock = sqlite3.connect(project / "mlflow.db", isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+        for target in (["promote", "VERSION=1", "REASON=locked registry"], ["rollback"]):
+            result = run(["make", *target], project, bake_env, check=False)
+            assert result.returncode != 0
+            assert "database is locked" in result.stderr
+            assert "Traceback" not in result.stderr
+    finally:
+        lock.close()
+    assert aliases(project, name) == before
 
 
 @pytest.mark.parametrize(

@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
         tags = {"gate": "forced", "gate_reason": args.reason.strip()}
     else:
         verdict, report = run_gate(args.version)
+        print(report)
         if not verdict.passed:
-            print(report, end="")
             print(f"promote: refused by the gate (report in {GATE_REPORT}); '{CHAMPION}' unchanged")
             return 1
         args.version = verdict.challenger.version
