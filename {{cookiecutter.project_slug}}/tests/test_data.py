@@ -184,11 +184,39 @@ def test_data_pulls_the_tracked_file_back(workdir: Path, dvc_repo: Path) -> None
 
 
 def test_data_reports_an_unreachable_remote(
-    workdir: Path, dvc_repo: Path, capsys: pytest.CaptureFixture[str]
+    workdir: Path, dvc_repo: Path, raw_data: pd.DataFrame, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    raw_data.head(50).to_csv(workdir / RAW_DATA, index=False)  # not the sample: cannot rebuild
     assert main(["data"]) == 0
     (workdir / RAW_DATA).unlink()
     shutil.rmtree(workdir / ".dvc" / "cache")
     shutil.rmtree(dvc_repo)
     assert main(["data"]) == 1
     assert capsys.readouterr().err.startswith(f"ERROR: {RAW_DATA}: could not pull it")
+
+
+def test_without_the_remote_the_tracked_sample_is_rebuilt(
+    workdir: Path, dvc_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CI runner cannot reach a remote on your laptop; the bundled sample needs none."""
+    current = workdir / load_params().drift.current
+    for path in (workdir / RAW_DATA, current):
+        path.unlink()
+    assert main(["data"]) == 0
+    tracked = {path: path.read_bytes() for path in (workdir / RAW_DATA, current)}
+    for path in tracked:
+        path.unlink()
+    shutil.rmtree(workdir / ".dvc" / "cache")
+    shutil.rmtree(dvc_repo)
+    capsys.readouterr()
+    assert main(["data"]) == 0
+    assert "rebuilt the bundled sample" in capsys.readouterr().out
+    assert {path: path.read_bytes() for path in tracked} == tracked
+    status = subprocess.run(
+        ["dvc", "status", str(pointer(RAW_DATA)), str(pointer(current))],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "changed" not in status.stdout

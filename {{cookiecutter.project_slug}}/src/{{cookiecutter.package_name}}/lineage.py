@@ -4,9 +4,8 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-import yaml
-
 from .config import PARAMS_FILE, RAW_DATA
+from .data import tracked_md5
 
 UNKNOWN = "unknown"
 # Files the pipeline itself rewrites: changes to them do not make the code dirty.
@@ -36,12 +35,7 @@ def git_dirty() -> str:
 
 def data_md5(data: Path = RAW_DATA) -> str:
     """The hash DVC recorded for the raw data (the `.dvc` file next to it)."""
-    pointer = data.with_name(data.name + ".dvc")
-    try:
-        outs = yaml.safe_load(pointer.read_text(encoding="utf-8"))["outs"]
-        return str(outs[0]["md5"])
-    except (OSError, KeyError, IndexError, TypeError):
-        return UNKNOWN
+    return tracked_md5(data) or UNKNOWN
 
 
 def file_sha256(path: Path) -> str:
