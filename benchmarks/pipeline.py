@@ -21,21 +21,16 @@ Run it from the template repository's root: `make bench`, or
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import yaml
-from cookiecutter.main import cookiecutter
 
-ROOT = Path(__file__).resolve().parents[1]
+from _bake import ROOT, Project, bake, load_average, machine, quiet_env, require_uv, run, timed
+
 BENCH = ROOT / "build" / "bench"
 REPORT = ROOT / "docs" / "benchmarks.md"
 ROUNDS = 3
@@ -43,16 +38,11 @@ NOOP_RUNS = 5
 PROBE_RUNS = 3
 GOAL_RATIO = 1.3
 GOAL_NOOP_SECONDS = 1.5
-QUIET_ENV = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "1",
-    "DVC_NO_ANALYTICS": "1",
-    "UV_PYTHON_DOWNLOADS": "never",
-}
 # What the pipeline writes; removed before every cold run (relative to the project).
 OUTPUTS = ("data/prepared", "models", "reports", "dvc.lock", "mlflow.db", "mlruns", "mlartifacts")
 STAGES = ("prepare", "train", "evaluate")
 UP_TO_DATE = "Data and pipelines are up to date."
+PACKAGES = ["dvc", "mlflow", "scikit-learn", "pandas", "skops"]
 
 # The baseline: the pipeline's three stages in one process, built from the package's functions.
 # Like the stages, it reads the prepared CSV files back, so the fitted model is the same.
@@ -125,13 +115,6 @@ START_UP = {
         "mlflow.set_experiment(settings.experiment)",
     ),
 }
-VERSIONS = """\
-import json, platform
-from importlib.metadata import version
-names = ["dvc", "mlflow", "scikit-learn", "pandas", "skops"]
-print(json.dumps({"python": platform.python_version(), **{n: version(n) for n in names}}))
-"""
-
 
 # docs/benchmarks.md; every figure in it comes from one run of this script.
 PAGE = """\
@@ -198,23 +181,6 @@ ratio grows to about {ratio_old_store:.2f}x (an estimate from these figures, not
 
 
 @dataclass(frozen=True)
-class Project:
-    """A baked, installed project and how to run things in it."""
-
-    path: Path
-    package: str
-    env: dict[str, str]
-
-    @property
-    def python(self) -> str:
-        return str(self.path / ".venv" / "bin" / "python")
-
-    @property
-    def dvc(self) -> str:
-        return str(self.path / ".venv" / "bin" / "dvc")
-
-
-@dataclass(frozen=True)
 class Timing:
     """Seconds of the repeated runs of one command."""
 
@@ -249,67 +215,10 @@ class Figures:
         return self.start_up[key].median - self.start_up["mlflow"].median
 
 
-def quiet_env(extra_path: Path | None = None) -> dict[str, str]:
-    """This process's environment, telemetry off, no active virtualenv, optionally a PATH first."""
-    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
-    env.update(QUIET_ENV)
-    if extra_path is not None:
-        env["PATH"] = f"{extra_path}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def require_uv() -> None:
-    if shutil.which("uv") is None:
-        sys.exit(
-            "ERROR: uv is not on PATH; run `make bench`, which installs it into build/tools/bin, "
-            "or put uv on PATH"
-        )
-
-
-def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
-    """Run a command and return its output; stop the benchmark with that output if it fails."""
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        sys.exit(
-            f"ERROR: {' '.join(command)} exited {result.returncode} in {cwd}\n"
-            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result.stdout + result.stderr
-
-
-def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    output = run(command, cwd, env)
-    return time.perf_counter() - start, output
-
-
-def bake() -> Path:
-    """Bake the default project into build/bench/ with a private cookiecutter config."""
-    shutil.rmtree(BENCH, ignore_errors=True)
-    BENCH.mkdir(parents=True)
-    config = BENCH / "cookiecutter.yaml"
-    config.write_text(
-        f"cookiecutters_dir: {json.dumps(str(BENCH / 'templates'))}\n"
-        f"replay_dir: {json.dumps(str(BENCH / 'replay'))}\n",
-        encoding="utf-8",
-    )
-    os.environ.update(QUIET_ENV)
-    path = cookiecutter(
-        str(ROOT),
-        no_input=True,
-        output_dir=str(BENCH),
-        config_file=str(config),
-        extra_context={"dvc_remote_url": str(BENCH / "dvc-remote")},
-    )
-    return Path(path)
-
-
 def setup(path: Path) -> tuple[Project, float]:
     """`make setup` in the baked project; return the project and how long setup took."""
     seconds, _ = timed(["make", "setup"], path, quiet_env())
-    answers = json.loads((path / ".cookiecutter.json").read_text(encoding="utf-8"))
-    env = quiet_env(path / ".venv" / "bin")
-    return Project(path, answers["package_name"], env), seconds
+    return Project.baked(path, quiet_env(first_on_path=path / ".venv" / "bin")), seconds
 
 
 def cache_files(project: Project) -> frozenset[Path]:
@@ -338,7 +247,7 @@ def metrics_of(project: Project) -> dict[str, float]:
 
 def cold_pipeline(project: Project, kept: frozenset[Path]) -> float:
     reset(project, kept)
-    seconds, output = timed([project.dvc, "repro"], project.path, project.env)
+    seconds, output = timed([project.tool("dvc"), "repro"], project.path, project.env)
     if "Running stage 'evaluate'" not in output or "version 1 as 'challenger'" not in output:
         sys.exit(f"ERROR: the cold `dvc repro` did not run every stage from scratch:\n{output}")
     return seconds
@@ -379,12 +288,12 @@ def repeat(label: str, command: list[str], project: Project, runs: int = PROBE_R
 
 def noop(project: Project) -> tuple[Timing, Timing]:
     """`dvc repro` with everything up to date, directly and through `uv run` as `make repro`."""
-    output = run([project.dvc, "repro"], project.path, project.env)
+    output = run([project.tool("dvc"), "repro"], project.path, project.env)
     if UP_TO_DATE not in output or "Running stage" in output:
         sys.exit(f"ERROR: `dvc repro` was expected to have nothing to do:\n{output}")
     uv_dvc = ["uv", "run", "--locked", "dvc", "repro"]
     return (
-        repeat("no-op `dvc repro`", [project.dvc, "repro"], project, NOOP_RUNS),
+        repeat("no-op `dvc repro`", [project.tool("dvc"), "repro"], project, NOOP_RUNS),
         repeat("no-op `uv run --locked dvc repro`", uv_dvc, project, NOOP_RUNS),
     )
 
@@ -412,20 +321,10 @@ def start_up(project: Project) -> dict[str, Timing]:
         )
         for key, (label, code) in START_UP.items()
     }
-    timings["dvc"] = repeat("`dvc --version`", [project.dvc, "--version"], project)
+    timings["dvc"] = repeat("`dvc --version`", [project.tool("dvc"), "--version"], project)
     uv_python = ["uv", "run", "--locked", "python", "-c", "pass"]
     timings["uv"] = repeat("`uv run --locked python -c pass`", uv_python, project)
     return timings
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def workload(project: Project) -> dict[str, str]:
@@ -438,22 +337,6 @@ def workload(project: Project) -> dict[str, str]:
         "data": f"{data.name}, {len(lines) - 1} rows x {columns} columns",
         "estimator": params["train"]["estimator"],
         "MLflow tracking URI": params["mlflow"]["tracking_uri"],
-    }
-
-
-def load_average() -> str:
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
-def machine(project: Project) -> dict[str, str]:
-    versions = json.loads(run([project.python, "-c", VERSIONS], project.path, project.env))
-    return {
-        "date": datetime.now().astimezone().isoformat(timespec="minutes"),
-        "system": platform.platform(),
-        "cpu": f"{os.cpu_count()} logical cores, {cpu_model()}",
-        "python": f"{versions.pop('python')} (the baked project's .venv)",
-        "packages": ", ".join(f"{name} {value}" for name, value in versions.items()),
-        "load average (1, 5, 15 min) at start": load_average(),
     }
 
 
@@ -516,11 +399,13 @@ def show(timings: list[Timing]) -> None:
 def measure() -> Figures:
     require_uv()
     print(f"baking the default project into {BENCH} ...")
-    path = bake()
+    path = bake(BENCH)
     print("make setup ...")
     project, setup_seconds = setup(path)
     kept = cache_files(project)
-    facts = machine(project) | workload(project)
+    facts = machine(project, PACKAGES)
+    facts["load average (1, 5, 15 min) at start"] = load_average()
+    facts |= workload(project)
     script = BENCH / "baseline.py"
     script.write_text(BASELINE.replace("PACKAGE", project.package), encoding="utf-8")
 

@@ -29,9 +29,7 @@ import atexit
 import json
 import math
 import os
-import platform
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -43,13 +41,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 
 import yaml
-from cookiecutter.main import cookiecutter
 
-ROOT = Path(__file__).resolve().parents[1]
+from _bake import ROOT, Project, bake, load_average, machine, quiet_env, require_uv, run
+
 BENCH = ROOT / "build" / "bench-serving"
 REPORT = ROOT / "docs" / "benchmarks-serving.md"
 HOST = "127.0.0.1"
@@ -70,13 +67,6 @@ PROFILE_ATTACH = 1.0
 GOAL_VS_FASTAPI = 1.5
 GOAL_VS_MLFLOW = 6.0
 GOAL_P99_MS = 15.0
-QUIET_ENV = {
-    "BENTOML_DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "1",
-    "DVC_NO_ANALYTICS": "1",
-    "UV_PYTHON_DOWNLOADS": "never",
-}
 SETUP_STEPS = (("make", "setup"), ("make", "repro"), ("make", "promote"))
 
 # Other settings tried in this bake's copy of service.py: label -> [(generated text, new text)].
@@ -209,13 +199,8 @@ import json
 from PACKAGE.schema import load_schema
 print(json.dumps({column.name: column.dtype for column in load_schema().features}))
 """
-VERSIONS = """\
-import json, platform
-from importlib.metadata import version
-names = ["bentoml", "fastapi", "uvicorn", "starlette", "pydantic", "mlflow", "scikit-learn",
-         "pandas"]
-print(json.dumps({"python": platform.python_version(), **{n: version(n) for n in names}}))
-"""
+PACKAGES = ["bentoml", "fastapi", "uvicorn", "starlette", "pydantic", "mlflow"]
+PACKAGES += ["scikit-learn", "pandas"]
 COLUMNS = ("server", "rows per request", "requests", "requests/s", "rows/s", "p50 ms", "p99 ms")
 COLUMNS += ("non-2xx", "errors", "client CPU")
 TABLE_HEAD = f"| {' | '.join(COLUMNS)} |\n|---|{'---:|' * (len(COLUMNS) - 1)}"
@@ -304,23 +289,6 @@ that.
 
 {variants_note}
 """
-
-
-@dataclass(frozen=True)
-class Project:
-    """A baked, installed project and how to run things in it."""
-
-    path: Path
-    package: str
-    model_name: str
-    env: dict[str, str]
-
-    def tool(self, name: str) -> str:
-        return str(self.path / ".venv" / "bin" / name)
-
-    @property
-    def service_file(self) -> Path:
-        return self.path / "src" / self.package / "service.py"
 
 
 @dataclass(frozen=True)
@@ -456,70 +424,20 @@ class Figures:
 RUNNING: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def quiet_env(extra: dict[str, str], first_on_path: Path | None = None) -> dict[str, str]:
-    """This process's environment, telemetry off, no active virtualenv, plus `extra`."""
-    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
-    env.update(QUIET_ENV)
-    env.update(extra)
-    if first_on_path is not None:
-        env["PATH"] = f"{first_on_path}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def require_uv() -> None:
-    if shutil.which("uv") is None:
-        sys.exit("ERROR: uv is not on PATH; the baked project's Makefile runs everything with it")
-
-
-def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
-    """Run a command and return its output; stop the benchmark with that output if it fails."""
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        sys.exit(
-            f"ERROR: {' '.join(command)} exited {result.returncode} in {cwd}\n"
-            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result.stdout + result.stderr
-
-
-def bake() -> Path:
-    """Bake the default project into build/bench-serving/ with a private cookiecutter config."""
-    shutil.rmtree(BENCH, ignore_errors=True)
-    BENCH.mkdir(parents=True)
-    config = BENCH / "cookiecutter.yaml"
-    config.write_text(
-        f"cookiecutters_dir: {json.dumps(str(BENCH / 'templates'))}\n"
-        f"replay_dir: {json.dumps(str(BENCH / 'replay'))}\n",
-        encoding="utf-8",
-    )
-    os.environ.update(QUIET_ENV)
-    path = cookiecutter(
-        str(ROOT),
-        no_input=True,
-        output_dir=str(BENCH),
-        config_file=str(config),
-        extra_context={"dvc_remote_url": str(BENCH / "dvc-remote")},
-    )
-    return Path(path)
-
-
 def setup(path: Path) -> Project:
     """Install, run the pipeline, promote the challenger and store the champion for BentoML."""
     env = quiet_env({"BENTOML_HOME": str(path / ".bentoml")})
     for step in SETUP_STEPS:
         print(f"  {' '.join(step)} ...")
         run(list(step), path, env)
-    answers = json.loads((path / ".cookiecutter.json").read_text(encoding="utf-8"))
-    package = answers["package_name"]
-    python = str(path / ".venv" / "bin" / "python")
-    print("  " + run([python, "-m", package, "champion"], path, env).strip())
+    project = Project.baked(path, env)
+    print("  " + run([project.python, "-m", project.package, "champion"], path, env).strip())
     serving_env = {
         "BENTOML_HOME": str(path / ".bentoml"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{path / 'mlflow.db'}",
         "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
     }
-    env = quiet_env(serving_env, first_on_path=path / ".venv" / "bin")
-    return Project(path, package, answers["project_slug"], env)
+    return replace(project, env=quiet_env(serving_env, first_on_path=path / ".venv" / "bin"))
 
 
 def write_app(project: Project) -> None:
@@ -533,7 +451,7 @@ def test_row(project: Project) -> dict[str, float]:
     lines = (project.path / "data" / "prepared" / "test.csv").read_text().splitlines()
     row = dict(zip(lines[0].split(","), lines[1].split(","), strict=True))
     probe = FEATURE_TYPES.replace("PACKAGE", project.package)
-    kinds = json.loads(run([project.tool("python"), "-c", probe], project.path, project.env))
+    kinds = json.loads(run([project.python, "-c", probe], project.path, project.env))
     return {name: (int if kind == "int" else float)(row[name]) for name, kind in kinds.items()}
 
 
@@ -568,7 +486,7 @@ def servers(project: Project) -> list[Server]:
 
 def fastapi_server(project: Project, workers: int, nodelay: bool = False) -> Server:
     """FastAPI on `uvicorn --workers N`, or on uvicorn's supervisor with a TCP_NODELAY listener."""
-    python = project.tool("python")
+    python = project.python
     label = f"FastAPI + uvicorn, {workers} worker{'s' if workers > 1 else ''}"
     if nodelay:
         return Server(
@@ -873,23 +791,27 @@ def read_profile(path: Path, requests: int) -> Profile:
     return Profile(samples, requests, dict(parts.most_common()), lines.most_common(3))
 
 
+def service_file(project: Project) -> Path:
+    return project.path / "src" / project.package / "service.py"
+
+
 @contextmanager
 def edited_service(project: Project, edits: list[tuple[str, str]]) -> Iterator[None]:
     """This bake's service.py with `edits` applied, put back as generated afterwards."""
-    original = project.service_file.read_text(encoding="utf-8")
+    original = service_file(project).read_text(encoding="utf-8")
     text = original
     for old, new in edits:
         text = text.replace(old, new, 1)
-    project.service_file.write_text(text, encoding="utf-8")
+    service_file(project).write_text(text, encoding="utf-8")
     try:
         yield
     finally:
-        project.service_file.write_text(original, encoding="utf-8")
+        service_file(project).write_text(original, encoding="utf-8")
 
 
 def check_variants(project: Project) -> None:
     """Stop before measuring anything if service.py no longer has the text a variant changes."""
-    text = project.service_file.read_text(encoding="utf-8")
+    text = service_file(project).read_text(encoding="utf-8")
     for label, edits in VARIANTS.items():
         for old, _ in edits:
             if old not in text:
@@ -951,18 +873,6 @@ def serve_all(project: Project, row: dict[str, float]) -> Figures:
     return Figures({}, "", workers, results, *found, tried)
 
 
-def cpu_model() -> str:
-    with suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or "unknown"
-
-
-def load_average() -> str:
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def wait_for_quiet() -> str:
     """Wait, up to QUIET_WAIT, for the 1-minute load average to drop below QUIET_LOAD."""
     start = time.monotonic()
@@ -972,17 +882,6 @@ def wait_for_quiet() -> str:
     waited = time.monotonic() - start
     state = "quiet" if os.getloadavg()[0] <= QUIET_LOAD else "still busy, measured anyway"
     return f"{load_average()} (after waiting {waited:.0f} s: {state})"
-
-
-def machine(project: Project) -> dict[str, str]:
-    versions = json.loads(run([project.tool("python"), "-c", VERSIONS], project.path, project.env))
-    return {
-        "date": datetime.now().astimezone().isoformat(timespec="minutes"),
-        "system": platform.platform(),
-        "cpu": f"{os.cpu_count()} logical cores, {cpu_model()}",
-        "python": f"{versions.pop('python')} (the baked project's .venv)",
-        "packages": ", ".join(f"{name} {value}" for name, value in versions.items()),
-    }
 
 
 def estimator(project: Project) -> str:
@@ -1280,11 +1179,11 @@ def report(figures: Figures, package: str) -> str:
 def measure() -> tuple[Figures, str]:
     require_uv()
     print(f"baking the default project into {BENCH} ...")
-    project = setup(bake())
+    project = setup(bake(BENCH))
     check_variants(project)
     write_app(project)
     row = test_row(project)
-    facts = machine(project)
+    facts = machine(project, PACKAGES)
     print("waiting for a quiet machine ...")
     facts["load average (1, 5, 15 min) at start"] = wait_for_quiet()
     print(f"serving, {ROUNDS} rounds of {REQUESTS} requests, {CONCURRENCY} connections ...")

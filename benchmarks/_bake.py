@@ -1,0 +1,146 @@
+"""Bake a project from this template into a folder, set it up and run commands in it quietly.
+
+What the benchmarks share: the bake itself, an environment with every tool's telemetry off,
+running a command and stopping the benchmark with its output when it fails, and a description
+of the machine the figures come from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cookiecutter.main import cookiecutter
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET_ENV = {
+    "BENTOML_DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "UV_PYTHON_DOWNLOADS": "never",
+}
+# Prints the Python version and those of the packages named on the command line, as JSON.
+VERSIONS = """\
+import json, platform, sys
+from importlib.metadata import version
+print(json.dumps({"python": platform.python_version(), **{n: version(n) for n in sys.argv[1:]}}))
+"""
+
+
+@dataclass(frozen=True)
+class Project:
+    """A baked, installed project and how to run things in it."""
+
+    path: Path
+    package: str
+    model_name: str
+    env: dict[str, str]
+
+    @classmethod
+    def baked(cls, path: Path, env: dict[str, str]) -> Project:
+        """The project baked at `path`, named as its recorded cookiecutter answers say."""
+        answers = json.loads((path / ".cookiecutter.json").read_text(encoding="utf-8"))
+        return cls(path, answers["package_name"], answers["project_slug"], env)
+
+    def tool(self, name: str) -> str:
+        """A command installed in the project's .venv."""
+        return str(self.path / ".venv" / "bin" / name)
+
+    @property
+    def python(self) -> str:
+        return self.tool("python")
+
+
+def quiet_env(
+    extra: Mapping[str, str] | None = None, first_on_path: Path | None = None
+) -> dict[str, str]:
+    """This process's environment, telemetry off, no active virtualenv, plus `extra`."""
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    env.update(QUIET_ENV)
+    env.update(extra or {})
+    if first_on_path is not None:
+        env["PATH"] = f"{first_on_path}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def require_uv() -> None:
+    if shutil.which("uv") is None:
+        sys.exit(
+            "ERROR: uv is not on PATH, and the baked project's Makefile runs everything with it; "
+            "`make bench` installs it into build/tools/bin, or put uv on PATH"
+        )
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Run a command and return its output; stop the benchmark with that output if it fails."""
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(
+            f"ERROR: {' '.join(command)} exited {result.returncode} in {cwd}\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result.stdout + result.stderr
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+    """`run`, and the seconds it took."""
+    start = time.perf_counter()
+    output = run(command, cwd, env)
+    return time.perf_counter() - start, output
+
+
+def bake(folder: Path) -> Path:
+    """Bake the default project into `folder`, emptied first, with a private cookiecutter config."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    config = folder / "cookiecutter.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {json.dumps(str(folder / 'templates'))}\n"
+        f"replay_dir: {json.dumps(str(folder / 'replay'))}\n",
+        encoding="utf-8",
+    )
+    os.environ.update(QUIET_ENV)
+    path = cookiecutter(
+        str(ROOT),
+        no_input=True,
+        output_dir=str(folder),
+        config_file=str(config),
+        extra_context={"dvc_remote_url": str(folder / "dvc-remote")},
+    )
+    return Path(path)
+
+
+def cpu_model() -> str:
+    with suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or "unknown"
+
+
+def load_average() -> str:
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def machine(project: Project, packages: list[str]) -> dict[str, str]:
+    """Date, system, CPU, and the versions of Python and `packages` in the project's .venv."""
+    probe = [project.python, "-c", VERSIONS, *packages]
+    versions = json.loads(run(probe, project.path, project.env))
+    return {
+        "date": datetime.now().astimezone().isoformat(timespec="minutes"),
+        "system": platform.platform(),
+        "cpu": f"{os.cpu_count()} logical cores, {cpu_model()}",
+        "python": f"{versions.pop('python')} (the baked project's .venv)",
+        "packages": ", ".join(f"{name} {value}" for name, value in versions.items()),
+    }
