@@ -7,6 +7,7 @@ of the machine the figures come from.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -60,6 +61,14 @@ class Project:
     @property
     def python(self) -> str:
         return self.tool("python")
+
+
+def parse_command_line(doc: str | None) -> None:
+    """Answer `--help` with the script's docstring, before anything slow; no other options."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.parse_args()
 
 
 def quiet_env(

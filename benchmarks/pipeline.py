@@ -29,7 +29,18 @@ from pathlib import Path
 
 import yaml
 
-from _bake import ROOT, Project, bake, load_average, machine, quiet_env, require_uv, run, timed
+from _bake import (
+    ROOT,
+    Project,
+    bake,
+    load_average,
+    machine,
+    parse_command_line,
+    quiet_env,
+    require_uv,
+    run,
+    timed,
+)
 
 BENCH = ROOT / "build" / "bench"
 REPORT = ROOT / "docs" / "benchmarks.md"
@@ -428,6 +439,7 @@ def measure() -> Figures:
 
 
 def main() -> int:
+    parse_command_line(__doc__)
     figures = measure()
     print()
     show(

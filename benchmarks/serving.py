@@ -45,7 +45,17 @@ from pathlib import Path
 
 import yaml
 
-from _bake import ROOT, Project, bake, load_average, machine, quiet_env, require_uv, run
+from _bake import (
+    ROOT,
+    Project,
+    bake,
+    load_average,
+    machine,
+    parse_command_line,
+    quiet_env,
+    require_uv,
+    run,
+)
 
 BENCH = ROOT / "build" / "bench-serving"
 REPORT = ROOT / "docs" / "benchmarks-serving.md"
@@ -1193,6 +1203,7 @@ def measure() -> tuple[Figures, str]:
 
 
 def main() -> int:
+    parse_command_line(__doc__)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     atexit.register(stop_all)
