@@ -31,6 +31,11 @@ QUIET_ENV = {
     "DVC_NO_ANALYTICS": "1",
     "UV_PYTHON_DOWNLOADS": "never",
 }
+# Before measuring, wait up to QUIET_WAIT seconds for the 1-minute load average to drop below
+# QUIET_LOAD, looking every QUIET_POLL seconds.
+QUIET_LOAD = 1.0
+QUIET_WAIT = 300.0
+QUIET_POLL = 15.0
 # Prints the Python version and those of the packages named on the command line, as JSON.
 VERSIONS = """\
 import json, platform, sys
@@ -153,3 +158,14 @@ def machine(project: Project, packages: list[str]) -> dict[str, str]:
         "python": f"{versions.pop('python')} (the baked project's .venv)",
         "packages": ", ".join(f"{name} {value}" for name, value in versions.items()),
     }
+
+
+def wait_for_quiet() -> str:
+    """Wait, up to QUIET_WAIT, for the 1-minute load average to drop below QUIET_LOAD."""
+    start = time.monotonic()
+    while os.getloadavg()[0] > QUIET_LOAD and time.monotonic() - start < QUIET_WAIT:
+        print(f"  load average {load_average()}: waiting for it to drop below {QUIET_LOAD} ...")
+        time.sleep(QUIET_POLL)
+    waited = time.monotonic() - start
+    state = "quiet" if os.getloadavg()[0] <= QUIET_LOAD else "still busy, measured anyway"
+    return f"{load_average()} (after waiting {waited:.0f} s: {state})"

@@ -46,6 +46,8 @@ from pathlib import Path
 import yaml
 
 from _bake import (
+    QUIET_LOAD,
+    QUIET_WAIT,
     ROOT,
     Project,
     bake,
@@ -55,6 +57,7 @@ from _bake import (
     quiet_env,
     require_uv,
     run,
+    wait_for_quiet,
 )
 
 BENCH = ROOT / "build" / "bench-serving"
@@ -69,9 +72,6 @@ REQUEST_TIMEOUT = 15.0  # longer than the service's own 10 s traffic timeout
 RUN_TIMEOUT = 300.0
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 20.0
-QUIET_LOAD = 1.0
-QUIET_WAIT = 300.0
-QUIET_POLL = 15.0
 PROFILE_RATE = 250
 PROFILE_ATTACH = 1.0
 GOAL_VS_FASTAPI = 1.5
@@ -881,17 +881,6 @@ def serve_all(project: Project, row: dict[str, float]) -> Figures:
     print("  other BentoML settings, in this bake's copy of service.py ...")
     tried = variants(project, servers(project)[0], row)
     return Figures({}, "", workers, results, *found, tried)
-
-
-def wait_for_quiet() -> str:
-    """Wait, up to QUIET_WAIT, for the 1-minute load average to drop below QUIET_LOAD."""
-    start = time.monotonic()
-    while os.getloadavg()[0] > QUIET_LOAD and time.monotonic() - start < QUIET_WAIT:
-        print(f"  load average {load_average()}: waiting for it to drop below {QUIET_LOAD} ...")
-        time.sleep(QUIET_POLL)
-    waited = time.monotonic() - start
-    state = "quiet" if os.getloadavg()[0] <= QUIET_LOAD else "still busy, measured anyway"
-    return f"{load_average()} (after waiting {waited:.0f} s: {state})"
 
 
 def estimator(project: Project) -> str:
