@@ -1,0 +1,590 @@
+"""Score 1M rows with the generated `batch` command and set it against `predict` in memory.
+
+One run bakes the default project into build/bench-batch/, runs `make setup`, `make repro` and
+`make promote` in it, and writes 1M rows drawn with replacement from the raw data (fixed seed,
+features only) as a CSV and a Parquet file. Then, for each estimator in turn (params.yaml's
+`train.estimator`, then `make repro` and `make promote` again):
+
+- the baseline: a fresh process loads the champion's estimator, reads the Parquet file into a
+  DataFrame and times `predict`, `predict_proba` and the command's own `batch.predict` on all
+  of it, in memory (median of ROUNDS);
+- `python -m <package> batch` on the CSV and on the Parquet file, default chunk size, ROUNDS
+  times each, alternated: wall time, peak RSS, and the rows/s the command prints for its own
+  scoring loop (reading, checking, scoring, writing; no start-up, no model loading);
+- the same command on 1,000 rows: the fixed cost of a run, in seconds and memory;
+- peak RSS at other chunk sizes, once each, to show that memory follows the chunk size.
+
+Every 1M-row run's predicted classes are counted and checked against the baseline's. The
+machine's 1-minute load average must drop below 1 (or 5 minutes pass) before each
+estimator's measurements. Peak RSS comes from `/usr/bin/time -v`, or without it from
+getrusage(RUSAGE_CHILDREN) in a wrapper process.
+
+Run it from the template repository's root: `make bench-batch`, or
+`uv run --locked python benchmarks/batch.py` with `uv` on PATH. It rewrites
+docs/benchmarks-batch.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import yaml
+
+from _bake import (
+    ROOT,
+    Project,
+    bake,
+    load_average,
+    machine,
+    parse_command_line,
+    quiet_env,
+    require_uv,
+    run,
+    timed,
+    wait_for_quiet,
+)
+
+BENCH = ROOT / "build" / "bench-batch"
+REPORT = ROOT / "docs" / "benchmarks-batch.md"
+ROWS = 1_000_000
+FEW_ROWS = 1_000
+SEED = 42
+ROUNDS = 3
+DEFAULT_CHUNK = 100_000  # the batch command's own default
+OTHER_CHUNKS = (10_000, 1_000_000)
+FORMATS = {"csv": "CSV", "parquet": "Parquet"}  # input suffix -> name
+ESTIMATORS = ("logistic_regression", "random_forest", "hist_gradient_boosting")
+GOAL_RATIO = 0.7
+PACKAGES = ["scikit-learn", "numpy", "pandas", "pyarrow", "mlflow", "skops"]
+TIME = Path("/usr/bin/time")
+# Runs a command and reports its peak RSS as `/usr/bin/time -v` does (Linux: ru_maxrss in KiB).
+PEAK_RSS = """\
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[1:])
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(f"Maximum resident set size (kbytes): {peak}", file=sys.stderr)
+sys.exit(code)
+"""
+PEAK_LINE = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
+RATE_LINE = re.compile(r"\(([\d,]+) rows/s\)")
+ESTIMATOR_LINE = re.compile(r"^(  estimator: )(\w+)$", re.MULTILINE)
+
+# The baseline, run with the bake's python: argv is the Parquet file and the number of rounds.
+BASELINE = '''\
+"""The champion on every row of the Parquet file, in memory: seconds, and the classes predicted."""
+
+import time
+
+started = time.perf_counter()
+
+import json
+import statistics
+import sys
+
+import numpy as np
+import pandas as pd
+import skops.io  # what load_registered imports to load the model
+
+from PACKAGE.batch import predict
+from PACKAGE.config import load_params
+from PACKAGE.registry import load_registered
+from PACKAGE.schema import load_schema
+
+imported = time.perf_counter()
+model = load_registered(load_params().mlflow)
+loaded = time.perf_counter()
+estimator = model.estimator
+features = pd.read_parquet(sys.argv[1], columns=load_schema().feature_names).astype("float64")
+rounds = int(sys.argv[2])
+calls = {
+    "predict": estimator.predict,
+    "predict_proba": estimator.predict_proba,
+    "batch_predict": lambda frame: predict(estimator, frame),
+}
+for call in calls.values():  # first-call costs (lazy imports, validation set-up) left out
+    call(features.head(10_000))
+seconds = {name: [] for name in calls}
+for _ in range(rounds):
+    for name, call in calls.items():
+        start = time.perf_counter()
+        call(features)
+        seconds[name].append(time.perf_counter() - start)
+classes, counts = np.unique(estimator.predict(features), return_counts=True)
+print(json.dumps({
+    "version": model.version,
+    "seconds": {name: statistics.median(values) for name, values in seconds.items()},
+    "imports": imported - started,
+    "load": loaded - imported,
+    "classes": {str(label): int(count) for label, count in zip(classes, counts)},
+}))
+'''
+
+PAGE = """\
+# Batch scoring benchmark
+
+Written by `make bench-batch` (`benchmarks/batch.py`) on {date}. Every figure below is from
+that run: rerun it rather than editing this page.
+
+## What is measured
+
+The default bake in `build/bench-batch/` (classification, the breast cancer sample data), after
+`make setup`, `make repro` and `make promote`; then the same for each estimator, switched in
+`params.yaml` (`train.estimator`) with `make repro` and `make promote` again, so each is the
+champion in turn. Its hyperparameters are the generated `params.yaml`'s.
+
+- **Input**: {rows:,} rows drawn with replacement from the {raw_rows} rows of the raw data
+  (seed {seed}), the features only, written once with pyarrow as a CSV file ({csv_mb:.0f} MB)
+  and a Parquet file ({parquet_mb:.0f} MB, pyarrow's defaults: one row group, dictionary
+  encoding, which the repeated rows favour).
+- **Baseline**: a fresh process with the bake's Python loads the champion's estimator
+  (`registry.load_registered`), reads the Parquet file into a float64 DataFrame, and times
+  `predict` and `predict_proba` on all {rows:,} rows at once, median of {rounds}. Its
+  throughput is {rows:,} / (`predict` s + `predict_proba` s). The command itself scores
+  with `batch.predict`, one `predict_proba` and an argmax, timed too, about one `predict`'s work:
+  the "vs `predict`" column sets the command against `predict` alone.
+- **`batch`**: `python -m {package} batch INPUT predictions.parquet --chunk-size N` from the
+  bake's `.venv`, end to end in a subprocess: interpreter start-up, imports, the registry look-up
+  and model load, reading and checking the rows, scoring, writing. {rounds} runs per input at
+  the default chunk size ({default_chunk:,} rows), CSV and Parquet alternated; medians, range in
+  brackets. "Loop rows/s" is the rate the command prints itself: rows over the time from the
+  model loaded to the output written. The output is Parquet for both inputs.
+- **Fixed cost**: the same command on the first {few_rows:,} rows (CSV): what a run costs before
+  the rows count.
+- **Peak RSS**: {rss_source}, of the whole process (the interpreter and every import
+  included). Other chunk sizes are run once each.
+
+Every {rows:,}-row run's predicted classes are checked against the baseline's counts.
+
+## Machine
+
+{machine}
+
+## Throughput
+
+{throughput}
+
+## Memory
+
+Peak RSS in MB by chunk size; "fixed" is the {few_rows:,}-row run, "in memory" the baseline
+process holding all {rows:,} rows as one DataFrame.
+
+{memory}
+
+## Against the goal
+
+Goal: batch scoring of {rows:,} rows at no less than {goal}x the throughput of a raw
+`model.predict` on the same data already in memory, with peak memory bounded by the chunk size.
+
+{verdicts}
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One `batch` command: wall seconds, peak RSS and the rate it printed for its loop."""
+
+    seconds: float
+    peak_mb: float
+    loop_rate: float
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The champion on all rows in memory: median seconds per call, and the classes predicted."""
+
+    version: str
+    seconds: dict[str, float]
+    imports: float
+    load: float
+    classes: dict[str, int]
+    peak_mb: float
+
+    @property
+    def rate(self) -> float:
+        return ROWS / (self.seconds["predict"] + self.seconds["predict_proba"])
+
+    @property
+    def predict_rate(self) -> float:
+        return ROWS / self.seconds["predict"]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Everything measured with one estimator as the champion."""
+
+    estimator: str
+    baseline: Baseline
+    few: Run
+    runs: dict[tuple[str, int], list[Run]]
+
+    def median(self, kind: str, chunk: int = DEFAULT_CHUNK) -> Run:
+        runs = self.runs[kind, chunk]
+        return Run(
+            statistics.median(run.seconds for run in runs),
+            statistics.median(run.peak_mb for run in runs),
+            statistics.median(run.loop_rate for run in runs),
+        )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The files the command reads, and facts about them for the page."""
+
+    files: dict[str, Path]
+    few: Path
+    raw_rows: int
+
+
+def setup(path: Path) -> Project:
+    print("  make setup, make repro ...")
+    env = quiet_env()
+    run(["make", "setup"], path, env)
+    run(["make", "repro"], path, env)
+    project = Project.baked(path, quiet_env(first_on_path=path / ".venv" / "bin"))
+    promote(project)
+    return project
+
+
+def promote(project: Project) -> None:
+    """Make the challenger the champion, past a promotion gate with `--force` if there is one."""
+    result = subprocess.run(
+        ["make", "promote"],
+        cwd=project.path,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode == 0:
+        print(f"  {result.stdout.strip().splitlines()[-1]}")
+        return
+    command = [project.python, "-m", project.package, "promote"]
+    if "--force" not in run([*command, "--help"], project.path, project.env):
+        sys.exit(f"ERROR: make promote failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    forced = run([*command, "--force", "--reason", "benchmark"], project.path, project.env)
+    print(f"  `make promote` refused; forced: {forced.strip()}")
+
+
+def champion_estimator(project: Project, estimator: str) -> None:
+    """Make `estimator` the champion: params.yaml's train.estimator, `make repro`, promote."""
+    params = project.path / "params.yaml"
+    text = params.read_text(encoding="utf-8")
+    found = ESTIMATOR_LINE.findall(text)
+    if len(found) != 1:
+        sys.exit(f"ERROR: expected one `train.estimator` line in {params}, found {len(found)}")
+    if found[0][1] == estimator:
+        return
+    params.write_text(ESTIMATOR_LINE.sub(rf"\g<1>{estimator}", text), encoding="utf-8")
+    print(f"  {estimator}: make repro ...")
+    run(["make", "repro"], project.path, project.env)
+    promote(project)
+
+
+def write_inputs(project: Project) -> Inputs:
+    """ROWS raw rows drawn with replacement, features only, as CSV and Parquet; FEW_ROWS as CSV."""
+    raw = next((project.path / "data" / "raw").glob("*.csv"))
+    schema = project.path / "src" / project.package / "schema.yaml"
+    target = yaml.safe_load(schema.read_text(encoding="utf-8"))["target"]["name"]
+    frame = pd.read_csv(raw).drop(columns=target)
+    rows = np.random.default_rng(SEED).integers(0, len(frame), ROWS)
+    table = pa.Table.from_pandas(frame.iloc[rows], preserve_index=False)
+    files = {"csv": BENCH / "rows.csv", "parquet": BENCH / "rows.parquet"}
+    pa_csv.write_csv(table, files["csv"])
+    pq.write_table(table, files["parquet"])
+    few = BENCH / f"rows-{FEW_ROWS}.csv"
+    pa_csv.write_csv(table.slice(0, FEW_ROWS), few)
+    return Inputs(files, few, len(frame))
+
+
+def with_peak_rss(command: list[str]) -> list[str]:
+    if TIME.exists():
+        return [str(TIME), "-v", *command]
+    return [sys.executable, "-c", PEAK_RSS, *command]
+
+
+def peak_mb(output: str) -> float:
+    found = PEAK_LINE.findall(output)
+    if not found:
+        sys.exit(f"ERROR: no peak RSS in the output:\n{output[-3000:]}")
+    return int(found[-1]) / 1024
+
+
+def measure_baseline(project: Project, parquet: Path) -> Baseline:
+    script = BENCH / "baseline.py"
+    script.write_text(BASELINE.replace("PACKAGE", project.package), encoding="utf-8")
+    command = with_peak_rss([project.python, str(script), str(parquet), str(ROUNDS)])
+    output = run(command, project.path, project.env)
+    answer = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
+    return Baseline(
+        answer["version"],
+        answer["seconds"],
+        answer["imports"],
+        answer["load"],
+        answer["classes"],
+        peak_mb(output),
+    )
+
+
+def score(project: Project, source: Path, chunk: int = DEFAULT_CHUNK) -> Run:
+    """`batch` on `source` into BENCH/predictions.parquet, timed and measured."""
+    output = BENCH / "predictions.parquet"
+    output.unlink(missing_ok=True)
+    command = [project.python, "-m", project.package, "batch", str(source), str(output)]
+    command += ["--chunk-size", str(chunk)]
+    seconds, text = timed(with_peak_rss(command), project.path, project.env)
+    rate = RATE_LINE.search(text)
+    if rate is None:
+        sys.exit(f"ERROR: `batch` printed no rate:\n{text[-3000:]}")
+    return Run(seconds, peak_mb(text), float(rate.group(1).replace(",", "")))
+
+
+def predicted_classes(output: Path) -> dict[str, int]:
+    counts = pd.read_parquet(output, columns=["prediction"])["prediction"].value_counts()
+    return {str(label): int(count) for label, count in counts.items()}
+
+
+def check(output: Path, baseline: Baseline) -> None:
+    """The command predicted the classes the baseline did, as often."""
+    found = predicted_classes(output)
+    if found != baseline.classes:
+        sys.exit(f"ERROR: `batch` predicted {found}, the baseline {baseline.classes}")
+
+
+def progress(label: str, scored: Run) -> None:
+    print(f"    {label}: {scored.seconds:.2f} s, {scored.peak_mb:.0f} MB")
+
+
+def measure_estimator(project: Project, estimator: str, inputs: Inputs) -> Scored:
+    print(f"  {estimator}: baseline in memory ...")
+    baseline = measure_baseline(project, inputs.files["parquet"])
+    few = score(project, inputs.few)
+    runs: dict[tuple[str, int], list[Run]] = {}
+    for round_ in range(ROUNDS):
+        order = list(FORMATS) if round_ % 2 == 0 else list(FORMATS)[::-1]
+        for kind in order:
+            scored = score(project, inputs.files[kind])
+            check(BENCH / "predictions.parquet", baseline)
+            runs.setdefault((kind, DEFAULT_CHUNK), []).append(scored)
+            progress(f"{kind}, round {round_ + 1}", scored)
+    for chunk in OTHER_CHUNKS:
+        for kind in FORMATS:
+            scored = score(project, inputs.files[kind], chunk)
+            check(BENCH / "predictions.parquet", baseline)
+            runs[kind, chunk] = [scored]
+            progress(f"{kind}, {chunk:,}-row chunks", scored)
+    return Scored(estimator, baseline, few, runs)
+
+
+def spread(runs: list[Run]) -> str:
+    seconds = [run.seconds for run in runs]
+    return f" ({min(seconds):.2f}-{max(seconds):.2f})" if len(runs) > 1 else ""
+
+
+def throughput_table(results: list[Scored]) -> str:
+    lines = [
+        "| estimator (version) | what | wall s | rows/s | vs `predict` + `predict_proba` "
+        "| vs `predict` | loop rows/s | peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        base = result.baseline
+        name = f"`{result.estimator}` ({base.version})"
+        seconds = base.seconds
+        both = seconds["predict"] + seconds["predict_proba"]
+        lines += [
+            f"| {name} | in memory: `predict` + `predict_proba` | {both:.3f} | {base.rate:,.0f} "
+            f"| 1.00x | {base.rate / base.predict_rate:.2f}x | | {base.peak_mb:.0f} |",
+            f"| {name} | in memory: `predict` | {seconds['predict']:.3f} "
+            f"| {base.predict_rate:,.0f} | | 1.00x | | |",
+            f"| {name} | in memory: `batch.predict` (`predict_proba` + argmax) "
+            f"| {seconds['batch_predict']:.3f} | {ROWS / seconds['batch_predict']:,.0f} | | | | |",
+        ]
+        for kind, label in FORMATS.items():
+            run_ = result.median(kind)
+            rate = ROWS / run_.seconds
+            lines.append(
+                f"| {name} | `batch`, {label}, "
+                f"{DEFAULT_CHUNK:,}-row chunks | {run_.seconds:.2f}"
+                f"{spread(result.runs[kind, DEFAULT_CHUNK])} | {rate:,.0f} "
+                f"| {rate / base.rate:.2f}x | {rate / base.predict_rate:.2f}x "
+                f"| {run_.loop_rate:,.0f} | {run_.peak_mb:.0f} |"
+            )
+        lines.append(
+            f"| {name} | `batch`, {FEW_ROWS:,} rows (fixed cost) | {result.few.seconds:.2f} "
+            f"| | | | | {result.few.peak_mb:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def chunk_sizes() -> list[int]:
+    return sorted([DEFAULT_CHUNK, *OTHER_CHUNKS])
+
+
+def memory_table(results: list[Scored]) -> str:
+    chunks = chunk_sizes()
+    lines = [
+        "| estimator | input | fixed | "
+        + " | ".join(f"{chunk:,}-row chunks" for chunk in chunks)
+        + " | in memory |",
+        "|---|---|---:|" + "---:|" * (len(chunks) + 1),
+    ]
+    for result in results:
+        for kind, label in FORMATS.items():
+            peaks = " | ".join(f"{result.median(kind, chunk).peak_mb:.0f}" for chunk in chunks)
+            lines.append(
+                f"| `{result.estimator}` | {label} | {result.few.peak_mb:.0f} | {peaks} "
+                f"| {result.baseline.peak_mb:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def follows(result: Scored) -> bool:
+    """Whether peak RSS grows with the chunk size, for every input format."""
+    for kind in FORMATS:
+        peaks = [result.median(kind, chunk).peak_mb for chunk in chunk_sizes()]
+        if any(small >= large for small, large in pairwise(peaks)):
+            return False
+    return True
+
+
+def goal_met(result: Scored) -> str:
+    """The verdict on throughput, against both baselines, and on memory."""
+    ends = [ROWS / result.median(kind).seconds for kind in FORMATS]
+    base = result.baseline
+    if all(rate >= GOAL_RATIO * base.rate for rate in ends):
+        against = "throughput goal **met** against `predict` + `predict_proba`" + (
+            " and against `predict` alone"
+            if all(rate >= GOAL_RATIO * base.predict_rate for rate in ends)
+            else ", **NOT met** against `predict` alone"
+        )
+    else:
+        against = "throughput goal **NOT met**"
+    memory = "memory follows the chunk size" if follows(result) else "memory does NOT follow it"
+    return f"{against}; {memory}"
+
+
+def format_line(result: Scored, kind: str) -> str:
+    base, run_ = result.baseline, result.median(kind)
+    rate = ROWS / run_.seconds
+    loop = ROWS / run_.loop_rate
+    return (
+        f"{FORMATS[kind]}: {rate:,.0f} rows/s end to end, **{rate / base.rate:.2f}x** the "
+        f"baseline and {rate / base.predict_rate:.2f}x `predict` alone. Of its "
+        f"{run_.seconds:.1f} s, {run_.seconds - loop:.1f} s are outside the scoring loop and "
+        f"{loop:.1f} s in it ({run_.loop_rate:,.0f} rows/s, "
+        f"{run_.loop_rate / base.rate:.2f}x the baseline)."
+    )
+
+
+def time_line(result: Scored) -> str:
+    """Where the time outside the loop goes, and what the loop adds to the model's own time."""
+    base = result.baseline
+    model = base.seconds["batch_predict"]
+    loops = {kind: ROWS / result.median(kind).loop_rate for kind in FORMATS}
+    rest = (
+        "the rest of each loop is reading, parsing, checking and writing the rows"
+        if model < min(loops.values())
+        else "the loops are no slower than scoring every row at once"
+    )
+    return (
+        f"Outside the loop: in the baseline process, importing what the command needs (pandas, "
+        f"pyarrow, MLflow, scikit-learn, skops) took {base.imports:.1f} s and the registry "
+        f"look-up and model load {base.load:.1f} s; the whole {FEW_ROWS:,}-row run took "
+        f"{result.few.seconds:.1f} s. In memory, `batch.predict` scores every row in "
+        f"{model:.2f} s, against the loops' "
+        + " and ".join(f"{loops[kind]:.2f} s ({label})" for kind, label in FORMATS.items())
+        + f": {rest}."
+    )
+
+
+def memory_line(result: Scored) -> str:
+    peaks = {
+        kind: " / ".join(f"{result.median(kind, chunk).peak_mb:.0f}" for chunk in chunk_sizes())
+        for kind in FORMATS
+    }
+    return (
+        "Peak RSS "
+        + " and ".join(f"{peaks[kind]} MB ({label})" for kind, label in FORMATS.items())
+        + " at "
+        + " / ".join(f"{chunk:,}" for chunk in chunk_sizes())
+        + f"-row chunks; {result.few.peak_mb:.0f} MB for {FEW_ROWS:,} rows, "
+        f"{result.baseline.peak_mb:.0f} MB for the baseline holding every row."
+    )
+
+
+def verdict(result: Scored) -> str:
+    """The goal against one estimator's figures, and where the command's time went."""
+    details = [format_line(result, kind) for kind in FORMATS]
+    details += [time_line(result), memory_line(result)]
+    return "\n".join(
+        [
+            f"- **`{result.estimator}`** (version {result.baseline.version}): {goal_met(result)}.",
+            *(f"  - {line}" for line in details),
+        ]
+    )
+
+
+def report(results: list[Scored], facts: dict[str, str], inputs: Inputs, package: str) -> str:
+    """docs/benchmarks-batch.md, from this run's figures."""
+    return PAGE.format(
+        date=facts["date"],
+        rows=ROWS,
+        raw_rows=inputs.raw_rows,
+        seed=SEED,
+        csv_mb=inputs.files["csv"].stat().st_size / 1e6,
+        parquet_mb=inputs.files["parquet"].stat().st_size / 1e6,
+        rounds=ROUNDS,
+        package=package,
+        default_chunk=DEFAULT_CHUNK,
+        few_rows=FEW_ROWS,
+        rss_source="`/usr/bin/time -v`" if TIME.exists() else "getrusage(RUSAGE_CHILDREN)",
+        machine="\n".join(f"- {name}: {value}" for name, value in facts.items()),
+        throughput=throughput_table(results),
+        memory=memory_table(results),
+        goal=GOAL_RATIO,
+        verdicts="\n".join(verdict(result) for result in results),
+    )
+
+
+def measure() -> tuple[list[Scored], dict[str, str], Inputs, str]:
+    require_uv()
+    print(f"baking the default project into {BENCH} ...")
+    project = setup(bake(BENCH))
+    print(f"writing {ROWS:,} rows as CSV and Parquet ...")
+    inputs = write_inputs(project)
+    facts = machine(project, PACKAGES)
+    results = []
+    for estimator in ESTIMATORS:
+        champion_estimator(project, estimator)
+        print("  waiting for a quiet machine ...")
+        facts[f"load average (1, 5, 15 min) before `{estimator}`"] = wait_for_quiet()
+        results.append(measure_estimator(project, estimator, inputs))
+    facts["load average (1, 5, 15 min) at end"] = load_average()
+    return results, facts, inputs, project.package
+
+
+def main() -> int:
+    parse_command_line(__doc__)
+    results, facts, inputs, package = measure()
+    page = report(results, facts, inputs, package)
+    print()
+    print(page.partition("## Machine\n\n")[2])
+    REPORT.write_text(page, encoding="utf-8")
+    print(f"wrote {REPORT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
