@@ -14,14 +14,15 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
+export BENTOML_DO_NOT_TRACK := true
 
 DEMO := build/demo
 DEMO_PROJECT := $(DEMO)/tumour-classifier
 
-.PHONY: help demo test test-fast lint bench clean
+.PHONY: help demo test test-fast lint bench bench-batch bench-serving clean
 
 help: ## Show this list of commands
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
@@ -60,6 +61,12 @@ lint: .venv/.synced ## Lint the template's own Python (hooks, tests, benchmarks)
 
 bench: .venv/.synced ## Time the generated pipeline against one plain script (see docs/benchmarks.md)
 	uv run --locked python benchmarks/pipeline.py
+
+bench-batch: .venv/.synced ## Score 1M rows with `batch` against predict in memory (see docs/benchmarks-batch.md)
+	uv run --locked python benchmarks/batch.py
+
+bench-serving: .venv/.synced ## Serve the champion with BentoML, FastAPI and mlflow serve (see docs/benchmarks-serving.md)
+	uv run --locked python benchmarks/serving.py
 
 clean: ## Remove build outputs and caches
 	rm -rf build .pytest_cache .ruff_cache
