@@ -475,16 +475,33 @@ def goal_met(result: Scored) -> str:
     return f"{against}; {memory}"
 
 
+def rows_needed(outside: float, loop_rate: float, baseline: float) -> float | None:
+    """Rows from which the end-to-end rate reaches the goal, the time outside the loop fixed."""
+    target = GOAL_RATIO * baseline
+    if loop_rate <= target:
+        return None
+    # rows / (outside + rows / loop_rate) >= target, solved for rows.
+    return target * outside / (1 - target / loop_rate)
+
+
 def format_line(result: Scored, kind: str) -> str:
     base, run_ = result.baseline, result.median(kind)
     rate = ROWS / run_.seconds
     loop = ROWS / run_.loop_rate
+    outside = run_.seconds - loop
+    needed = rows_needed(outside, run_.loop_rate, base.rate)
+    reach = (
+        "so the goal is out of reach at any number of rows"
+        if needed is None
+        else f"so with the same {outside:.1f} s outside it the goal would be reached from "
+        f"about {needed:,.0f} rows"
+    )
     return (
         f"{FORMATS[kind]}: {rate:,.0f} rows/s end to end, **{rate / base.rate:.2f}x** the "
         f"baseline and {rate / base.predict_rate:.2f}x `predict` alone. Of its "
-        f"{run_.seconds:.1f} s, {run_.seconds - loop:.1f} s are outside the scoring loop and "
-        f"{loop:.1f} s in it ({run_.loop_rate:,.0f} rows/s, "
-        f"{run_.loop_rate / base.rate:.2f}x the baseline)."
+        f"{run_.seconds:.1f} s, {outside:.1f} s are outside the scoring loop and {loop:.1f} s in "
+        f"it; the loop alone runs at {run_.loop_rate:,.0f} rows/s, "
+        f"{run_.loop_rate / base.rate:.2f}x the baseline, {reach}."
     )
 
 
