@@ -43,6 +43,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from _bake import (
+    QUIET_LOAD,
+    QUIET_WAIT,
     ROOT,
     Project,
     bake,
@@ -135,7 +137,10 @@ PAGE = """\
 # Batch scoring benchmark
 
 Written by `make bench-batch` (`benchmarks/batch.py`) on {date}. Every figure below is from
-that run: rerun it rather than editing this page.
+that run: rerun it rather than editing this page. To reproduce, from the template repository's
+root: `make bench-batch`, or `uv run --locked python benchmarks/batch.py` with uv on PATH (it
+bakes into `build/bench-batch/`; about half an hour on 2 cores, waits for a quiet machine
+included).
 
 ## What is measured
 
@@ -170,6 +175,12 @@ Every {rows:,}-row run's predicted classes are checked against the baseline's co
 ## Machine
 
 {machine}
+
+Other jobs share the machine: before each estimator the benchmark waits up to {quiet_wait:.0f} s
+for the 1-minute load average to drop below {quiet_load}, and measures anyway after that. Under
+load every figure is slower and spreads more (see the ranges), and the baseline and the command
+are measured minutes apart, so ratios carry that noise too. `hist_gradient_boosting` scores on
+every core with OpenMP threads, which makes it the most sensitive to other jobs.
 
 ## Throughput
 
@@ -268,7 +279,8 @@ def promote(project: Project) -> None:
         check=False,
     )
     if result.returncode == 0:
-        print(f"  {result.stdout.strip().splitlines()[-1]}")
+        lines = result.stdout.splitlines()
+        print("\n".join(f"  {line}" for line in lines if line.startswith("promote:")))
         return
     command = [project.python, "-m", project.package, "promote"]
     if "--force" not in run([*command, "--help"], project.path, project.env):
@@ -571,6 +583,8 @@ def report(results: list[Scored], facts: dict[str, str], inputs: Inputs, package
         throughput=throughput_table(results),
         memory=memory_table(results),
         goal=GOAL_RATIO,
+        quiet_wait=QUIET_WAIT,
+        quiet_load=QUIET_LOAD,
         verdicts="\n".join(verdict(result) for result in results),
     )
 
