@@ -134,6 +134,9 @@ PAGE = """\
 Written by `make bench` (`benchmarks/pipeline.py`) on {date}. Every figure below is from that
 run: rerun it rather than editing this page.
 
+The other benchmarks: [serving](benchmarks-serving.md) (`make bench-serving`) and
+[batch scoring](benchmarks-batch.md) (`make bench-batch`).
+
 ## What is measured
 
 The default bake in `build/bench/`, after `make setup` (workload below).
