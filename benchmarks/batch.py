@@ -199,6 +199,8 @@ Goal: batch scoring of {rows:,} rows at no less than {goal}x the throughput of a
 `model.predict` on the same data already in memory, with peak memory bounded by the chunk size.
 
 {verdicts}
+
+{gaps}
 """
 
 
@@ -517,25 +519,53 @@ def format_line(result: Scored, kind: str) -> str:
     )
 
 
+def gaps(result: Scored) -> dict[str, float]:
+    """Seconds each loop takes beyond scoring every row in memory, by input format."""
+    model = result.baseline.seconds["batch_predict"]
+    return {kind: ROWS / result.median(kind).loop_rate - model for kind in FORMATS}
+
+
 def time_line(result: Scored) -> str:
     """Where the time outside the loop goes, and what the loop adds to the model's own time."""
     base = result.baseline
     model = base.seconds["batch_predict"]
-    loops = {kind: ROWS / result.median(kind).loop_rate for kind in FORMATS}
-    rest = (
-        "the rest of each loop is reading, parsing, checking and writing the rows"
-        if model < min(loops.values())
-        else "the loops are no slower than scoring every row at once"
-    )
+    extra = gaps(result)
     return (
         f"Outside the loop: in the baseline process, importing what the command needs (pandas, "
         f"pyarrow, MLflow, scikit-learn, skops) took {base.imports:.1f} s and the registry "
         f"look-up and model load {base.load:.1f} s; the whole {FEW_ROWS:,}-row run took "
         f"{result.few.seconds:.1f} s. In memory, `batch.predict` scores every row in "
-        f"{model:.2f} s, against the loops' "
-        + " and ".join(f"{loops[kind]:.2f} s ({label})" for kind, label in FORMATS.items())
-        + f": {rest}."
+        f"{model:.2f} s; the loops take "
+        + " and ".join(f"{extra[kind]:.2f} s more ({label})" for kind, label in FORMATS.items())
+        + "."
     )
+
+
+def gaps_note(results: list[Scored]) -> str:
+    """What each loop adds to its model's time, set against the cheapest model's loop."""
+    cheapest = min(results, key=lambda result: result.baseline.seconds["batch_predict"])
+    reading = gaps(cheapest)
+    lines = [
+        f"With `{cheapest.estimator}`, whose model scores every row in "
+        f"{cheapest.baseline.seconds['batch_predict']:.2f} s, the loop is nearly all reading, "
+        f"parsing, checking and writing: about "
+        + " and ".join(f"{reading[kind]:.2f} s ({label})" for kind, label in FORMATS.items())
+        + f" for {ROWS:,} rows. The command reads the next chunk in a thread while it scores "
+        "one, so behind a slower model that work can hide."
+    ]
+    for result in results:
+        if result is cheapest:
+            continue
+        extra = gaps(result)
+        shown = " and ".join(f"{extra[kind]:.2f} s ({label})" for kind, label in FORMATS.items())
+        if all(extra[kind] > 2 * reading[kind] for kind in FORMATS):
+            meaning = "far more than reading costs: its model ran slower inside the command"
+        elif all(extra[kind] < reading[kind] for kind in FORMATS):
+            meaning = "less than reading costs: part of the reading hid behind scoring"
+        else:
+            meaning = "about what reading costs"
+        lines.append(f"`{result.estimator}`'s loops add {shown} to its model's time, {meaning}.")
+    return " ".join(lines)
 
 
 def memory_line(result: Scored) -> str:
@@ -586,6 +616,7 @@ def report(results: list[Scored], facts: dict[str, str], inputs: Inputs, package
         quiet_wait=QUIET_WAIT,
         quiet_load=QUIET_LOAD,
         verdicts="\n".join(verdict(result) for result in results),
+        gaps=gaps_note(results),
     )
 
 
