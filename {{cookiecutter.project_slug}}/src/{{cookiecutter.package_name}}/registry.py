@@ -48,10 +48,11 @@ def registry_errors(params: MlflowParams) -> Iterator[None]:
         yield
     except MlflowException as error:
         message = str(error.message).strip().splitlines()[0]
-        raise RegistryError(f"MLflow at {_safe(tracking_uri(params))}: {message}") from None
+        where = without_credentials(tracking_uri(params))
+        raise RegistryError(f"MLflow at {where}: {message}") from None
 
 
-def _safe(uri: str) -> str:
+def without_credentials(uri: str) -> str:
     """The URI without credentials, fit for a log line."""
     scheme, sep, rest = uri.partition("://")
     return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else uri
@@ -220,7 +221,7 @@ def promote(
     return version, current
 
 
-def rollback(params: MlflowParams) -> tuple[str, str, str | None]:
+def rollback(params: MlflowParams, reason: str | None = None) -> tuple[str, str, str | None]:
     """Point `champion` back at `previous`, and `previous` at the one before it.
 
     Returns the version that was the champion, the champion now and the new `previous` (None
@@ -241,6 +242,8 @@ def rollback(params: MlflowParams) -> tuple[str, str, str | None]:
         further = before if before not in (None, target) else None
         move_aliases(registry, name, {CHAMPION: target, PREVIOUS: further})
         registry.set_model_version_tag(name, current, ROLLED_BACK, "true")
+        if reason:
+            registry.set_model_version_tag(name, current, "rollback_reason", reason)
     return current, target, further
 
 

@@ -10,9 +10,11 @@ from .registry import CHAMPION, PREVIOUS, rollback
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="rollback", description=__doc__).parse_args(argv)
+    parser = argparse.ArgumentParser(prog="rollback", description=__doc__)
+    parser.add_argument("--reason", help="why; recorded on the version rolled back from")
+    args = parser.parse_args(argv)
     settings = load_params().mlflow
-    was, champion, previous = rollback(settings)
+    was, champion, previous = rollback(settings, args.reason)
     print(f"rollback: {settings.model_name} version {champion} is '{CHAMPION}' again (was {was})")
     if previous is None:
         print(f"rollback: no '{PREVIOUS}' left: version {champion} was the first champion")

