@@ -195,10 +195,13 @@ def test_a_killed_repro_reruns_to_the_same_outputs_and_a_locked_registry_moves_n
     params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     params["train"]["estimator"] = "random_forest"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    # DVC itself is the child here, so that this process reaps it once killed: DVC's lock then
+    # names a process that is gone, as on any machine whose init reaps orphans.
+    venv = project / ".venv" / "bin"
     repro = subprocess.Popen(
-        ["uv", "run", "--locked", "dvc", "repro"],
+        [str(venv / "dvc"), "repro"],
         cwd=project,
-        env=bake_env,
+        env={**bake_env, "PATH": f"{venv}{os.pathsep}{bake_env['PATH']}"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

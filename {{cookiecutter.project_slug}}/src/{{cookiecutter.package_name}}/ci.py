@@ -17,7 +17,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from .config import DRIFT_SUMMARY, GATE_REPORT, MODEL_VERSION_FILE, load_params
+from .config import DRIFT_SUMMARY, GATE_REPORT, METRICS_FILE, MODEL_VERSION_FILE, load_params
 from .errors import ProjectError
 from .files import write_text_atomic
 
@@ -76,7 +76,9 @@ def remotes() -> str:
 
 def report(base: str) -> str:
     """Metrics and parameters against `base`, then the gate's report."""
-    metrics = _run("dvc", "metrics", "diff", base, "--md", "--precision", "4").strip()
+    # Every model metric, changed or not; the drift summary's line is in the gate's report.
+    diff = ["dvc", "metrics", "diff", base, "--all", "--md", "--precision", "4"]
+    metrics = _run(*diff, "--targets", str(METRICS_FILE)).strip()
     params = _run("dvc", "params", "diff", base, "--md").strip()
     _run("dvc", "plots", "diff", base, "--out", str(PLOTS))
     gate = GATE_REPORT.read_text(encoding="utf-8") if GATE_REPORT.exists() else ""

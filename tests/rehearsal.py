@@ -1,0 +1,322 @@
+"""Run a generated workflow's job on this machine, the way a GitHub runner would.
+
+`act` needs a Docker daemon, which this machine lacks, so this is our own, small runner. For one
+job it evaluates the `${{ }}` expressions the workflows use, sets GITHUB_OUTPUT, GITHUB_ENV,
+GITHUB_STEP_SUMMARY, GITHUB_WORKSPACE and the event context as the runner does, runs each
+`run:` step with `bash -eo pipefail` in the baked project, honours `if:` conditions, step
+outcomes and job outputs, and replaces each `uses:` step with a documented local equivalent:
+
+- actions/checkout: the baked repository is the checkout;
+- actions/setup-python, astral-sh/setup-uv: the machine's Python and uv (and uv's own cache);
+- actions/cache: a folder of saved caches shared by the rehearsals of one test: restored by key
+  or restore-key prefix at the step, saved when the job ends if the key was missed;
+- actions/upload-artifact / download-artifact: a copy into / out of `artifacts/<name>/`;
+- marocchino/sticky-pull-request-comment: the comment's body written to `comment.md`;
+- actions/github-script (the drift alert): the issue body (`reports/drift.md`) to `issue.md`;
+- docker/login-action, anchore/sbom-action, actions/attest-*: nothing to log in to or attest
+  here; recorded as skipped.
+
+`docker` and `gh` talk to a daemon and to GitHub: the rehearsal puts stand-ins first on PATH
+that record their arguments in `calls.log` and answer like the real ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+SKIPPED_ACTIONS = (
+    "docker/login-action",
+    "anchore/sbom-action",
+    "actions/attest-build-provenance",
+    "actions/attest-sbom",
+)
+LOCAL_ACTIONS = ("actions/checkout", "actions/setup-python", "astral-sh/setup-uv")
+STAND_INS = {
+    # docker: a recent server for BentoML's version check, a digest for `push` like the
+    # registry's answer; every call is recorded.
+    "docker": """#!/usr/bin/env bash
+echo "docker $*" >> "$REHEARSAL_CALLS"
+if [ "$1" = version ]; then echo '"27.0.0"'; fi
+if [ "$1" = push ]; then echo "latest: digest: sha256:$(printf %064d 0) size: 1"; fi
+""",
+    # gh: no release exists yet, so `release view` fails and `release create` is used.
+    "gh": """#!/usr/bin/env bash
+echo "gh $*" >> "$REHEARSAL_CALLS"
+if [ "$1 $2" = "release view" ]; then exit 1; fi
+""",
+}
+
+
+@dataclass
+class Step:
+    name: str
+    outcome: str  # success, failure or skipped
+    seconds: float
+    output: str = ""
+
+
+@dataclass
+class Job:
+    """What GitHub would show for one job: its steps, outputs, summary and side effects."""
+
+    steps: list[Step] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+    summary: str = ""
+
+    @property
+    def result(self) -> str:
+        return "failure" if any(step.outcome == "failure" for step in self.steps) else "success"
+
+    def seconds(self, *, excluding: tuple[str, ...] = ()) -> float:
+        return sum(step.seconds for step in self.steps if step.name not in excluding)
+
+
+class Context(dict[str, Any]):
+    """Attribute access over nested dicts; missing keys read as '' as in GitHub expressions."""
+
+    def __getattr__(self, name: str) -> Any:
+        value = self.get(name, "")
+        return Context(value) if isinstance(value, dict) else value
+
+
+def evaluate(expression: str, contexts: dict[str, Any], failed: bool) -> Any:
+    """The subset of GitHub's expression language the generated workflows use."""
+    python = " ".join(expression.split())
+    python = python.replace("&&", " and ").replace("||", " or ")
+    python = re.sub(r"!(?!=)", " not ", python)
+    python = python.replace("'", '"')
+    functions = {
+        "cancelled": lambda: False,
+        "always": lambda: True,
+        "success": lambda: not failed,
+        "failure": lambda: failed,
+        "hashFiles": lambda *patterns: hash_files(contexts["github"]["workspace"], patterns),
+    }
+    scope = {name: Context(value) for name, value in contexts.items()}
+    return eval(python, {"__builtins__": {}}, {**scope, **functions})
+
+
+def hash_files(workspace: str, patterns: tuple[str, ...]) -> str:
+    """GitHub's hashFiles: one SHA-256 over the matching files, '' when none match."""
+    paths = sorted({path for pattern in patterns for path in Path(workspace).glob(pattern)})
+    if not paths:
+        return ""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def substitute(text: str, contexts: dict[str, Any], failed: bool) -> str:
+    return EXPRESSION.sub(lambda match: str(evaluate(match[1], contexts, failed)), text)
+
+
+class Rehearsal:
+    """One workflow file's jobs, run in `project` with the given event and repository settings."""
+
+    def __init__(
+        self, project: Path, workflow: str, scratch: Path, env: dict[str, str], caches: Path
+    ) -> None:
+        self.project = project
+        self.caches = caches
+        self.to_save: list[tuple[Path, Path]] = []
+        self.workflow = yaml.safe_load(
+            (project / ".github" / "workflows" / workflow).read_text(encoding="utf-8")
+        )
+        self.scratch = scratch
+        self.env = env
+        self.artifacts = scratch / "artifacts"
+        self.calls = scratch / "calls.log"
+        bin_dir = scratch / "bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        for name, script in STAND_INS.items():
+            (bin_dir / name).write_text(script, encoding="utf-8")
+            (bin_dir / name).chmod(0o755)
+        self.path = f"{bin_dir}{os.pathsep}{env['PATH']}"
+
+    def run_job(
+        self,
+        name: str,
+        *,
+        event: dict[str, Any] | None = None,
+        event_name: str = "pull_request",
+        needs: dict[str, Job] | None = None,
+        variables: dict[str, str] | None = None,
+        inputs: dict[str, str] | None = None,
+    ) -> Job:
+        spec = self.workflow["jobs"][name]
+        job = Job()
+        files = self.scratch / f"job-{name}"
+        files.mkdir(parents=True, exist_ok=True)
+        summary = files / "summary.md"
+        summary.touch()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=self.project, capture_output=True, text=True
+        ).stdout.strip()
+        contexts: dict[str, Any] = {
+            "github": {
+                "event": event or {},
+                "event_name": event_name,
+                "sha": sha,
+                "ref": "refs/heads/main",
+                "repository": "data-team/project",
+                "actor": "rehearsal",
+                "workspace": str(self.project),
+            },
+            "vars": variables or {},
+            "secrets": {},
+            "inputs": inputs or {},
+            "needs": {
+                job_name: {"outputs": done.outputs, "result": done.result}
+                for job_name, done in (needs or {}).items()
+            },
+            "steps": {},
+        }
+        env = {
+            **self.env,
+            "PATH": self.path,
+            "GITHUB_WORKSPACE": str(self.project),
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "GITHUB_SHA": sha,
+            "GITHUB_REPOSITORY": "data-team/project",
+            "GITHUB_REPOSITORY_OWNER": "data-team",
+            "GITHUB_EVENT_NAME": event_name,
+            "REHEARSAL_CALLS": str(self.calls),
+        }
+        for scope in (self.workflow.get("env", {}), spec.get("env", {})):
+            env.update(
+                {key: substitute(str(value), contexts, False) for key, value in scope.items()}
+            )
+        for index, step in enumerate(spec["steps"]):
+            failed = job.result == "failure"
+            condition = step.get("if", "success()")
+            condition = EXPRESSION.sub(lambda match: match[1], str(condition))
+            label = step.get("run") or step["uses"].split("@")[0]
+            if not evaluate(condition, contexts, failed):
+                job.steps.append(Step(label, "skipped", 0.0))
+                self._record(contexts, step, "skipped", {})
+                continue
+            output_file = files / f"output-{index}"
+            env_file = files / f"env-{index}"
+            output_file.touch()
+            env_file.touch()
+            step_env = {
+                **env,
+                "GITHUB_OUTPUT": str(output_file),
+                "GITHUB_ENV": str(env_file),
+                **{
+                    key: substitute(str(value), contexts, failed)
+                    for key, value in step.get("env", {}).items()
+                },
+            }
+            began = time.perf_counter()
+            if "run" in step:
+                outcome, text = self._run(substitute(step["run"], contexts, failed), step_env)
+            else:
+                inputs_ = {
+                    key: substitute(str(value), contexts, failed)
+                    for key, value in step.get("with", {}).items()
+                }
+                outcome, text = self._uses(step["uses"].split("@")[0], inputs_)
+            job.steps.append(Step(label, outcome, time.perf_counter() - began, text))
+            outputs = dict(
+                line.split("=", 1)
+                for line in output_file.read_text(encoding="utf-8").splitlines()
+                if "=" in line
+            )
+            env.update(
+                dict(
+                    line.split("=", 1)
+                    for line in env_file.read_text(encoding="utf-8").splitlines()
+                    if "=" in line
+                )
+            )
+            self._record(contexts, step, outcome, outputs)
+        if job.result == "success":
+            for source, saved in self.to_save:
+                if source.exists() and not saved.exists():
+                    shutil.copytree(source, saved)
+        self.to_save.clear()
+        job.outputs = {
+            key: substitute(str(value), contexts, False)
+            for key, value in spec.get("outputs", {}).items()
+        }
+        job.summary = summary.read_text(encoding="utf-8")
+        return job
+
+    @staticmethod
+    def _record(
+        contexts: dict[str, Any], step: dict[str, Any], outcome: str, outputs: dict[str, str]
+    ) -> None:
+        if "id" in step:
+            contexts["steps"][step["id"]] = {"outcome": outcome, "outputs": outputs}
+
+    def _run(self, script: str, env: dict[str, str]) -> tuple[str, str]:
+        result = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", script],
+            cwd=self.project,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        outcome = "success" if result.returncode == 0 else "failure"
+        return outcome, result.stdout + result.stderr
+
+    def _uses(self, action: str, inputs: dict[str, str]) -> tuple[str, str]:
+        if action in LOCAL_ACTIONS:
+            return "success", f"{action}: the local equivalent (see tests/rehearsal.py)"
+        if action in SKIPPED_ACTIONS:
+            return "success", f"{action}: skipped, nothing to log in to or attest here"
+        if action == "actions/cache":
+            path = self.project / inputs["path"]
+            exact = self.caches / inputs["key"]
+            prefixes = inputs.get("restore-keys", "").split()
+            newest_first = sorted(self.caches.glob("*"), key=lambda saved: -saved.stat().st_mtime)
+            matching = [saved for saved in newest_first if saved.name.startswith(tuple(prefixes))]
+            candidates = [exact, *matching] if prefixes else [exact]
+            hit = next((saved for saved in candidates if saved.exists()), None)
+            if hit is not None:
+                shutil.copytree(hit, path, dirs_exist_ok=True)
+            self.to_save.append((path, exact))
+            return "success", f"cache {'restored from ' + hit.name if hit else 'missed'}"
+        if action == "actions/upload-artifact":
+            # As on GitHub, paths are stored relative to their least common ancestor.
+            paths = [self.project / line for line in inputs["path"].split()]
+            missing = [path for path in paths if not path.exists()]
+            if missing and inputs.get("if-no-files-found") == "error":
+                return "failure", f"upload-artifact: {missing[0]} not found"
+            found = [path for path in paths if path.exists()]
+            root = Path(os.path.commonpath([p if p.is_dir() else p.parent for p in found]))
+            target = self.artifacts / inputs["name"]
+            for source in found:
+                if source.is_dir():
+                    shutil.copytree(source, target / source.relative_to(root), dirs_exist_ok=True)
+                else:
+                    (target / source.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source, target / source.relative_to(root))
+            return "success", f"uploaded {inputs['name']}"
+        if action == "actions/download-artifact":
+            destination = self.project / inputs.get("path", "")
+            shutil.copytree(self.artifacts / inputs["name"], destination, dirs_exist_ok=True)
+            return "success", f"downloaded {inputs['name']}"
+        if action == "marocchino/sticky-pull-request-comment":
+            body = (self.project / inputs["path"]).read_text(encoding="utf-8")
+            (self.scratch / "comment.md").write_text(body, encoding="utf-8")
+            return "success", f"comment {inputs['header']!r} written"
+        if action == "actions/github-script":
+            body = (self.project / "reports" / "drift.md").read_text(encoding="utf-8")
+            (self.scratch / "issue.md").write_text(body, encoding="utf-8")
+            return "success", "drift issue body written"
+        return "failure", f"{action}: no local equivalent in tests/rehearsal.py"
