@@ -17,7 +17,15 @@ import os
 import subprocess
 from pathlib import Path
 
-from .config import DRIFT_SUMMARY, GATE_REPORT, METRICS_FILE, MODEL_VERSION_FILE, load_params
+from .config import (
+    DRIFT_SUMMARY,
+    GATE_REPORT,
+    METRICS_FILE,
+    MODEL_VERSION_FILE,
+    load_params,
+    tracking_uri,
+    without_credentials,
+)
 from .errors import ProjectError
 from .files import write_text_atomic
 
@@ -48,7 +56,6 @@ def summarise(markdown: str) -> None:
 
 def remotes() -> str:
     """Point DVC at DVC_REMOTE_URL when set; describe both remotes in markdown."""
-    from .registry import tracking_uri, without_credentials
 
     url = os.environ.get("DVC_REMOTE_URL")
     if url:

@@ -1,5 +1,6 @@
 """Where things live, and params.yaml read once into typed settings."""
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,17 @@ class Params(Section):
     mlflow: MlflowParams
     drift: DriftParams
     gate: GateParams
+
+
+def tracking_uri(params: MlflowParams) -> str:
+    """MLFLOW_TRACKING_URI when set, otherwise params.yaml's mlflow.tracking_uri."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or params.tracking_uri
+
+
+def without_credentials(uri: str) -> str:
+    """The URI without credentials, fit for a log line."""
+    scheme, sep, rest = uri.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else uri
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:

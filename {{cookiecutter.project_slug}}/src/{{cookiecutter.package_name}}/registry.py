@@ -1,7 +1,6 @@
 """The MLflow side: log a run, register a model version, move the aliases."""
 
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from .config import MlflowParams, Params
+from .config import MlflowParams, Params, tracking_uri, without_credentials
 from .errors import RegistryError
 from .estimators import TRUSTED_TYPES
 from .train import load_model
@@ -33,11 +32,6 @@ ROLLED_BACK = "rolled_back"
 MODEL_REQUIREMENTS = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
 
 
-def tracking_uri(params: MlflowParams) -> str:
-    """MLFLOW_TRACKING_URI when set, otherwise params.yaml's mlflow.tracking_uri."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or params.tracking_uri
-
-
 @contextmanager
 def registry_errors(params: MlflowParams) -> Iterator[None]:
     """Turn MLflow failures into one line that says which tracking server failed."""
@@ -50,12 +44,6 @@ def registry_errors(params: MlflowParams) -> Iterator[None]:
         message = str(error.message).strip().splitlines()[0]
         where = without_credentials(tracking_uri(params))
         raise RegistryError(f"MLflow at {where}: {message}") from None
-
-
-def without_credentials(uri: str) -> str:
-    """The URI without credentials, fit for a log line."""
-    scheme, sep, rest = uri.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else uri
 
 
 def client(params: MlflowParams) -> MlflowClient:

@@ -3,9 +3,8 @@
 import argparse
 import os
 
-from .config import load_params
+from .config import load_params, tracking_uri
 from .errors import ProjectError
-from .registry import tracking_uri
 
 
 def main(argv: list[str] | None = None) -> int:
