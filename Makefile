@@ -15,6 +15,9 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export BENTOML_DO_NOT_TRACK := true
+# Python writes .pyc files: where a machine turns them off, every test process would compile
+# MLflow, scikit-learn and DVC again.
+unexport PYTHONDONTWRITEBYTECODE
 
 DEMO := build/demo
 DEMO_PROJECT := $(DEMO)/tumour-classifier

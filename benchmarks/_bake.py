@@ -79,8 +79,13 @@ def parse_command_line(doc: str | None) -> None:
 def quiet_env(
     extra: Mapping[str, str] | None = None, first_on_path: Path | None = None
 ) -> dict[str, str]:
-    """This process's environment, telemetry off, no active virtualenv, plus `extra`."""
-    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    """This process's environment, telemetry off, no active virtualenv, plus `extra`.
+
+    Python writes .pyc files, as on a laptop: a machine that turns them off would time Python
+    compiling every import again.
+    """
+    unset = ("VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")
+    env = {key: value for key, value in os.environ.items() if key not in unset}
     env.update(QUIET_ENV)
     env.update(extra or {})
     if first_on_path is not None:

@@ -74,6 +74,9 @@ def bake_env() -> dict[str, str]:
     """The environment baked projects run in: this one, quiet, with every local Python."""
     env = {**os.environ, **QUIET_ENV}
     env.pop("VIRTUAL_ENV", None)
+    # Baked projects write .pyc files, as on a laptop or a GitHub runner: without them every
+    # process compiles MLflow, scikit-learn and DVC again (seconds each).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PATH"] = os.pathsep.join([env["PATH"], *python_dirs()])
     return env
 

@@ -121,6 +121,14 @@ class Candidate:
     metrics: dict[str, float]
 
 
+def _challenger(registry: MlflowClient, name: str, verb: str) -> str:
+    """The challenger's version; without one there is nothing to `verb`."""
+    version = version_by_alias(registry, name, CHALLENGER)
+    if version is None:
+        raise RegistryError(f"{name}: no challenger to {verb}; run `make repro` first")
+    return version
+
+
 def _candidate(registry: MlflowClient, name: str, version: str) -> Candidate:
     found = registry.get_model_version(name, version)
     metrics = registry.get_run(found.run_id).data.metrics if found.run_id else {}
@@ -134,11 +142,7 @@ def candidates(
     registry = client(params)
     name = params.model_name
     with registry_errors(params):
-        if version is None:
-            version = version_by_alias(registry, name, CHALLENGER)
-            if version is None:
-                raise RegistryError(f"{name}: no challenger to judge; run `make repro` first")
-        challenger = _candidate(registry, name, version)
+        challenger = _candidate(registry, name, version or _challenger(registry, name, "judge"))
         champion = version_by_alias(registry, name, CHAMPION)
         return challenger, None if champion is None else _candidate(registry, name, champion)
 
@@ -194,10 +198,7 @@ def promote(
     registry = client(params)
     name = params.model_name
     with registry_errors(params):
-        if version is None:
-            version = version_by_alias(registry, name, CHALLENGER)
-            if version is None:
-                raise RegistryError(f"{name}: no challenger to promote; run `make repro` first")
+        version = version or _challenger(registry, name, "promote")
         version = str(registry.get_model_version(name, version).version)
         current = version_by_alias(registry, name, CHAMPION)
         if current == version:

@@ -108,21 +108,10 @@ def _open_csv(path: Path, schema: Schema, chunk_size: int) -> Iterator[Chunk]:
 def _read_csv(
     path: Path, header: list[str], reader: Any, schema: Schema, chunk_size: int
 ) -> Iterator[Chunk]:
-    tables = _rechunked(reader, chunk_size)
-    start = 0
-    with reader:
-        while True:
-            try:
-                table = next(tables, None)
-            except (OSError, pa.ArrowException) as error:
-                raise _csv_error(path, header, schema, start, chunk_size, error) from None
-            if table is None:
-                return
-            frame = table.to_pandas()
-            # find_problems names file lines, index + 2: the header is line 1, row 0 on line 2.
-            frame.index = pd.RangeIndex(start, start + len(frame))
-            yield Chunk(start, _checked(path, frame, schema))
-            start += len(frame)
+    def failed(start: int, error: Exception) -> DataError:
+        return _csv_error(path, header, schema, start, chunk_size, error)
+
+    return _read_chunks(path, reader, _rechunked(reader, chunk_size), schema, failed, shift=0)
 
 
 def _csv_error(
@@ -168,20 +157,40 @@ def _open_parquet(path: Path, schema: Schema, chunk_size: int) -> Iterator[Chunk
 
 def _read_parquet(path: Path, file: Any, schema: Schema, chunk_size: int) -> Iterator[Chunk]:
     batches = iter(file.iter_batches(chunk_size, columns=schema.feature_names))
+    # Parquet has rows, not lines: the index is shifted so that find_problems' line numbers
+    # (index + 2) are the rows' positions, counted from 0.
+    return _read_chunks(
+        path, file, batches, schema, lambda _, error: _unreadable(path, error), shift=-2
+    )
+
+
+def _read_chunks(
+    path: Path,
+    source: Any,
+    tables: Iterator[Any],
+    schema: Schema,
+    failed: Callable[[int, Exception], DataError],
+    shift: int,
+) -> Iterator[Chunk]:
+    """Checked chunks of the Arrow `tables` read from `source`, which is closed at the end.
+
+    `failed(start, error)` says why the rows from `start` on could not be read. find_problems
+    names file lines, index + 2 (the header is line 1, row 0 on line 2); each chunk's index is
+    its rows' positions plus `shift`, and problems say "row" when it is not 0.
+    """
+    where = _lines_to_rows if shift else _as_is
     start = 0
-    with file:
+    with source:
         while True:
             try:
-                batch = next(batches, None)
+                table = next(tables, None)
             except (OSError, pa.ArrowException) as error:
-                raise _unreadable(path, error) from None
-            if batch is None:
+                raise failed(start, error) from None
+            if table is None:
                 return
-            frame = batch.select(schema.feature_names).to_pandas()
-            # Parquet has rows, not lines: shift the index so that find_problems' line numbers
-            # (index + 2) are the rows' positions, counted from 0.
-            frame.index = pd.RangeIndex(start - 2, start - 2 + len(frame))
-            yield Chunk(start, _checked(path, frame, schema, _lines_to_rows))
+            frame = table.select(schema.feature_names).to_pandas()
+            frame.index = pd.RangeIndex(start + shift, start + shift + len(frame))
+            yield Chunk(start, _checked(path, frame, schema, where))
             start += len(frame)
 
 
@@ -189,11 +198,15 @@ def _lines_to_rows(problem: str) -> str:
     return re.sub(r"\bat line(s?) (?=\d)", r"at row\1 ", problem)
 
 
+def _as_is(problem: str) -> str:
+    return problem
+
+
 def _checked(
     path: Path,
     frame: pd.DataFrame,
     schema: Schema,
-    where: Callable[[str], str] = lambda problem: problem,
+    where: Callable[[str], str],
 ) -> pd.DataFrame:
     """The chunk's features as numbers; DataError naming every problem in the chunk."""
     problems = find_problems(frame, schema, target=False)
