@@ -141,6 +141,12 @@ def shown(value: str) -> str:
     return code(value if value.isprintable() and value.strip() == value and value else repr(value))
 
 
+def example(name: str, change: dict[str, str]) -> str:
+    """The answer to `name`, and the other answers it goes with."""
+    others = "".join(f" (with {key} {code(value)})" for key, value in change.items() if key != name)
+    return shown(change[name]) + others
+
+
 def problem(hook: ModuleType, defaults: dict[str, Any], change: dict[str, str]) -> str | None:
     """The hook's complaint about the default answers with `change` applied, or None."""
     found: str | None = hook.first_problem({**defaults, **change})
@@ -194,10 +200,7 @@ def rule_lines(name: str, hook: ModuleType, defaults: dict[str, Any]) -> list[st
         found = problem(hook, defaults, change)
         if not found or not found.startswith(f"{name}: "):
             raise ValueError(f"the hook no longer refuses {change!r} for {name}: {found!r}")
-        context = "".join(
-            f" (with {key} {code(value)})" for key, value in change.items() if key != name
-        )
-        lines.append(f"    - {shown(change[name])}{context}: {code('ERROR: ' + found)}")
+        lines.append(f"    - {example(name, change)}: {code('ERROR: ' + found)}")
     if lines:
         lines.insert(0, "- Refused, with the hook's message:")
     accepted = []
@@ -205,10 +208,7 @@ def rule_lines(name: str, hook: ModuleType, defaults: dict[str, Any]) -> list[st
         found = problem(hook, defaults, change)
         if found:
             raise ValueError(f"the hook refuses {change!r}: {found}")
-        context = "".join(
-            f" (with {key} {code(value)})" for key, value in change.items() if key != name
-        )
-        accepted.append(f"{shown(change[name])}{context}")
+        accepted.append(example(name, change))
     if accepted:
         lines.append("- Accepted, for example: " + "; ".join(accepted))
     return lines
