@@ -76,6 +76,9 @@ def test_the_mkdocs_hook_fails_the_build_on_a_stale_page(
 
 
 def test_the_site_builds_strictly_offline(bake_env: dict[str, str], tmp_path: Path) -> None:
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    # Material's social and privacy plugins download fonts and assets while building.
+    assert not re.search(r"^\s*- (material/)?(social|privacy)\b", config, re.MULTILINE)
     mkdocs = shutil.which("mkdocs")
     assert mkdocs, "mkdocs-material is in the template's test dependencies"
     site = tmp_path / "site"
