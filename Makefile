@@ -22,7 +22,8 @@ unexport PYTHONDONTWRITEBYTECODE
 DEMO := build/demo
 DEMO_PROJECT := $(DEMO)/tumour-classifier
 
-.PHONY: help demo test test-fast lint bench bench-batch bench-drift bench-serving clean
+.PHONY: help demo test test-fast lint bench bench-batch bench-drift bench-serving clean docs \
+	docs-serve test-slow
 
 help: ## Show this list of commands
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,6 +64,9 @@ test: .venv/.synced $(ACTIONLINT) ## Run every test: bakes, hooks and the genera
 test-fast: .venv/.synced $(ACTIONLINT) ## Run the fast tier only (bakes, hooks, static checks)
 	uv run --locked pytest -m "not slow"
 
+test-slow: .venv/.synced ## Run the slow tier only, or TESTS=<files> of it (what the CI matrix runs)
+	uv run --locked pytest -m slow $(TESTS)
+
 lint: .venv/.synced ## Lint the template's own Python (hooks, tests, benchmarks)
 	uv run --locked ruff check .
 	uv run --locked ruff format --check .
@@ -78,6 +82,15 @@ bench-drift: .venv/.synced ## Time the drift check against Evidently's Report.ru
 
 bench-serving: .venv/.synced ## Serve the champion with BentoML, FastAPI and mlflow serve (see docs/benchmarks-serving.md)
 	uv run --locked python benchmarks/serving.py
+
+# Material for MkDocs prints an end-of-life banner on every build (maintained until 2027-05).
+docs docs-serve: export NO_MKDOCS_2_WARNING := 1
+docs: .venv/.synced ## Write docs/options.md from cookiecutter.json, build the site into build/site/
+	uv run --locked python docs/hooks/options.py
+	uv run --locked mkdocs build --strict
+
+docs-serve: .venv/.synced ## Serve the docs site at http://127.0.0.1:8000, rebuilt on every change
+	uv run --locked mkdocs serve --strict
 
 clean: ## Remove build outputs and caches
 	rm -rf build .pytest_cache .ruff_cache

