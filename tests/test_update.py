@@ -1,0 +1,255 @@
+"""Fast tier: update a project baked from an older template commit with scripts/update_template.py.
+
+Each test builds its own template history: this working tree committed as the older commit,
+then a newer commit that changes, adds and deletes generated files. Only bakes and git run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+from .conftest import QUIET_ENV, ROOT, run
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+SLUG = "{{cookiecutter.project_slug}}"
+# The newer template commit: a line on top of params.yaml, a new file, a deleted file.
+NEW_FIRST_LINE = "# Reviewed for the newer template commit.\n"
+NEW_FILE = "CHANGELOG.md"
+DELETED_FILE = ".github/pull_request_template.md"
+
+
+@dataclass
+class Setup:
+    template: Path
+    project: Path
+    old: str
+    new: str
+
+
+def git(*args: str, cwd: Path, env: dict[str, str]) -> str:
+    return run(["git", *args], cwd, env).stdout.strip()
+
+
+def copy_working_tree(destination: Path) -> None:
+    """This template as it is on disk, uncommitted changes included, without ignored files."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def bake_from(template: Path, output: Path, config: Path) -> Path:
+    return Path(
+        cookiecutter(str(template), no_input=True, output_dir=str(output), config_file=str(config))
+    )
+
+
+def tracked_files(project: Path) -> dict[str, bytes]:
+    names = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=project, capture_output=True, check=True
+    ).stdout.decode()
+    return {name: (project / name).read_bytes() for name in filter(None, names.split("\0"))}
+
+
+def generated_files(project: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(project).as_posix(): path.read_bytes()
+        for path in project.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(project).parts
+    }
+
+
+def update(setup: Setup, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the project's update script with this Python, which has cookiecutter."""
+    command = [sys.executable, "scripts/update_template.py", "--template", str(setup.template)]
+    return run([*command, *args], setup.project, env, check=False)
+
+
+@pytest.fixture(scope="module")
+def env(bake_env: dict[str, str]) -> dict[str, str]:
+    return {**bake_env, "GIT_EDITOR": "true"}
+
+
+@pytest.fixture(scope="module")
+def history(
+    tmp_path_factory: pytest.TempPathFactory, cookiecutter_config: Path, env: dict[str, str]
+) -> Setup:
+    """A project baked and committed at the older template commit; the template one commit on."""
+    tmp_path = tmp_path_factory.mktemp("history")
+    template = tmp_path / "template"
+    copy_working_tree(template)
+    git("init", "--quiet", "-b", "main", cwd=template, env=env)
+    git("add", "--all", cwd=template, env=env)
+    git("commit", "--quiet", "-m", "Older template", cwd=template, env=env)
+    old = git("rev-parse", "HEAD", cwd=template, env=env)
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, value in QUIET_ENV.items():
+            monkeypatch.setenv(name, value)
+        project = bake_from(template, tmp_path / "projects", cookiecutter_config)
+    git("add", "--all", cwd=project, env=env)
+    git("commit", "--quiet", "-m", "Generated project", cwd=project, env=env)
+
+    params = template / SLUG / "params.yaml"
+    params.write_text(NEW_FIRST_LINE + params.read_text(encoding="utf-8"), encoding="utf-8")
+    (template / SLUG / NEW_FILE).write_text("# Changes\n", encoding="utf-8")
+    (template / SLUG / DELETED_FILE).unlink()
+    git("add", "--all", cwd=template, env=env)
+    git("commit", "--quiet", "-m", "Newer template", cwd=template, env=env)
+    new = git("rev-parse", "HEAD", cwd=template, env=env)
+    return Setup(template, project, old, new)
+
+
+@pytest.fixture
+def setup(history: Setup, tmp_path: Path) -> Setup:
+    """A copy of the committed project, its repository included, for one test to change."""
+    project = tmp_path / history.project.name
+    shutil.copytree(history.project, project, symlinks=True)
+    return Setup(history.template, project, history.old, history.new)
+
+
+def commit_edit(setup: Setup, env: dict[str, str], name: str, text: str) -> None:
+    path = setup.project / name
+    path.write_text(path.read_text(encoding="utf-8") + text, encoding="utf-8")
+    git("commit", "--quiet", "--all", "-m", f"Edit {name}", cwd=setup.project, env=env)
+
+
+def test_project_records_the_template_commit(setup: Setup) -> None:
+    answers = json.loads((setup.project / ".cookiecutter.json").read_text(encoding="utf-8"))
+
+    assert answers["_commit"] == setup.old
+    assert "_template" not in answers  # a local path is never recorded
+
+
+def test_update_without_edits_equals_a_fresh_bake(
+    setup: Setup,
+    env: dict[str, str],
+    tmp_path: Path,
+    cookiecutter_config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    result = update(setup, env)
+    for name, value in QUIET_ENV.items():
+        monkeypatch.setenv(name, value)
+
+    assert result.returncode == 0, result.stderr
+    assert f"to {setup.new[:12]} in one commit" in result.stdout
+    assert git("status", "--porcelain", cwd=setup.project, env=env) == ""
+    subject = git("log", "-1", "--format=%s", cwd=setup.project, env=env)
+    assert subject == f"Update the project to template commit {setup.new[:12]}"
+    fresh = bake_from(setup.template, tmp_path / "fresh", cookiecutter_config)
+    assert tracked_files(setup.project) == generated_files(fresh)
+    answers = json.loads((setup.project / ".cookiecutter.json").read_text(encoding="utf-8"))
+    assert answers["_commit"] == setup.new
+
+
+def test_update_keeps_edits_the_template_does_not_touch(setup: Setup, env: dict[str, str]) -> None:
+    commit_edit(setup, env, "params.yaml", "# Our own note at the end.\n")
+    commit_edit(setup, env, "README.md", "\n## Our team\n\nAsk in #ml.\n")
+
+    result = update(setup, env)
+
+    assert result.returncode == 0, result.stderr
+    params = (setup.project / "params.yaml").read_text(encoding="utf-8")
+    assert params.startswith(NEW_FIRST_LINE)
+    assert params.endswith("# Our own note at the end.\n")
+    assert (setup.project / "README.md").read_text(encoding="utf-8").endswith("Ask in #ml.\n")
+    assert (setup.project / NEW_FILE).is_file()
+    assert not (setup.project / DELETED_FILE).exists()
+    assert git("status", "--porcelain", cwd=setup.project, env=env) == ""
+
+
+def test_conflicting_edit_is_reported_and_can_be_aborted_or_resolved(
+    setup: Setup, env: dict[str, str]
+) -> None:
+    params = setup.project / "params.yaml"
+    params.write_text("# Our own heading.\n" + params.read_text(encoding="utf-8"), encoding="utf-8")
+    git("commit", "--quiet", "--all", "-m", "Our heading", cwd=setup.project, env=env)
+    before = git("rev-parse", "HEAD", cwd=setup.project, env=env)
+
+    result = update(setup, env)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "CONFLICT" in result.stderr
+    assert "  params.yaml\n" in result.stderr
+    assert "git cherry-pick --continue" in result.stderr
+    assert "git cherry-pick --abort" in result.stderr
+    unmerged = git("diff", "--name-only", "--diff-filter=U", cwd=setup.project, env=env)
+    assert unmerged == "params.yaml"
+    assert "<<<<<<<" in params.read_text(encoding="utf-8")
+    assert (setup.project / NEW_FILE).is_file()  # what merged cleanly is already applied
+    again = update(setup, env)
+    assert again.returncode == 1
+    assert "a cherry-pick is in progress" in again.stderr
+
+    git("cherry-pick", "--abort", cwd=setup.project, env=env)
+    assert git("rev-parse", "HEAD", cwd=setup.project, env=env) == before
+    assert git("status", "--porcelain", cwd=setup.project, env=env) == ""
+
+    assert update(setup, env).returncode == 2
+    conflicted = params.read_text(encoding="utf-8")
+    below_markers = conflicted[conflicted.index(">>>>>>>") :].split("\n", 1)[1]
+    params.write_text(NEW_FIRST_LINE + "# Our own heading.\n" + below_markers, encoding="utf-8")
+    git("add", "params.yaml", cwd=setup.project, env=env)
+    git("cherry-pick", "--continue", cwd=setup.project, env=env)
+
+    assert git("status", "--porcelain", cwd=setup.project, env=env) == ""
+    assert git("rev-parse", "HEAD~1", cwd=setup.project, env=env) == before
+    assert params.read_text(encoding="utf-8").startswith(NEW_FIRST_LINE + "# Our own heading.\n")
+    answers = json.loads((setup.project / ".cookiecutter.json").read_text(encoding="utf-8"))
+    assert answers["_commit"] == setup.new
+
+
+@pytest.mark.parametrize("change", ["modified", "untracked"])
+def test_update_refuses_uncommitted_changes(setup: Setup, env: dict[str, str], change: str) -> None:
+    name = "README.md" if change == "modified" else "notes.txt"
+    (setup.project / name).write_text("work in progress\n", encoding="utf-8")
+    head = git("rev-parse", "HEAD", cwd=setup.project, env=env)
+
+    result = update(setup, env)
+
+    assert result.returncode == 1
+    assert "ERROR: the project has uncommitted changes" in result.stderr
+    assert (setup.project / name).read_text(encoding="utf-8") == "work in progress\n"
+    assert git("rev-parse", "HEAD", cwd=setup.project, env=env) == head
+
+
+def test_update_names_the_missing_template_location(setup: Setup, env: dict[str, str]) -> None:
+    result = run([sys.executable, "scripts/update_template.py"], setup.project, env, check=False)
+
+    assert result.returncode == 1
+    assert "records no template location" in result.stderr
+    assert "TEMPLATE=" in result.stderr
+
+
+def test_update_to_the_recorded_commit_does_nothing(setup: Setup, env: dict[str, str]) -> None:
+    result = update(setup, env, "--checkout", setup.old[:10])
+
+    assert result.returncode == 0, result.stderr
+    assert "nothing to update" in result.stdout
+    assert git("log", "-1", "--format=%s", cwd=setup.project, env=env) == "Generated project"
+
+
+def test_update_from_an_unknown_commit_says_so(setup: Setup, env: dict[str, str]) -> None:
+    result = update(setup, env, "--from", "0123456789abcdef")
+
+    assert result.returncode == 1
+    assert "ERROR: the template has no commit '0123456789abcdef'" in result.stderr
+    assert git("status", "--porcelain", cwd=setup.project, env=env) == ""
