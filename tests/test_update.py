@@ -253,3 +253,32 @@ def test_update_from_an_unknown_commit_says_so(setup: Setup, env: dict[str, str]
     assert result.returncode == 1
     assert "ERROR: the template has no commit '0123456789abcdef'" in result.stderr
     assert git("status", "--porcelain", cwd=setup.project, env=env) == ""
+
+
+def test_update_uses_and_keeps_the_recorded_template_location(
+    setup: Setup, env: dict[str, str]
+) -> None:
+    answers_file = setup.project / ".cookiecutter.json"
+    location = f"git+{setup.template.as_uri()}"
+    answers = json.loads(answers_file.read_text(encoding="utf-8"))
+    answers_file.write_text(json.dumps({**answers, "_template": location}), encoding="utf-8")
+    git("commit", "--quiet", "--all", "-m", "Record the template", cwd=setup.project, env=env)
+
+    script = [sys.executable, "scripts/update_template.py"]
+    result = run(script, setup.project, env, check=False)
+
+    assert result.returncode == 0, result.stderr
+    updated = json.loads(answers_file.read_text(encoding="utf-8"))
+    assert updated == {**answers, "_template": location, "_commit": setup.new}
+    assert (setup.project / NEW_FILE).is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed")
+def test_make_update_template_installs_cookiecutter_and_updates(
+    setup: Setup, env: dict[str, str]
+) -> None:
+    result = run(["make", "update-template", f"TEMPLATE={setup.template}"], setup.project, env)
+
+    assert f"to {setup.new[:12]} in one commit" in result.stdout
+    assert (setup.project / NEW_FILE).is_file()
