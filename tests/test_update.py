@@ -28,7 +28,7 @@ DELETED_FILE = ".github/pull_request_template.md"
 
 
 @dataclass
-class Setup:
+class Case:
     template: Path
     project: Path
     old: str
@@ -76,10 +76,10 @@ def generated_files(project: Path) -> dict[str, bytes]:
     }
 
 
-def update(setup: Setup, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def update(case: Case, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """Run the project's update script with this Python, which has cookiecutter."""
-    command = [sys.executable, "scripts/update_template.py", "--template", str(setup.template)]
-    return run([*command, *args], setup.project, env, check=False)
+    command = [sys.executable, "scripts/update_template.py", "--template", str(case.template)]
+    return run([*command, *args], case.project, env, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def env(bake_env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def history(
     tmp_path_factory: pytest.TempPathFactory, cookiecutter_config: Path, env: dict[str, str]
-) -> Setup:
+) -> Case:
     """A project baked and committed at the older template commit; the template one commit on."""
     tmp_path = tmp_path_factory.mktemp("history")
     template = tmp_path / "template"
@@ -114,171 +114,171 @@ def history(
     git("add", "--all", cwd=template, env=env)
     git("commit", "--quiet", "-m", "Newer template", cwd=template, env=env)
     new = git("rev-parse", "HEAD", cwd=template, env=env)
-    return Setup(template, project, old, new)
+    return Case(template, project, old, new)
 
 
 @pytest.fixture
-def setup(history: Setup, tmp_path: Path) -> Setup:
+def case(history: Case, tmp_path: Path) -> Case:
     """A copy of the committed project, its repository included, for one test to change."""
     project = tmp_path / history.project.name
     shutil.copytree(history.project, project, symlinks=True)
-    return Setup(history.template, project, history.old, history.new)
+    return Case(history.template, project, history.old, history.new)
 
 
-def commit_edit(setup: Setup, env: dict[str, str], name: str, text: str) -> None:
-    path = setup.project / name
+def commit_edit(case: Case, env: dict[str, str], name: str, text: str) -> None:
+    path = case.project / name
     path.write_text(path.read_text(encoding="utf-8") + text, encoding="utf-8")
-    git("commit", "--quiet", "--all", "-m", f"Edit {name}", cwd=setup.project, env=env)
+    git("commit", "--quiet", "--all", "-m", f"Edit {name}", cwd=case.project, env=env)
 
 
-def test_project_records_the_template_commit(setup: Setup) -> None:
-    answers = json.loads((setup.project / ".cookiecutter.json").read_text(encoding="utf-8"))
+def test_project_records_the_template_commit(case: Case) -> None:
+    answers = json.loads((case.project / ".cookiecutter.json").read_text(encoding="utf-8"))
 
-    assert answers["_commit"] == setup.old
+    assert answers["_commit"] == case.old
     assert "_template" not in answers  # a local path is never recorded
 
 
 def test_update_without_edits_equals_a_fresh_bake(
-    setup: Setup,
+    case: Case,
     env: dict[str, str],
     tmp_path: Path,
     cookiecutter_config: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    result = update(setup, env)
+    result = update(case, env)
     for name, value in QUIET_ENV.items():
         monkeypatch.setenv(name, value)
 
     assert result.returncode == 0, result.stderr
-    assert f"to {setup.new[:12]} in one commit" in result.stdout
-    assert git("status", "--porcelain", cwd=setup.project, env=env) == ""
-    subject = git("log", "-1", "--format=%s", cwd=setup.project, env=env)
-    assert subject == f"Update the project to template commit {setup.new[:12]}"
-    fresh = bake_from(setup.template, tmp_path / "fresh", cookiecutter_config)
-    assert tracked_files(setup.project) == generated_files(fresh)
-    answers = json.loads((setup.project / ".cookiecutter.json").read_text(encoding="utf-8"))
-    assert answers["_commit"] == setup.new
+    assert f"to {case.new[:12]} in one commit" in result.stdout
+    assert git("status", "--porcelain", cwd=case.project, env=env) == ""
+    subject = git("log", "-1", "--format=%s", cwd=case.project, env=env)
+    assert subject == f"Update the project to template commit {case.new[:12]}"
+    fresh = bake_from(case.template, tmp_path / "fresh", cookiecutter_config)
+    assert tracked_files(case.project) == generated_files(fresh)
+    answers = json.loads((case.project / ".cookiecutter.json").read_text(encoding="utf-8"))
+    assert answers["_commit"] == case.new
 
 
-def test_update_keeps_edits_the_template_does_not_touch(setup: Setup, env: dict[str, str]) -> None:
-    commit_edit(setup, env, "params.yaml", "# Our own note at the end.\n")
-    commit_edit(setup, env, "README.md", "\n## Our team\n\nAsk in #ml.\n")
+def test_update_keeps_edits_the_template_does_not_touch(case: Case, env: dict[str, str]) -> None:
+    commit_edit(case, env, "params.yaml", "# Our own note at the end.\n")
+    commit_edit(case, env, "README.md", "\n## Our team\n\nAsk in #ml.\n")
 
-    result = update(setup, env)
+    result = update(case, env)
 
     assert result.returncode == 0, result.stderr
-    params = (setup.project / "params.yaml").read_text(encoding="utf-8")
+    params = (case.project / "params.yaml").read_text(encoding="utf-8")
     assert params.startswith(NEW_FIRST_LINE)
     assert params.endswith("# Our own note at the end.\n")
-    assert (setup.project / "README.md").read_text(encoding="utf-8").endswith("Ask in #ml.\n")
-    assert (setup.project / NEW_FILE).is_file()
-    assert not (setup.project / DELETED_FILE).exists()
-    assert git("status", "--porcelain", cwd=setup.project, env=env) == ""
+    assert (case.project / "README.md").read_text(encoding="utf-8").endswith("Ask in #ml.\n")
+    assert (case.project / NEW_FILE).is_file()
+    assert not (case.project / DELETED_FILE).exists()
+    assert git("status", "--porcelain", cwd=case.project, env=env) == ""
 
 
 def test_conflicting_edit_is_reported_and_can_be_aborted_or_resolved(
-    setup: Setup, env: dict[str, str]
+    case: Case, env: dict[str, str]
 ) -> None:
-    params = setup.project / "params.yaml"
+    params = case.project / "params.yaml"
     params.write_text("# Our own heading.\n" + params.read_text(encoding="utf-8"), encoding="utf-8")
-    git("commit", "--quiet", "--all", "-m", "Our heading", cwd=setup.project, env=env)
-    before = git("rev-parse", "HEAD", cwd=setup.project, env=env)
+    git("commit", "--quiet", "--all", "-m", "Our heading", cwd=case.project, env=env)
+    before = git("rev-parse", "HEAD", cwd=case.project, env=env)
 
-    result = update(setup, env)
+    result = update(case, env)
 
     assert result.returncode == 2, result.stdout + result.stderr
     assert "CONFLICT" in result.stderr
     assert "  params.yaml\n" in result.stderr
     assert "git cherry-pick --continue" in result.stderr
     assert "git cherry-pick --abort" in result.stderr
-    unmerged = git("diff", "--name-only", "--diff-filter=U", cwd=setup.project, env=env)
+    unmerged = git("diff", "--name-only", "--diff-filter=U", cwd=case.project, env=env)
     assert unmerged == "params.yaml"
     assert "<<<<<<<" in params.read_text(encoding="utf-8")
-    assert (setup.project / NEW_FILE).is_file()  # what merged cleanly is already applied
-    again = update(setup, env)
+    assert (case.project / NEW_FILE).is_file()  # what merged cleanly is already applied
+    again = update(case, env)
     assert again.returncode == 1
     assert "a cherry-pick is in progress" in again.stderr
 
-    git("cherry-pick", "--abort", cwd=setup.project, env=env)
-    assert git("rev-parse", "HEAD", cwd=setup.project, env=env) == before
-    assert git("status", "--porcelain", cwd=setup.project, env=env) == ""
+    git("cherry-pick", "--abort", cwd=case.project, env=env)
+    assert git("rev-parse", "HEAD", cwd=case.project, env=env) == before
+    assert git("status", "--porcelain", cwd=case.project, env=env) == ""
 
-    assert update(setup, env).returncode == 2
+    assert update(case, env).returncode == 2
     conflicted = params.read_text(encoding="utf-8")
     below_markers = conflicted[conflicted.index(">>>>>>>") :].split("\n", 1)[1]
     params.write_text(NEW_FIRST_LINE + "# Our own heading.\n" + below_markers, encoding="utf-8")
-    git("add", "params.yaml", cwd=setup.project, env=env)
-    git("cherry-pick", "--continue", cwd=setup.project, env=env)
+    git("add", "params.yaml", cwd=case.project, env=env)
+    git("cherry-pick", "--continue", cwd=case.project, env=env)
 
-    assert git("status", "--porcelain", cwd=setup.project, env=env) == ""
-    assert git("rev-parse", "HEAD~1", cwd=setup.project, env=env) == before
+    assert git("status", "--porcelain", cwd=case.project, env=env) == ""
+    assert git("rev-parse", "HEAD~1", cwd=case.project, env=env) == before
     assert params.read_text(encoding="utf-8").startswith(NEW_FIRST_LINE + "# Our own heading.\n")
-    answers = json.loads((setup.project / ".cookiecutter.json").read_text(encoding="utf-8"))
-    assert answers["_commit"] == setup.new
+    answers = json.loads((case.project / ".cookiecutter.json").read_text(encoding="utf-8"))
+    assert answers["_commit"] == case.new
 
 
 @pytest.mark.parametrize("change", ["modified", "untracked"])
-def test_update_refuses_uncommitted_changes(setup: Setup, env: dict[str, str], change: str) -> None:
+def test_update_refuses_uncommitted_changes(case: Case, env: dict[str, str], change: str) -> None:
     name = "README.md" if change == "modified" else "notes.txt"
-    (setup.project / name).write_text("work in progress\n", encoding="utf-8")
-    head = git("rev-parse", "HEAD", cwd=setup.project, env=env)
+    (case.project / name).write_text("work in progress\n", encoding="utf-8")
+    head = git("rev-parse", "HEAD", cwd=case.project, env=env)
 
-    result = update(setup, env)
+    result = update(case, env)
 
     assert result.returncode == 1
     assert "ERROR: the project has uncommitted changes" in result.stderr
-    assert (setup.project / name).read_text(encoding="utf-8") == "work in progress\n"
-    assert git("rev-parse", "HEAD", cwd=setup.project, env=env) == head
+    assert (case.project / name).read_text(encoding="utf-8") == "work in progress\n"
+    assert git("rev-parse", "HEAD", cwd=case.project, env=env) == head
 
 
-def test_update_names_the_missing_template_location(setup: Setup, env: dict[str, str]) -> None:
-    result = run([sys.executable, "scripts/update_template.py"], setup.project, env, check=False)
+def test_update_names_the_missing_template_location(case: Case, env: dict[str, str]) -> None:
+    result = run([sys.executable, "scripts/update_template.py"], case.project, env, check=False)
 
     assert result.returncode == 1
     assert "records no template location" in result.stderr
     assert "TEMPLATE=" in result.stderr
 
 
-def test_update_to_the_recorded_commit_does_nothing(setup: Setup, env: dict[str, str]) -> None:
-    result = update(setup, env, "--checkout", setup.old[:10])
+def test_update_to_the_recorded_commit_does_nothing(case: Case, env: dict[str, str]) -> None:
+    result = update(case, env, "--checkout", case.old[:10])
 
     assert result.returncode == 0, result.stderr
     assert "nothing to update" in result.stdout
-    assert git("log", "-1", "--format=%s", cwd=setup.project, env=env) == "Generated project"
+    assert git("log", "-1", "--format=%s", cwd=case.project, env=env) == "Generated project"
 
 
-def test_update_from_an_unknown_commit_says_so(setup: Setup, env: dict[str, str]) -> None:
-    result = update(setup, env, "--from", "0123456789abcdef")
+def test_update_from_an_unknown_commit_says_so(case: Case, env: dict[str, str]) -> None:
+    result = update(case, env, "--from", "0123456789abcdef")
 
     assert result.returncode == 1
     assert "ERROR: the template has no commit '0123456789abcdef'" in result.stderr
-    assert git("status", "--porcelain", cwd=setup.project, env=env) == ""
+    assert git("status", "--porcelain", cwd=case.project, env=env) == ""
 
 
 def test_update_uses_and_keeps_the_recorded_template_location(
-    setup: Setup, env: dict[str, str]
+    case: Case, env: dict[str, str]
 ) -> None:
-    answers_file = setup.project / ".cookiecutter.json"
-    location = f"git+{setup.template.as_uri()}"
+    answers_file = case.project / ".cookiecutter.json"
+    location = f"git+{case.template.as_uri()}"
     answers = json.loads(answers_file.read_text(encoding="utf-8"))
     answers_file.write_text(json.dumps({**answers, "_template": location}), encoding="utf-8")
-    git("commit", "--quiet", "--all", "-m", "Record the template", cwd=setup.project, env=env)
+    git("commit", "--quiet", "--all", "-m", "Record the template", cwd=case.project, env=env)
 
     script = [sys.executable, "scripts/update_template.py"]
-    result = run(script, setup.project, env, check=False)
+    result = run(script, case.project, env, check=False)
 
     assert result.returncode == 0, result.stderr
     updated = json.loads(answers_file.read_text(encoding="utf-8"))
-    assert updated == {**answers, "_template": location, "_commit": setup.new}
-    assert (setup.project / NEW_FILE).is_file()
+    assert updated == {**answers, "_template": location, "_commit": case.new}
+    assert (case.project / NEW_FILE).is_file()
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed")
 def test_make_update_template_installs_cookiecutter_and_updates(
-    setup: Setup, env: dict[str, str]
+    case: Case, env: dict[str, str]
 ) -> None:
-    result = run(["make", "update-template", f"TEMPLATE={setup.template}"], setup.project, env)
+    result = run(["make", "update-template", f"TEMPLATE={case.template}"], case.project, env)
 
-    assert f"to {setup.new[:12]} in one commit" in result.stdout
-    assert (setup.project / NEW_FILE).is_file()
+    assert f"to {case.new[:12]} in one commit" in result.stdout
+    assert (case.project / NEW_FILE).is_file()
