@@ -282,3 +282,44 @@ def test_make_update_template_installs_cookiecutter_and_updates(
 
     assert f"to {case.new[:12]} in one commit" in result.stdout
     assert (case.project / NEW_FILE).is_file()
+
+
+def test_a_template_cookiecutter_clones_records_the_checked_out_commit(
+    history: Case, tmp_path: Path, cookiecutter_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in QUIET_ENV.items():
+        monkeypatch.setenv(name, value)
+    location = f"git+{history.template.as_uri()}"  # cloned, as gh:owner/name would be
+
+    project = cookiecutter(
+        location,
+        checkout=history.old,
+        no_input=True,
+        output_dir=str(tmp_path),
+        config_file=str(cookiecutter_config),
+    )
+
+    answers = json.loads((Path(project) / ".cookiecutter.json").read_text(encoding="utf-8"))
+    assert answers["_commit"] == history.old
+
+
+def test_update_refuses_to_run_below_the_top_of_the_repository(
+    case: Case, env: dict[str, str]
+) -> None:
+    script = case.project / "scripts" / "update_template.py"
+    command = [sys.executable, str(script), "--template", str(case.template)]
+
+    result = run(command, case.project / "src", env, check=False)
+
+    assert result.returncode == 1
+    assert f"from the top of the git repository ({case.project.resolve()})" in result.stderr
+
+
+def test_update_refuses_an_answers_file_that_is_not_json(case: Case, env: dict[str, str]) -> None:
+    (case.project / ".cookiecutter.json").write_text("{not json\n", encoding="utf-8")
+    git("commit", "--quiet", "--all", "-m", "Break the answers", cwd=case.project, env=env)
+
+    result = update(case, env)
+
+    assert result.returncode == 1
+    assert "ERROR: .cookiecutter.json is not valid JSON" in result.stderr
