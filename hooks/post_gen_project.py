@@ -7,6 +7,7 @@ Standard library only: whoever runs cookiecutter may have nothing else installed
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -58,18 +59,54 @@ def without_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-def answers_to_record(answers: dict[str, object]) -> dict[str, object]:
-    """Public answers, plus the template location when it is not a local path."""
+def template_commit(repo_dir: object) -> tuple[str | None, str | None]:
+    """The commit of the template that was rendered, and a note when it is not exact.
+
+    Cookiecutter passes the folder it rendered (its clone at `--checkout`, or a local
+    template) but no commit; the folder must be the top of a git work tree, or the commit
+    would be that of some enclosing repository.
+    """
+    git = shutil.which("git")
+    if git is None or not isinstance(repo_dir, str):
+        return None, None
+    folder = Path(repo_dir)
+    relative = not folder.is_absolute()
+    if relative:
+        # Relative to where cookiecutter was started (the shell's PWD); hooks run elsewhere.
+        folder = Path(os.environ.get("PWD", "/nonexistent")) / folder
+    if not (folder / "cookiecutter.json").is_file():
+        note = "The template's commit is not recorded: give cookiecutter its absolute path."
+        return None, note if relative else None
+    is_top, top = _git_succeeds(git, folder, "rev-parse", "--show-toplevel")
+    if not is_top or Path(top).resolve() != folder.resolve():
+        return None, None
+    found, commit = _git_succeeds(git, folder, "rev-parse", "--verify", "HEAD^{commit}")
+    if not found:
+        return None, None
+    _, changes = _git_succeeds(git, folder, "status", "--porcelain")
+    if changes:
+        return commit, (
+            f"The template has uncommitted changes: {ANSWERS_FILE} records commit "
+            f"{commit[:12]}, which does not hold them."
+        )
+    return commit, None
+
+
+def answers_to_record(answers: dict[str, object], commit: str | None = None) -> dict[str, object]:
+    """Public answers, the template location when it is not a local path, and its commit."""
     recorded = {key: value for key, value in answers.items() if not key.startswith("_")}
     template = answers.get("_template")
     if isinstance(template, str) and REMOTE_TEMPLATE.fullmatch(template):
         recorded["_template"] = without_credentials(template)
+    if commit is not None:
+        recorded["_commit"] = commit
     return recorded
 
 
-def record_answers(answers: dict[str, object], project: Path) -> None:
+def record_answers(answers: dict[str, object], project: Path, commit: str | None = None) -> None:
     """Write the answers so the project can later be re-generated from a newer template."""
-    text = json.dumps(answers_to_record(answers), sort_keys=True, indent=2, ensure_ascii=False)
+    recorded = answers_to_record(answers, commit)
+    text = json.dumps(recorded, sort_keys=True, indent=2, ensure_ascii=False)
     (project / ANSWERS_FILE).write_text(text + "\n", encoding="utf-8", newline="\n")
 
 
@@ -129,10 +166,11 @@ def main() -> int:
     answers = json.loads(ANSWERS_JSON)
     project = Path.cwd()
     remove_unused(answers, project)
-    record_answers(answers, project)
-    note = init_git(project)
-    if note:
-        print(note)
+    commit, commit_note = template_commit(answers.get("_repo_dir"))
+    record_answers(answers, project, commit)
+    for note in (commit_note, init_git(project)):
+        if note:
+            print(note)
     print(next_steps(answers["project_slug"]))
     return 0
 

@@ -40,6 +40,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "dvc.yaml",
         "params.yaml",
         "pyproject.toml",
+        "scripts/update_template.py",
         "tests/__init__.py",
         "tests/conftest.py",
         "tests/test_ci.py",

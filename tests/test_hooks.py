@@ -43,6 +43,7 @@ def make_context(
     *,
     override: dict[str, Any] | None = None,
     template: str | None = None,
+    repo_dir: str | None = None,
 ) -> dict[str, Any]:
     """Build the context cookiecutter hands to hooks, as ``cookiecutter --no-input`` would.
 
@@ -58,7 +59,7 @@ def make_context(
     context["cookiecutter"].update(
         _template=str(ROOT) if template is None else template,
         _output_dir=str(ROOT.parent),
-        _repo_dir=str(ROOT),
+        _repo_dir=str(ROOT) if repo_dir is None else repo_dir,
         _checkout=None,
     )
     return context
@@ -297,7 +298,8 @@ def test_post_gen_removes_unused_files_idempotently(tmp_path: Path, license_: st
 
 
 def test_post_gen_records_hostile_answers_exactly(tmp_path: Path) -> None:
-    context = make_context(HOSTILE, template="gh:acme/mlops-template")
+    # A folder that is no git repository: no template commit to record.
+    context = make_context(HOSTILE, template="gh:acme/mlops-template", repo_dir=str(tmp_path))
 
     project, result = bake_post_gen(tmp_path, context)
 
@@ -346,7 +348,76 @@ def test_post_gen_records_template_only_when_not_a_local_path(
 
     assert result.returncode == 0, result.stderr
     assert recorded(project).get("_template") == expected
-    assert not any(key.startswith("_") and key != "_template" for key in recorded(project))
+    private = {key for key in recorded(project) if key.startswith("_")}
+    assert private <= {"_template", "_commit"}
+
+
+def template_repository(folder: Path, *, dirty: bool = False) -> str:
+    """A git repository holding a stand-in template; returns its commit."""
+    folder.mkdir(parents=True)
+    (folder / "cookiecutter.json").write_text("{}\n", encoding="utf-8")
+    git = [str(GIT), "-c", "user.name=T", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "--quiet", str(folder)], check=True)
+    subprocess.run([*git, "-C", str(folder), "add", "--all"], check=True)
+    subprocess.run([*git, "-C", str(folder), "commit", "--quiet", "-m", "v1"], check=True)
+    if dirty:
+        (folder / "cookiecutter.json").write_text('{"x": "1"}\n', encoding="utf-8")
+    return subprocess.run(
+        [*git, "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.mark.skipif(GIT is None, reason="git is not installed")
+def test_post_gen_records_the_commit_of_a_git_template(tmp_path: Path) -> None:
+    commit = template_repository(tmp_path / "template")
+
+    project, result = bake_post_gen(tmp_path, make_context(repo_dir=str(tmp_path / "template")))
+
+    assert result.returncode == 0, result.stderr
+    assert recorded(project)["_commit"] == commit
+    assert "uncommitted" not in result.stdout
+
+
+@pytest.mark.skipif(GIT is None, reason="git is not installed")
+def test_post_gen_records_a_relative_template_from_where_cookiecutter_started(
+    tmp_path: Path,
+) -> None:
+    commit = template_repository(tmp_path / "template")
+
+    project, result = bake_post_gen(
+        tmp_path, make_context(repo_dir="template"), env={"PWD": str(tmp_path)}
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert recorded(project)["_commit"] == commit
+
+
+@pytest.mark.skipif(GIT is None, reason="git is not installed")
+def test_post_gen_notes_uncommitted_template_changes(tmp_path: Path) -> None:
+    commit = template_repository(tmp_path / "template", dirty=True)
+
+    project, result = bake_post_gen(tmp_path, make_context(repo_dir=str(tmp_path / "template")))
+
+    assert result.returncode == 0, result.stderr
+    assert recorded(project)["_commit"] == commit
+    assert f"records commit {commit[:12]}, which does not hold them" in result.stdout
+
+
+@pytest.mark.skipif(GIT is None, reason="git is not installed")
+@pytest.mark.parametrize("where", ["not-a-repository", "inside-another-repository", "missing"])
+def test_post_gen_records_no_commit_it_cannot_vouch_for(tmp_path: Path, where: str) -> None:
+    template = tmp_path / "template"
+    if where == "inside-another-repository":
+        template_repository(tmp_path / "repo")
+        template = tmp_path / "repo" / "template"
+    if where != "missing":
+        template.mkdir(parents=True)
+        (template / "cookiecutter.json").write_text("{}\n", encoding="utf-8")
+
+    project, result = bake_post_gen(tmp_path, make_context(repo_dir=str(template)))
+
+    assert result.returncode == 0, result.stderr
+    assert "_commit" not in recorded(project)
 
 
 @pytest.mark.skipif(GIT is None, reason="git is not installed")

@@ -104,8 +104,9 @@ teams switch to object storage with one `dvc remote modify` (see
 ## After generation
 
 `hooks/post_gen_project.py` removes files the answers do not need (one table: today, `LICENSE`
-for Proprietary), records the answers in `.cookiecutter.json` (never a local template path), and
-runs `git init -b main` when git is installed. It uses the standard library only.
+for Proprietary), records the answers in `.cookiecutter.json` (never a local template path) with
+the template commit (`_commit`, for [updates](updating.md)), and runs `git init -b main` when git
+is installed. It uses the standard library only.
 """
 
 VARIABLE = re.compile(r"cookiecutter\.(\w+)")
