@@ -1,8 +1,8 @@
 """Bake a project from this template into a folder, set it up and run commands in it quietly.
 
-What the benchmarks share: the bake itself, an environment with every tool's telemetry off,
-running a command and stopping the benchmark with its output when it fails, and a description
-of the machine the figures come from.
+What the benchmarks share: the bake itself and its `make` targets, an environment with every
+tool's telemetry off, running a command and stopping the benchmark with its output when it fails,
+timings of repeated runs, and a description of the machine the figures come from.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,9 +55,13 @@ class Project:
     env: dict[str, str]
 
     @classmethod
-    def baked(cls, path: Path, env: dict[str, str]) -> Project:
-        """The project baked at `path`, named as its recorded cookiecutter answers say."""
+    def baked(cls, path: Path, extra: Mapping[str, str] | None = None) -> Project:
+        """The project baked at `path`, named as its recorded cookiecutter answers say.
+
+        Its commands run in `quiet_env(extra)` with `.venv/bin` first on PATH, as `uv run` puts it.
+        """
         answers = json.loads((path / ".cookiecutter.json").read_text(encoding="utf-8"))
+        env = quiet_env(extra, first_on_path=path / ".venv" / "bin")
         return cls(path, answers["package_name"], answers["project_slug"], env)
 
     def tool(self, name: str) -> str:
@@ -66,6 +71,26 @@ class Project:
     @property
     def python(self) -> str:
         return self.tool("python")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds of the repeated runs of one thing."""
+
+    label: str
+    seconds: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def spread(self, between: str = "-") -> str:
+        return f"{min(self.seconds):.2f}{between}{max(self.seconds):.2f}"
+
+    def row(self, *middle: str, between: str = "-") -> str:
+        """A markdown table row: label, median, range, the `middle` cells, number of runs."""
+        cells = [self.label, f"{self.median:.2f}", self.spread(between), *middle]
+        return f"| {' | '.join(cells)} | {len(self.seconds)} |"
 
 
 def parse_command_line(doc: str | None) -> None:
@@ -120,7 +145,12 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, st
 
 
 def bake(folder: Path) -> Path:
-    """Bake the default project into `folder`, emptied first, with a private cookiecutter config."""
+    """Bake the default project into `folder`, emptied first, with a private cookiecutter config.
+
+    Stops first if uv is missing: the baked project's Makefile runs everything with it.
+    """
+    require_uv()
+    print(f"baking the default project into {folder} ...", flush=True)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     config = folder / "cookiecutter.yaml"
@@ -140,6 +170,25 @@ def bake(folder: Path) -> Path:
     return Path(path)
 
 
+def make(path: Path, targets: Sequence[str], env: dict[str, str]) -> float:
+    """`make <target>` for each of `targets`, in turn, in the project at `path`; the seconds."""
+    start = time.perf_counter()
+    for target in targets:
+        print(f"  make {target} ...", flush=True)
+        run(["make", target], path, env)
+    return time.perf_counter() - start
+
+
+def set_up(folder: Path, targets: Sequence[str]) -> tuple[Project, float]:
+    """Bake into `folder` and run `make <target>` for each of `targets` in the project.
+
+    Returns the project and the seconds the targets took.
+    """
+    path = bake(folder)
+    seconds = make(path, targets, quiet_env())
+    return Project.baked(path), seconds
+
+
 def cpu_model() -> str:
     with suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
@@ -152,24 +201,38 @@ def load_average() -> str:
     return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def machine(project: Project, packages: list[str]) -> dict[str, str]:
-    """Date, system, CPU, and the versions of Python and `packages` in the project's .venv."""
-    probe = [project.python, "-c", VERSIONS, *packages]
-    versions = json.loads(run(probe, project.path, project.env))
+def system() -> dict[str, str]:
+    """Date, system and CPU."""
     return {
         "date": datetime.now().astimezone().isoformat(timespec="minutes"),
         "system": platform.platform(),
         "cpu": f"{os.cpu_count()} logical cores, {cpu_model()}",
-        "python": f"{versions.pop('python')} (the baked project's .venv)",
-        "packages": ", ".join(f"{name} {value}" for name, value in versions.items()),
     }
+
+
+def versions(project: Project, packages: list[str]) -> dict[str, str]:
+    """The versions of Python and `packages` in the project's .venv."""
+    probe = [project.python, "-c", VERSIONS, *packages]
+    found = json.loads(run(probe, project.path, project.env))
+    return {
+        "python": f"{found.pop('python')} (the baked project's .venv)",
+        "packages": ", ".join(f"{name} {value}" for name, value in found.items()),
+    }
+
+
+def machine(project: Project, packages: list[str]) -> dict[str, str]:
+    """Date, system, CPU, and the versions of Python and `packages` in the project's .venv."""
+    return system() | versions(project, packages)
 
 
 def wait_for_quiet() -> str:
     """Wait, up to QUIET_WAIT, for the 1-minute load average to drop below QUIET_LOAD."""
     start = time.monotonic()
     while os.getloadavg()[0] > QUIET_LOAD and time.monotonic() - start < QUIET_WAIT:
-        print(f"  load average {load_average()}: waiting for it to drop below {QUIET_LOAD} ...")
+        print(
+            f"  load average {load_average()}: waiting for it to drop below {QUIET_LOAD} ...",
+            flush=True,
+        )
         time.sleep(QUIET_POLL)
     waited = time.monotonic() - start
     state = "quiet" if os.getloadavg()[0] <= QUIET_LOAD else "still busy, measured anyway"

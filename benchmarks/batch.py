@@ -47,13 +47,11 @@ from _bake import (
     QUIET_WAIT,
     ROOT,
     Project,
-    bake,
     load_average,
     machine,
     parse_command_line,
-    quiet_env,
-    require_uv,
     run,
+    set_up,
     timed,
     wait_for_quiet,
 )
@@ -258,16 +256,6 @@ class Inputs:
     files: dict[str, Path]
     few: Path
     raw_rows: int
-
-
-def setup(path: Path) -> Project:
-    print("  make setup, make repro ...")
-    env = quiet_env()
-    run(["make", "setup"], path, env)
-    run(["make", "repro"], path, env)
-    project = Project.baked(path, quiet_env(first_on_path=path / ".venv" / "bin"))
-    promote(project)
-    return project
 
 
 def promote(project: Project) -> None:
@@ -621,9 +609,8 @@ def report(results: list[Scored], facts: dict[str, str], inputs: Inputs, package
 
 
 def measure() -> tuple[list[Scored], dict[str, str], Inputs, str]:
-    require_uv()
-    print(f"baking the default project into {BENCH} ...")
-    project = setup(bake(BENCH))
+    project, _ = set_up(BENCH, ["setup", "repro"])
+    promote(project)
     print(f"writing {ROWS:,} rows as CSV and Parquet ...")
     inputs = write_inputs(project)
     facts = machine(project, PACKAGES)

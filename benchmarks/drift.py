@@ -25,23 +25,32 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
-from cookiecutter.main import cookiecutter
 
-ROOT = Path(__file__).resolve().parents[1]
+from _bake import (
+    ROOT,
+    Project,
+    Timing,
+    load_average,
+    parse_command_line,
+    quiet_env,
+    run,
+    set_up,
+    system,
+    versions,
+    wait_for_quiet,
+)
+
 BENCH = ROOT / "build" / "bench-drift"
 ROWS = 100_000
 BIG_ROWS = 1_000_000
@@ -52,17 +61,8 @@ ROUNDS = 7
 PEAK_RUNS = 3
 GOAL_RATIO = 1.2
 GOAL_PEAK_GIB = 4.0
-QUIET_LOAD = 1.0
-QUIET_WAIT = 300.0
-QUIET_POLL = 15.0
 TRAIN_DATA = Path("data/prepared/train.csv")
-QUIET_ENV = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "1",
-    "DVC_NO_ANALYTICS": "1",
-    "BENTOML_DO_NOT_TRACK": "true",
-    "UV_PYTHON_DOWNLOADS": "never",
-}
+PACKAGES = ["evidently", "pandas", "numpy", "scipy", "pyarrow", "plotly"]
 
 # Runs inside the baked project: `python in_process.py <results.json> <rounds>`.
 IN_PROCESS = '''\
@@ -70,14 +70,12 @@ IN_PROCESS = '''\
 
 import gc
 import json
-import platform
 import sys
 import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import redirect_stdout
-from importlib.metadata import version
 from io import StringIO
 from types import ModuleType
 from typing import Any
@@ -155,8 +153,6 @@ plain = drift.summarise(baseline(), SHARE)
 runs["same_tests"] = all(plain[key] == summary[key] for key in ("columns", "methods", "drifted"))
 runs["summary"] = {key: summary[key] for key in ("columns", "methods", "drifted_share", "rows")}
 runs["compared"] = {role: list(frame.shape) for role, frame in frames.items()}
-names = ["evidently", "pandas", "numpy", "scipy", "pyarrow", "plotly"]
-runs["versions"] = {"python": platform.python_version(), **{n: version(n) for n in names}}
 with open(sys.argv[1], "w", encoding="utf-8") as file:
     json.dump(runs, file)
 '''
@@ -170,36 +166,6 @@ STEP_LABELS = {
     "html": "HTML report: `snapshot.save_html`, atomic write",
     "json": "JSON summary, atomic write",
 }
-
-
-@dataclass(frozen=True)
-class Project:
-    """A baked, installed project and how to run things in it."""
-
-    path: Path
-    package: str
-    env: dict[str, str]
-
-    @property
-    def python(self) -> str:
-        return str(self.path / ".venv" / "bin" / "python")
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Seconds of repeated runs of one thing."""
-
-    label: str
-    seconds: tuple[float, ...]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-    def row(self, whole: float | None = None) -> str:
-        spread = f"{min(self.seconds):.2f}-{max(self.seconds):.2f}"
-        share = f"{self.median / whole:.0%}" if whole else ""
-        return f"| {self.label} | {self.median:.2f} | {spread} | {share} | {len(self.seconds)} |"
 
 
 @dataclass(frozen=True)
@@ -226,61 +192,6 @@ class Figures:
     overhead: Timing
     checks: dict[str, Any]
     peaks: dict[int, list[PeakRun]]
-
-
-def quiet_env(extra_path: Path | None = None) -> dict[str, str]:
-    """This process's environment, telemetry off, no active virtualenv, optionally a PATH first."""
-    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
-    env.update(QUIET_ENV)
-    if extra_path is not None:
-        env["PATH"] = f"{extra_path}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def require_uv() -> None:
-    if shutil.which("uv") is None:
-        sys.exit("ERROR: uv is not on PATH; put it there (build/tools/bin has one after `make`)")
-
-
-def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
-    """Run a command and return its output; stop the benchmark with that output if it fails."""
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        sys.exit(
-            f"ERROR: {' '.join(command)} exited {result.returncode} in {cwd}\n"
-            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result.stdout + result.stderr
-
-
-def bake() -> Path:
-    """Bake the default project into BENCH, with a private cookiecutter config and DVC remote."""
-    shutil.rmtree(BENCH, ignore_errors=True)
-    BENCH.mkdir(parents=True)
-    config = BENCH / "cookiecutter.yaml"
-    config.write_text(
-        f"cookiecutters_dir: {json.dumps(str(BENCH / 'templates'))}\n"
-        f"replay_dir: {json.dumps(str(BENCH / 'replay'))}\n",
-        encoding="utf-8",
-    )
-    os.environ.update(QUIET_ENV)
-    path = cookiecutter(
-        str(ROOT),
-        no_input=True,
-        output_dir=str(BENCH),
-        config_file=str(config),
-        extra_context={"dvc_remote_url": str(BENCH / "dvc-remote")},
-    )
-    return Path(path)
-
-
-def setup(path: Path) -> Project:
-    """`make setup` and `make repro` in the baked project, as its README says."""
-    for target in ("setup", "repro"):
-        print(f"make {target} ...", flush=True)
-        run(["make", target], path, quiet_env())
-    answers = json.loads((path / ".cookiecutter.json").read_text(encoding="utf-8"))
-    return Project(path, answers["package_name"], quiet_env(path / ".venv" / "bin"))
 
 
 def current_path(project: Project) -> Path:
@@ -314,20 +225,6 @@ def write_current(project: Project, rows: int) -> None:
     names = list(yaml.safe_load(schema_file.read_text(encoding="utf-8"))["features"])
     frame = noisy_rows(project, rows, CURRENT_SEED)[names]
     frame.to_csv(current_path(project), index=False)
-
-
-def load_average() -> str:
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
-def wait_for_quiet() -> str:
-    """Wait, up to QUIET_WAIT, for the 1-minute load average to drop below QUIET_LOAD."""
-    start = time.monotonic()
-    while os.getloadavg()[0] > QUIET_LOAD and time.monotonic() - start < QUIET_WAIT:
-        print(f"  load average {load_average()}: waiting for it to drop ...", flush=True)
-        time.sleep(QUIET_POLL)
-    state = "quiet" if os.getloadavg()[0] <= QUIET_LOAD else "still busy, measured anyway"
-    return f"{load_average()} (after waiting {time.monotonic() - start:.0f} s: {state})"
 
 
 def in_process(project: Project) -> dict[str, Any]:
@@ -367,25 +264,6 @@ def peak_runs(project: Project, rows: int) -> list[PeakRun]:
     return [peak_run(project) for _ in range(PEAK_RUNS)]
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine() -> dict[str, str]:
-    return {
-        "date": datetime.now().astimezone().isoformat(timespec="minutes"),
-        "system": platform.platform(),
-        "cpu": f"{os.cpu_count()} logical cores, {cpu_model()}",
-        "load average (1, 5, 15 min) at start": load_average(),
-    }
-
-
 def timings(runs: dict[str, Any], index: int, what: str) -> tuple[Timing, Timing]:
     """The baseline's and the command's seconds, wall (index 0) or CPU (index 1)."""
     return (
@@ -415,19 +293,16 @@ def overhead(runs: dict[str, Any]) -> Timing:
 
 
 def measure() -> Figures:
-    require_uv()
-    facts = machine()
-    print(f"baking the default project into {BENCH} ...", flush=True)
-    project = setup(bake())
+    facts = system()
+    facts["load average (1, 5, 15 min) at start"] = load_average()
+    project, _ = set_up(BENCH, ["setup", "repro"])
     print(f"writing {ROWS} reference and current rows ...", flush=True)
     write_reference(project)
     write_current(project, ROWS)
     facts["load average before measuring"] = wait_for_quiet()
     print(f"in-process: Report.run alone and the command, {ROUNDS} rounds each ...", flush=True)
     runs = in_process(project)
-    versions = runs["versions"]
-    facts["python"] = f"{versions.pop('python')} (the baked project's .venv)"
-    facts["packages"] = ", ".join(f"{name} {value}" for name, value in versions.items())
+    facts |= versions(project, PACKAGES)
     peaks = {ROWS: peak_runs(project, ROWS)}
     print(f"writing {BIG_ROWS} current rows ...", flush=True)
     write_current(project, BIG_ROWS)
@@ -446,7 +321,7 @@ def timing_table(rows: list[Timing], whole: float | None = None) -> list[str]:
     return [
         "| what | median s | range s | share of (b) | runs |",
         "|---|---:|---|---:|---:|",
-        *(timing.row(whole) for timing in rows),
+        *(timing.row(f"{timing.median / whole:.0%}" if whole else "") for timing in rows),
     ]
 
 
@@ -496,6 +371,7 @@ def report(figures: Figures) -> str:
 
 
 def main() -> int:
+    parse_command_line(__doc__)
     print(report(measure()))
     return 0
 

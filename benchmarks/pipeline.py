@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +31,12 @@ import yaml
 from _bake import (
     ROOT,
     Project,
-    bake,
+    Timing,
     load_average,
     machine,
     parse_command_line,
-    quiet_env,
-    require_uv,
     run,
+    set_up,
     timed,
 )
 
@@ -197,22 +195,6 @@ ratio grows to about {ratio_old_store:.2f}x (an estimate from these figures, not
 
 
 @dataclass(frozen=True)
-class Timing:
-    """Seconds of the repeated runs of one command."""
-
-    label: str
-    seconds: tuple[float, ...]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-    def row(self) -> str:
-        spread = f"{min(self.seconds):.2f} to {max(self.seconds):.2f}"
-        return f"| {self.label} | {self.median:.2f} | {spread} | {len(self.seconds)} |"
-
-
-@dataclass(frozen=True)
 class Figures:
     """Everything one benchmark run measured."""
 
@@ -229,12 +211,6 @@ class Figures:
     def extra(self, key: str) -> float:
         """Seconds a start-up probe costs beyond importing MLflow."""
         return self.start_up[key].median - self.start_up["mlflow"].median
-
-
-def setup(path: Path) -> tuple[Project, float]:
-    """`make setup` in the baked project; return the project and how long setup took."""
-    seconds, _ = timed(["make", "setup"], path, quiet_env())
-    return Project.baked(path, quiet_env(first_on_path=path / ".venv" / "bin")), seconds
 
 
 def cache_files(project: Project) -> frozenset[Path]:
@@ -360,7 +336,7 @@ def table(timings: list[Timing]) -> list[str]:
     return [
         "| what | median s | range s | runs |",
         "|---|---:|---|---:|",
-        *(timing.row() for timing in timings),
+        *(timing.row(between=" to ") for timing in timings),
     ]
 
 
@@ -407,17 +383,12 @@ def report(figures: Figures) -> str:
 def show(timings: list[Timing]) -> None:
     width = max(len(timing.label) for timing in timings)
     for timing in timings:
-        spread = f"{min(timing.seconds):.2f}-{max(timing.seconds):.2f}"
         runs = len(timing.seconds)
-        print(f"  {timing.label:<{width}}  {timing.median:7.2f} s  ({spread}, n={runs})")
+        print(f"  {timing.label:<{width}}  {timing.median:7.2f} s  ({timing.spread()}, n={runs})")
 
 
 def measure() -> Figures:
-    require_uv()
-    print(f"baking the default project into {BENCH} ...")
-    path = bake(BENCH)
-    print("make setup ...")
-    project, setup_seconds = setup(path)
+    project, setup_seconds = set_up(BENCH, ["setup"])
     kept = cache_files(project)
     facts = machine(project, PACKAGES)
     facts["load average (1, 5, 15 min) at start"] = load_average()

@@ -53,9 +53,9 @@ from _bake import (
     bake,
     load_average,
     machine,
+    make,
     parse_command_line,
     quiet_env,
-    require_uv,
     run,
     wait_for_quiet,
 )
@@ -77,7 +77,7 @@ PROFILE_ATTACH = 1.0
 GOAL_VS_FASTAPI = 1.5
 GOAL_VS_MLFLOW = 6.0
 GOAL_P99_MS = 15.0
-SETUP_STEPS = (("make", "setup"), ("make", "repro"), ("make", "promote"))
+SETUP_TARGETS = ("setup", "repro", "promote")
 
 # Other settings tried in this bake's copy of service.py: label -> [(generated text, new text)].
 GENERATED_API = "@bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)"
@@ -437,17 +437,15 @@ RUNNING: dict[int, subprocess.Popen[bytes]] = {}
 def setup(path: Path) -> Project:
     """Install, run the pipeline, promote the challenger and store the champion for BentoML."""
     env = quiet_env({"BENTOML_HOME": str(path / ".bentoml")})
-    for step in SETUP_STEPS:
-        print(f"  {' '.join(step)} ...")
-        run(list(step), path, env)
-    project = Project.baked(path, env)
-    print("  " + run([project.python, "-m", project.package, "champion"], path, env).strip())
+    make(path, SETUP_TARGETS, env)
     serving_env = {
         "BENTOML_HOME": str(path / ".bentoml"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{path / 'mlflow.db'}",
         "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
     }
-    return replace(project, env=quiet_env(serving_env, first_on_path=path / ".venv" / "bin"))
+    project = Project.baked(path, serving_env)
+    print("  " + run([project.python, "-m", project.package, "champion"], path, env).strip())
+    return project
 
 
 def write_app(project: Project) -> None:
@@ -1176,8 +1174,6 @@ def report(figures: Figures, package: str) -> str:
 
 
 def measure() -> tuple[Figures, str]:
-    require_uv()
-    print(f"baking the default project into {BENCH} ...")
     project = setup(bake(BENCH))
     check_variants(project)
     write_app(project)
