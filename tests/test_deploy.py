@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import tarfile
 import time
@@ -290,6 +289,15 @@ def test_dashboard_panels_query_prometheus(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def snapshot(folders: list[Path]) -> dict[str, tuple[int, int]]:
+    """Every file and folder below `folders`: (size, modification time)."""
+    return {
+        str(path): (path.stat().st_size, path.stat().st_mtime_ns)
+        for folder in folders
+        for path in [folder, *folder.rglob("*")]
+    }
+
+
 def request(url: str, body: bytes | None = None) -> tuple[int, bytes]:
     headers = {"content-type": "application/json"}
     try:
@@ -304,8 +312,8 @@ def request(url: str, body: bytes | None = None) -> tuple[int, bytes]:
 def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_queries_read(
     bake: Bake, bake_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """The bento exported as the image holds it, read-only, with the Deployment's environment and
-    writable volumes only; requests good and bad; then /metrics against the dashboard and alerts."""
+    """The bento as the image holds it, with the Deployment's environment, writing only to its
+    volumes; requests good and bad; then /metrics against the dashboard's and alerts' PromQL."""
     from prometheus_client.parser import text_string_to_metric_families
 
     from .test_pipeline_slow import free_port, make
@@ -323,7 +331,7 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
     named = dict(line.split("=", 1) for line in make(project, owner_env, "image-name").split())
     assert container(project)["image"] in named["tags"].split(",")
 
-    # The bento as the image holds it (models included), read-only like the image's filesystem.
+    # The bento as the image holds it (models included).
     archive = tmp_path / "service.bento"
     bentoml = str(project / ".venv" / "bin" / "bentoml")
     store = {**bake_env, "BENTOML_HOME": str(project / ".bentoml")}  # as the Makefile sets it
@@ -331,11 +339,14 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
     bento = tmp_path / "bento"
     with tarfile.open(archive) as bundle:
         bundle.extractall(bento, filter="data")
-    read_only = [bento, *bento.rglob("*")]
-    for path in read_only:
-        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    # The image's filesystem is read-only: the bento and the home folder must stay as they are
+    # (compared afterwards, since file modes do not stop root, which CI runs as).
+    home = tmp_path / "home"
+    home.mkdir()
+    image = [bento, home]
+    before = snapshot(image)
 
-    # The Deployment's environment, its volumes as fresh folders, and nothing else writable.
+    # The Deployment's environment, with its volumes as fresh folders.
     service = container(project)
     volumes = {
         mount["mountPath"]: tmp_path / "volumes" / mount["name"]
@@ -348,7 +359,13 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
         (mount,) = [mount for mount in volumes if path == mount or path.startswith(mount + "/")]
         return str(volumes[mount]) + path[len(mount) :]
 
-    env = {**bake_env, "TMPDIR": str(volumes["/tmp"])}
+    # Python leaves out its bytecode cache on a read-only filesystem; here it has to be told.
+    env = {
+        **bake_env,
+        "HOME": str(home),
+        "TMPDIR": str(volumes["/tmp"]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     for item in service["env"]:
         env[item["name"]] = (
             on_volume(item["value"]) if item["value"].startswith("/") else item["value"]
@@ -410,9 +427,8 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=60)
         stopped = time.monotonic() - started
-        for path in read_only:
-            path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
+    assert snapshot(image) == before, "the service wrote outside the Deployment's volumes"
     # SIGTERM drains and exits well within the grace period left after preStop.
     grace = resources(project)["Deployment"]["spec"]["template"]["spec"][
         "terminationGracePeriodSeconds"
@@ -427,3 +443,85 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
     wanted = set().union(*map(metric_names, dashboard_exprs(project) + alert_exprs(project)))
     assert wanted - exposed == PROMETHEUS_SERIES
     assert {"model_predictions_total", "bentoml_service_request_duration_seconds_bucket"} <= wanted
+
+
+def test_alerts_fire_on_what_they_describe_and_not_otherwise(
+    baked: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """`promtool test rules` on made-up series: each alert's threshold, from both sides."""
+    project, answers = baked
+    rules = project / "deploy/monitoring/alerts.yaml"
+    by_name = {
+        rule["alert"]: rule
+        for group in yaml.safe_load(rules.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+    }
+    job = answers["project_slug"]
+
+    def requests(code: str, per_minute: int) -> dict[str, str]:
+        labels = f'job="{job}", endpoint="/predict", http_response_code="{code}"'
+        return {
+            "series": f"bentoml_service_request_total{{{labels}}}",
+            "values": f"0+{per_minute}x60",
+        }
+
+    def fires(name: str, at: str, firing: bool, **series: str) -> dict[str, Any]:
+        """The alert at `at`, with the labels of the series it is about (if not aggregated)."""
+        rule = by_name[name]
+        labels = {**series, **rule["labels"]}
+        expected = [{"exp_labels": labels, "exp_annotations": rule["annotations"]}]
+        return {"eval_time": at, "alertname": name, "exp_alerts": expected if firing else []}
+
+    def version(pod: str, number: str) -> dict[str, str]:
+        labels = f'job="{job}", pod="{pod}", model_version="{number}"'
+        return {"series": f"model_version_info{{{labels}}}", "values": "1x60"}
+
+    scenarios = [
+        # 10% server errors: fires once it has lasted 5 minutes; 1% never does.
+        (
+            [requests("200", 90), requests("500", 10)],
+            [
+                fires("ModelServiceHighErrorRate", "4m", False),
+                fires("ModelServiceHighErrorRate", "15m", True),
+            ],
+        ),
+        (
+            [requests("200", 99), requests("500", 1)],
+            [fires("ModelServiceHighErrorRate", "15m", False)],
+        ),
+        (
+            [requests("200", 70), requests("400", 30)],
+            [
+                fires("ModelServiceManyRejectedRequests", "40m", True),
+                fires("ModelServiceHighErrorRate", "40m", False),
+            ],
+        ),
+        # A pod that stops answering.
+        (
+            [{"series": f'up{{job="{job}", pod="a"}}', "values": "1 1 0x30"}],
+            [
+                fires("ModelServiceDown", "3m", False),
+                fires("ModelServiceDown", "10m", True, job=job, pod="a"),
+            ],
+        ),
+        # Two versions for longer than a rollout takes.
+        (
+            [version("a", "3"), version("b", "4")],
+            [fires("ModelVersionsMixed", "20m", False), fires("ModelVersionsMixed", "45m", True)],
+        ),
+        ([version("a", "3"), version("b", "3")], [fires("ModelVersionsMixed", "45m", False)]),
+    ]
+    tests = [
+        {"interval": "1m", "input_series": series, "alert_rule_test": checks}
+        for series, checks in scenarios
+    ]
+    unit = tmp_path / "alerts-test.yaml"
+    unit.write_text(
+        yaml.safe_dump({"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": tests})
+    )
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with Debian's `prometheus` package (.ci/run installs it)"
+    result = subprocess.run(
+        [promtool, "test", "rules", str(unit)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
