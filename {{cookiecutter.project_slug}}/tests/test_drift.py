@@ -17,7 +17,7 @@ from {{ cookiecutter.package_name }}.config import (
     load_params,
 )
 from {{ cookiecutter.package_name }}.data import current_sample
-from {{ cookiecutter.package_name }}.drift import sample_rows
+from {{ cookiecutter.package_name }}.drift import sample_rows, stable_ids
 from {{ cookiecutter.package_name }}.schema import Schema
 
 
@@ -60,6 +60,23 @@ def test_the_sample_current_data_does_not_drift(prepared: Path, schema: Schema) 
     assert set(result["scores"]) == set(schema.feature_names)
     assert result["sampled"] is False
     assert "<html" in DRIFT_REPORT.read_text(encoding="utf-8").lower()
+
+
+def test_the_same_data_gives_the_same_report_byte_for_byte(prepared: Path) -> None:
+    assert main(["drift"]) == 0
+    first = DRIFT_REPORT.read_bytes()
+    assert main(["drift"]) == 0
+    # Under the hash dvc.lock records, so a fresh checkout restores it from the DVC cache.
+    assert DRIFT_REPORT.read_bytes() == first
+
+
+def test_stable_ids_number_each_id_the_same_way_everywhere() -> None:
+    widget, data = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "4fd5e6a7b8c94d0e9f1a2b3c4d5e6f70"
+    html = f'var metric_{data} = {{"id": "{widget}", "parts": ["{widget}"]}}; draw(metric_{data})'
+    one, two = "0" * 31 + "1", "00000000-0000-0000-0000-000000000002"
+    assert stable_ids(html) == (
+        f'var metric_{one} = {{"id": "{two}", "parts": ["{two}"]}}; draw(metric_{one})'
+    )
 
 
 def test_a_shifted_copy_drifts(prepared: Path, raw_data: pd.DataFrame, schema: Schema) -> None:

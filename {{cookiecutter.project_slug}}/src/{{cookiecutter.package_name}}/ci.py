@@ -39,11 +39,23 @@ CHAMPION_TAG = "champion"
 
 
 def _run(*command: str) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ProjectError(f"`{' '.join(command)}` failed: {reason}")
-    return result.stdout
+    return _run_together(list(command))[0]
+
+
+def _run_together(*commands: list[str]) -> list[str]:
+    """Run the commands at the same time (each DVC command pays its own start-up); their outputs."""
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for command in commands
+    ]
+    outputs = []
+    for command, process in zip(commands, processes, strict=True):
+        stdout, stderr = process.communicate()
+        if process.returncode != 0:
+            reason = (stderr.strip().splitlines() or ["no output"])[-1]
+            raise ProjectError(f"`{' '.join(command)}` failed: {reason}")
+        outputs.append(stdout.strip())
+    return outputs
 
 
 def summarise(markdown: str) -> None:
@@ -84,10 +96,12 @@ def remotes() -> str:
 def report(base: str) -> str:
     """Metrics and parameters against `base`, then the gate's report."""
     # Every model metric, changed or not; the drift summary's line is in the gate's report.
-    diff = ["dvc", "metrics", "diff", base, "--all", "--md", "--precision", "4"]
-    metrics = _run(*diff, "--targets", str(METRICS_FILE)).strip()
-    params = _run("dvc", "params", "diff", base, "--md").strip()
-    _run("dvc", "plots", "diff", base, "--out", str(PLOTS))
+    metrics_diff = ["dvc", "metrics", "diff", base, "--all", "--md", "--precision", "4"]
+    metrics, params, _ = _run_together(
+        [*metrics_diff, "--targets", str(METRICS_FILE)],
+        ["dvc", "params", "diff", base, "--md"],
+        ["dvc", "plots", "diff", base, "--out", str(PLOTS)],
+    )
     gate = GATE_REPORT.read_text(encoding="utf-8") if GATE_REPORT.exists() else ""
     model = ""
     if MODEL_VERSION_FILE.exists():

@@ -7,6 +7,7 @@ bounded whatever the size of the files; the summary says when that happened.
 
 import argparse
 import json
+import re
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,13 +19,15 @@ import pandas as pd
 
 from .config import DRIFT_REPORT, DRIFT_SUMMARY, TRAIN_DATA, DriftParams, load_params
 from .errors import DataError, ParamsError
-from .files import write_atomic, write_text_atomic
+from .files import write_text_atomic
 from .schema import Schema, find_problems, load_schema
 from .tables import does_not_match, open_input
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
 
+# The ids Evidently gives a report's widgets: UUIDs, and the hex name of its data variable.
+EVIDENTLY_IDS = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|(?<=metric_)[0-9a-f]{32}")
 # Rows read at a time.
 CHUNK_ROWS = 100_000
 # The service's inference log: rotated JSON-lines files in a folder.
@@ -178,6 +181,23 @@ def summarise(snapshot: "Snapshot", share: float) -> dict[str, Any]:
     }
 
 
+def stable_ids(html: str) -> str:
+    """The report with Evidently's random ids numbered in order of first appearance.
+
+    The same data then gives the same file, byte for byte, so the DVC cache holds it under the
+    hash dvc.lock records and a fresh checkout restores it instead of running the stage again.
+    """
+    numbers: dict[str, str] = {}
+
+    def number(found: re.Match[str]) -> str:
+        digits = numbers.setdefault(found[0].replace("-", ""), f"{len(numbers) + 1:032x}")
+        if "-" not in found[0]:
+            return digits
+        return "-".join([digits[:8], digits[8:12], digits[12:16], digits[16:20], digits[20:]])
+
+    return EVIDENTLY_IDS.sub(number, html)
+
+
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(prog="drift", description=__doc__).parse_args(argv)
     params = load_params()
@@ -195,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "compared": {"reference": len(reference.frame), "current": len(current.frame)},
         "sampled": reference.sampled or current.sampled,
     }
-    write_atomic(DRIFT_REPORT, lambda tmp: snapshot.save_html(str(tmp)))
+    write_text_atomic(DRIFT_REPORT, stable_ids(snapshot.get_html_str(as_iframe=False)))
     write_text_atomic(DRIFT_SUMMARY, json.dumps(summary, indent=2) + "\n")
 
     note = " (sampled)" if summary["sampled"] else ""
