@@ -72,11 +72,10 @@ def test_the_same_data_gives_the_same_report_byte_for_byte(prepared: Path) -> No
 
 def test_stable_ids_number_each_id_the_same_way_everywhere() -> None:
     widget, data = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "4fd5e6a7b8c94d0e9f1a2b3c4d5e6f70"
-    html = f'var metric_{data} = {{"id": "{widget}", "parts": ["{widget}"]}}; draw(metric_{data})'
+    page = "var metric_{data} = ({widget}, [{widget}]); draw(metric_{data})"
+    html = page.format(data=data, widget=widget)
     one, two = "0" * 31 + "1", "00000000-0000-0000-0000-000000000002"
-    assert stable_ids(html) == (
-        f'var metric_{one} = {{"id": "{two}", "parts": ["{two}"]}}; draw(metric_{one})'
-    )
+    assert stable_ids(html) == page.format(data=one, widget=two)
 
 
 def test_a_shifted_copy_drifts(prepared: Path, raw_data: pd.DataFrame, schema: Schema) -> None:
