@@ -36,6 +36,10 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         ".python-version",
         "Makefile",
         "bentofile.yaml",
+        "deploy/.env.example",
+        "deploy/compose.yaml",
+        "deploy/mlflow.Dockerfile",
+        "deploy/mlflow.Dockerfile.dockerignore",
         "README.md",
         "dvc.yaml",
         "params.yaml",
@@ -53,6 +57,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "tests/test_export.py",
         "tests/test_handler.py",
         "tests/test_service.py",
+        "tests/test_server.py",
     }
     modules = [
         "__init__",
@@ -81,6 +86,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "registry",
         "rollback",
         "schema",
+        "server",
         "service",
         "tables",
         "train",
