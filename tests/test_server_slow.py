@@ -166,7 +166,8 @@ def test_a_project_trains_promotes_and_rolls_back_on_the_shared_server(
 
     # Wrong credentials: one line that says what to set, no traceback, nothing moved.
     wrong = {**env, "MLFLOW_TRACKING_PASSWORD": "not-the-password"}
-    result = run(["make", "promote", "VERSION=2", "REASON=wrong password"], project, wrong, False)
+    promote = ["make", "promote", "VERSION=2", "REASON=wrong password"]
+    result = run(promote, project, wrong, check=False)
     assert result.returncode != 0
     assert error_lines(result) == [
         f"ERROR: MLflow at {server.uri}: the server refused the password of 'admin' (HTTP 401): "

@@ -102,6 +102,8 @@ def admin_password() -> str:
 
 def check_port_free(host: str, port: int, what: str, option: str) -> None:
     with socket.socket() as sock:
+        # As the servers themselves do: connections of a server just stopped do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
