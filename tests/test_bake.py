@@ -44,6 +44,10 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "deploy/monitoring/alerts.yaml",
         "deploy/monitoring/dashboard.json",
         "deploy/monitoring/servicemonitor.yaml",
+        "deploy/.env.example",
+        "deploy/compose.yaml",
+        "deploy/mlflow.Dockerfile",
+        "deploy/mlflow.Dockerfile.dockerignore",
         "README.md",
         "dvc.yaml",
         "params.yaml",
@@ -62,6 +66,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "tests/test_export.py",
         "tests/test_handler.py",
         "tests/test_service.py",
+        "tests/test_server.py",
     }
     modules = [
         "__init__",
@@ -90,6 +95,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "registry",
         "rollback",
         "schema",
+        "server",
         "service",
         "tables",
         "train",

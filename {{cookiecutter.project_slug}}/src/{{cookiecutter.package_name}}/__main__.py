@@ -21,6 +21,7 @@ COMMANDS = {
     "champion": ("champion", "copy the champion into BentoML's model store, for serving"),
     "bento": ("bento", "build the service's bento with the champion pinned in it"),
     "mlflow-ui": ("ui", "browse the embedded MLflow store"),
+    "mlflow-server": ("server", "start or stop a shared MLflow server (PostgreSQL, basic auth)"),
     "ci": ("ci", "what the GitHub workflows need: remotes, report, drift, image"),
 }
 # Defaults for the tools this project drives; the environment wins. No usage reports leave

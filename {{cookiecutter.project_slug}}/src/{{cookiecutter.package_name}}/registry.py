@@ -1,6 +1,7 @@
 """The MLflow side: log a run, register a model version, move the aliases."""
 
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
+from mlflow.exceptions import ERROR_CODE_TO_HTTP_STATUS, MlflowException
 
 from .config import MlflowParams, Params, tracking_uri, without_credentials
 from .errors import RegistryError
@@ -41,9 +42,27 @@ def registry_errors(params: MlflowParams) -> Iterator[None]:
     try:
         yield
     except MlflowException as error:
-        message = str(error.message).strip().splitlines()[0]
         where = without_credentials(tracking_uri(params))
-        raise RegistryError(f"MLflow at {where}: {message}") from None
+        raise RegistryError(f"MLflow at {where}: {_reason(error)}") from None
+
+
+def _reason(error: MlflowException) -> str:
+    """What went wrong, in one line; for refused credentials, what to set."""
+    status = ERROR_CODE_TO_HTTP_STATUS.get(error.error_code)
+    if status == 401:
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        refused = f"refused the password of {user!r}" if user else "wants a user and password"
+        return (
+            f"the server {refused} (HTTP 401): set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD to a user of that server"
+        )
+    if status == 403:
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
+        return (
+            f"user {user!r} may not do this (HTTP 403): ask the server's admin for the EDIT "
+            "permission on the experiment and the registered model"
+        )
+    return str(error.message).strip().splitlines()[0]
 
 
 def client(params: MlflowParams) -> MlflowClient:

@@ -1,0 +1,16 @@
+# The MLflow server of compose.yaml: MLflow's basic-auth app and the PostgreSQL driver at the
+# versions uv.lock pins (the `server` dependency group), run by a user without privileges.
+FROM python:{{ cookiecutter.python_version }}-slim
+
+RUN pip install --no-cache-dir "uv>=0.9,<1" \
+    && useradd --system --create-home mlflow \
+    && mkdir -p /mlflow/artifacts && chown mlflow /mlflow/artifacts
+
+WORKDIR /opt/mlflow
+COPY pyproject.toml uv.lock ./
+ENV UV_PROJECT_ENVIRONMENT=/opt/mlflow/.venv UV_COMPILE_BYTECODE=1 UV_NO_CACHE=1
+RUN uv sync --locked --only-group server --no-install-project
+ENV PATH=/opt/mlflow/.venv/bin:$PATH
+
+USER mlflow
+EXPOSE 5000

@@ -1,0 +1,381 @@
+"""`mlflow-server`: a shared MLflow server on PostgreSQL with basic auth, without containers.
+
+- `mlflow-server start`: the first time, a PostgreSQL cluster in MLFLOW_SERVER_DIR (default
+  `.mlflow-server/`) with two databases, `mlflow` (runs and registry) and `mlflow_auth` (users);
+  then PostgreSQL on 127.0.0.1 and `mlflow server` in the background, with the flags of
+  `deploy/compose.yaml`. It returns once the server answers.
+- `mlflow-server stop`: stops both; the data stays.
+
+The admin's password comes from MLFLOW_AUTH_ADMIN_PASSWORD (MLflow's own variable). The database
+password and the server's secret key are generated once and kept in the folder (mode 0600).
+"""
+
+import argparse
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+from .errors import ProjectError
+
+# Where PostgreSQL's server programs live when they are not on PATH (Debian and Ubuntu, RHEL).
+SEARCH = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin")
+DATABASE_USER = "mlflow"
+DATABASES = ("mlflow", "mlflow_auth")
+# PostgreSQL refuses to run as root; root runs it as this user instead.
+POSTGRES_OS_USER = "postgres"
+MIN_PASSWORD = 12  # MLflow's rule for basic-auth passwords
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the server keeps in its folder."""
+
+    root: Path
+    data: Path  # PostgreSQL's cluster
+    artifacts: Path
+    auth_config: Path
+    secrets: Path  # the database password and the Flask secret key
+    log: Path
+    pid: Path
+
+
+def server_dir() -> Layout:
+    root = Path(os.environ.get("MLFLOW_SERVER_DIR") or ".mlflow-server").absolute()
+    names = ("postgres", "artifacts", "auth.ini", "secrets.json", "mlflow.log", "mlflow.pid")
+    return Layout(root, *(root / name for name in names))
+
+
+def find_postgres(search: Sequence[str] = SEARCH) -> Path:
+    """The folder holding initdb and pg_ctl: PATH first, then the newest of `search`."""
+    on_path = shutil.which("initdb")
+    if on_path and shutil.which("pg_ctl"):
+        return Path(on_path).resolve().parent
+    found = [
+        folder
+        for pattern in search
+        for folder in Path("/").glob(pattern.lstrip("/"))
+        if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file()
+    ]
+    if not found:
+        raise ProjectError(
+            "no PostgreSQL server programs (initdb, pg_ctl) on PATH or in "
+            f"{', '.join(search)}: install PostgreSQL (apt-get install postgresql, "
+            "brew install postgresql) or run deploy/compose.yaml with Docker"
+        )
+    return max(found, key=lambda folder: _version_key(folder.parent.name))
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    digits = "".join(char if char.isdigit() else " " for char in name).split()
+    return tuple(int(part) for part in digits)
+
+
+def admin_password() -> str:
+    """MLFLOW_AUTH_ADMIN_PASSWORD, checked against MLflow's rule before anything starts."""
+    password = os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD", "")
+    if not password:
+        raise ProjectError(
+            "MLFLOW_AUTH_ADMIN_PASSWORD is not set: export the password of the server's admin "
+            f"user ({MIN_PASSWORD} characters or more) and start again"
+        )
+    if len(password) < MIN_PASSWORD:
+        raise ProjectError(
+            f"MLFLOW_AUTH_ADMIN_PASSWORD is {len(password)} characters long; MLflow wants "
+            f"{MIN_PASSWORD} or more"
+        )
+    return password
+
+
+def check_port_free(host: str, port: int, what: str, option: str) -> None:
+    with socket.socket() as sock:
+        # As the servers themselves do: connections of a server just stopped do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise ProjectError(
+                f"port {port} on {host} is taken, so {what} cannot listen there: stop what uses "
+                f'it or pick another port (make mlflow-server ARGS="{option} <port>")'
+            ) from None
+
+
+def mlflow_command(host: str, port: int, workers: int, allowed_hosts: str) -> list[str]:
+    """`mlflow server` and the flags deploy/compose.yaml gives it too.
+
+    The backend store URI, which holds the database password, goes in MLFLOW_BACKEND_STORE_URI
+    rather than on the command line, where any user of the machine could read it.
+    """
+    return [
+        *("mlflow", "server", "--app-name", "basic-auth"),
+        *("--host", host, "--port", str(port), "--workers", str(workers)),
+        *("--serve-artifacts", "--artifacts-destination", str(server_dir().artifacts)),
+        *("--allowed-hosts", allowed_hosts),
+    ]
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    return ["runuser", "-u", POSTGRES_OS_USER, "--", *command] if os.geteuid() == 0 else command
+
+
+def _give_to_postgres(path: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    try:
+        user = pwd.getpwnam(POSTGRES_OS_USER)
+    except KeyError:
+        raise ProjectError(
+            f"PostgreSQL does not run as root, and there is no {POSTGRES_OS_USER!r} user to run "
+            "it as: start the server as a regular user"
+        ) from None
+    os.chown(path, user.pw_uid, user.pw_gid)
+
+
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    if result.returncode != 0:
+        output = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()
+        program = command[command.index("--") + 1] if command[0] == "runuser" else command[0]
+        raise ProjectError(f"{Path(program).name} failed: {output[-1]}")
+
+
+def _load_secrets(layout: Layout) -> dict[str, str]:
+    if layout.secrets.exists():
+        stored: dict[str, str] = json.loads(layout.secrets.read_text(encoding="utf-8"))
+        return stored
+    generated = {"database": secrets.token_hex(24), "flask": secrets.token_hex(32)}
+    layout.secrets.touch(mode=0o600)
+    layout.secrets.write_text(json.dumps(generated), encoding="utf-8")
+    return generated
+
+
+def _postgres_running(bin_dir: Path, layout: Layout) -> bool:
+    if not (layout.data / "postmaster.pid").exists():
+        return False
+    status = subprocess.run(
+        _as_postgres([str(bin_dir / "pg_ctl"), "status", "-D", str(layout.data)]),
+        capture_output=True,
+        check=False,
+    )
+    return status.returncode == 0
+
+
+def _start_postgres(bin_dir: Path, layout: Layout, port: int) -> None:
+    _run(
+        _as_postgres(
+            [
+                *(str(bin_dir / "pg_ctl"), "start", "-D", str(layout.data), "-w", "-t", "60"),
+                *("-l", str(layout.data / "postgres.log"), "-o", f"-p {port}"),
+            ]
+        )
+    )
+
+
+def _init_postgres(bin_dir: Path, layout: Layout, port: int, password: str) -> None:
+    """A new cluster that listens on 127.0.0.1 only, with the two databases MLflow uses."""
+    layout.data.mkdir(mode=0o700)
+    _give_to_postgres(layout.data)
+    password_file = layout.root / "initdb-password"
+    password_file.touch(mode=0o600)
+    password_file.write_text(password, encoding="utf-8")
+    _give_to_postgres(password_file)
+    try:
+        _run(
+            _as_postgres(
+                [
+                    *(str(bin_dir / "initdb"), "-D", str(layout.data), "-U", DATABASE_USER),
+                    *(f"--pwfile={password_file}", "--auth=scram-sha-256", "-E", "UTF8"),
+                    "--no-locale",
+                ]
+            )
+        )
+        with (layout.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            conf.write("\n# Only the MLflow server beside it connects, over TCP.\n")
+            conf.write("listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n")
+        _start_postgres(bin_dir, layout, port)
+        env = {**os.environ, "PGPASSWORD": password}
+        for database in DATABASES:
+            createdb = [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port)]
+            _run([*createdb, "-U", DATABASE_USER, database], env=env)
+    except ProjectError:
+        # A new cluster holds nothing yet: remove it, so that the next start begins afresh.
+        subprocess.run(
+            _as_postgres([str(bin_dir / "pg_ctl"), "stop", "-D", str(layout.data), "-m", "fast"]),
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(layout.data, ignore_errors=True)
+        raise
+    finally:
+        password_file.unlink(missing_ok=True)
+
+
+def _write_auth_config(layout: Layout, database_uri: str) -> None:
+    username = os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin"
+    layout.auth_config.touch(mode=0o600)
+    layout.auth_config.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = {database_uri}\n"
+        f"admin_username = {username}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        encoding="utf-8",
+    )
+
+
+def _server_pid(layout: Layout) -> int | None:
+    """The running server's process id, if the pid file names a live `mlflow server`."""
+    try:
+        pid = int(layout.pid.read_text(encoding="utf-8"))
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"mlflow" in command else None
+
+
+def _wait_until_healthy(url: str, server: subprocess.Popen[bytes], layout: Layout) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if server.poll() is not None:
+            raise ProjectError(f"mlflow server stopped: {_last_error(layout.log)}")
+        time.sleep(0.5)
+    raise ProjectError(f"mlflow server did not answer at {url} within 120 s; see {layout.log}")
+
+
+def _last_error(log: Path) -> str:
+    lines = [line.strip() for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    errors = [line for line in lines if "Error" in line or "Exception" in line]
+    return f"{(errors or lines or ['no output'])[-1]} (see {log})"
+
+
+def _admin_can_log_in(url: str, username: str, password: str) -> bool:
+    request = urllib.request.Request(
+        f"{url}/api/2.0/mlflow/users/get?username={username}",
+        headers={"Authorization": "Basic " + b64encode(f"{username}:{password}".encode()).decode()},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            return True
+    except urllib.error.HTTPError:
+        return False
+
+
+def start(host: str, port: int, pg_port: int, workers: int) -> None:
+    password = admin_password()
+    for package in ("psycopg", "flask_wtf"):
+        if find_spec(package) is None:
+            raise ProjectError(
+                f"{package} is not installed: the server needs the `server` dependency group "
+                "(`make mlflow-server` installs it)"
+            )
+    bin_dir = find_postgres()
+    layout = server_dir()
+    url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"  # noqa: S104
+    if _server_pid(layout) is not None:
+        print(f"The MLflow server is already running at {url}; `make mlflow-server-stop` stops it")
+        return
+    check_port_free(host, port, "the MLflow server", "--port")
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.artifacts.mkdir(exist_ok=True)
+    stored = _load_secrets(layout)
+    if not (layout.data / "PG_VERSION").exists():
+        check_port_free("127.0.0.1", pg_port, "PostgreSQL", "--pg-port")
+        _init_postgres(bin_dir, layout, pg_port, stored["database"])
+    elif not _postgres_running(bin_dir, layout):
+        check_port_free("127.0.0.1", pg_port, "PostgreSQL", "--pg-port")
+        _start_postgres(bin_dir, layout, pg_port)
+
+    database = f"postgresql://{DATABASE_USER}:{stored['database']}@127.0.0.1:{pg_port}"
+    _write_auth_config(layout, f"{database}/mlflow_auth")
+    allowed = os.environ.get("MLFLOW_SERVER_ALLOWED_HOSTS") or f"localhost:{port},127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "MLFLOW_BACKEND_STORE_URI": f"{database}/mlflow",
+        "MLFLOW_AUTH_CONFIG_PATH": str(layout.auth_config),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": stored["flask"],
+        # No background job runners: they cost 2 GB and nothing here uses them.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    command = mlflow_command(host, port, workers, allowed)
+    with layout.log.open("ab") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", *command],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    layout.pid.write_text(str(server.pid), encoding="utf-8")
+    try:
+        _wait_until_healthy(url, server, layout)
+    except ProjectError:
+        stop()
+        raise
+    username = os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin"
+    if not _admin_can_log_in(url, username, password):
+        print(
+            f"WARNING: {username} cannot log in with MLFLOW_AUTH_ADMIN_PASSWORD: MLflow sets the "
+            "admin's password only on the first start; use the password set then",
+            file=sys.stderr,
+        )
+    print(f"MLflow server at {url} (PostgreSQL on 127.0.0.1:{pg_port}, data in {layout.root})")
+    print("Point this project at it:")
+    print(f"  export MLFLOW_TRACKING_URI={url} MLFLOW_TRACKING_USERNAME={username}")
+    print("  export MLFLOW_TRACKING_PASSWORD=<the admin password>")
+    print("`make mlflow-server-stop` stops it.")
+
+
+def stop() -> None:
+    layout = server_dir()
+    stopped = []
+    pid = _server_pid(layout)
+    if pid is not None:
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _server_pid(layout) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _server_pid(layout) is not None:
+            os.killpg(pid, signal.SIGKILL)
+        stopped.append("the MLflow server")
+    layout.pid.unlink(missing_ok=True)
+    if (layout.data / "postmaster.pid").exists():
+        bin_dir = find_postgres()
+        _run(_as_postgres([str(bin_dir / "pg_ctl"), "stop", "-D", str(layout.data), "-m", "fast"]))
+        stopped.append("PostgreSQL")
+    print(f"Stopped {' and '.join(stopped)}" if stopped else "Nothing was running")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlflow-server", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    starting = commands.add_parser("start", help="start PostgreSQL and the MLflow server")
+    starting.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to share it on a network")
+    starting.add_argument("--port", type=int, default=5000)
+    starting.add_argument("--pg-port", type=int, default=5432)
+    starting.add_argument("--workers", type=int, default=2)
+    commands.add_parser("stop", help="stop both; the data stays")
+    args = parser.parse_args(argv)
+    if args.command == "start":
+        start(args.host, args.port, args.pg_port, args.workers)
+    else:
+        stop()
+    return 0
