@@ -10,7 +10,7 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from {{ cookiecutter.package_name }}.__main__ import main
+from {{ cookiecutter.package_name }}.__main__ import COMMANDS, LOAD_MODELS, main
 from {{ cookiecutter.package_name }}.config import (
     GATE_REPORT,
     METRICS_FILE,
@@ -47,6 +47,10 @@ def pipeline_run(workdir: Path) -> tuple[MlflowClient, str]:
     for stage in ("prepare", "train", "evaluate", "drift"):
         assert main([stage]) == 0, stage
     return MlflowClient(), load_params().mlflow.model_name
+
+
+def test_the_commands_that_load_models_are_commands() -> None:
+    assert LOAD_MODELS.issubset(COMMANDS)
 
 
 def test_evaluate_writes_metrics_and_registers_a_challenger(
