@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
+import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -94,6 +97,38 @@ def run(
             f"--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-4000:]}"
         )
     return result
+
+
+def make(project: Path, env: dict[str, str], *targets: str) -> str:
+    return run(["make", *targets], project, env).stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 right now."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def wait_for_http(
+    url: str, process: subprocess.Popen[bytes], seconds: float = 90, log: Path | None = None
+) -> None:
+    """Poll `url` until it answers 200; fail early, with the log's end, if the process dies."""
+    deadline = time.monotonic() + seconds
+    while not answers(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            output = log.read_text(encoding="utf-8", errors="replace")[-4000:] if log else ""
+            pytest.fail(f"nothing answered at {url}\n{output}")
+        time.sleep(0.5)
 
 
 Bake = Callable[..., Path]

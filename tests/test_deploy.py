@@ -27,7 +27,7 @@ import pytest
 import yaml
 from cookiecutter.main import cookiecutter
 
-from .conftest import QUIET_ENV, ROOT, Bake, run
+from .conftest import QUIET_ENV, ROOT, Bake, free_port, make, run, wait_for_http
 
 # The oldest Kubernetes the manifests are written for (preStop `sleep` is on by default since
 # 1.30), and the newest whose schemas kubernetes-validate ships.
@@ -316,8 +316,6 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
     volumes; requests good and bad; then /metrics against the dashboard's and alerts' PromQL."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from .test_pipeline_slow import free_port, make
-
     project = bake(dvc_remote_url=str(tmp_path / "dvc-remote"))
     answers = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
     make(project, bake_env, "setup", "repro", "promote", "bento")
@@ -383,17 +381,8 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
         ready = service["readinessProbe"]["httpGet"]["path"]
-        while True:
-            try:
-                if request(url + ready)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the service did not start:\n{output.read_text()[-4000:]}")
-            time.sleep(0.5)
+        wait_for_http(url + ready, process, seconds=120, log=output)
         assert request(url + service["livenessProbe"]["httpGet"]["path"])[0] == 200
 
         schema = yaml.safe_load(

@@ -8,11 +8,9 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,14 +18,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from .conftest import MATRIX, ROOT, Bake, has_python, run
+from .conftest import MATRIX, ROOT, Bake, free_port, has_python, make, run, wait_for_http
 
 pytestmark = pytest.mark.slow
 UP_TO_DATE = "Data and pipelines are up to date."
-
-
-def make(project: Path, env: dict[str, str], *targets: str) -> str:
-    return run(["make", *targets], project, env).stdout
 
 
 def dvc(project: Path, env: dict[str, str], *args: str) -> str:
@@ -40,27 +34,6 @@ def md5(path: Path) -> str:
 
 def registry(project: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-
-
-def wait_for_http(url: str, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
-    """Poll `url` until it answers 200; fail early if the process serving it dies."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"nothing answered at {url}")
-            time.sleep(0.5)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

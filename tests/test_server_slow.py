@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from .conftest import Bake, run
-from .test_pipeline_slow import free_port, make
+from .conftest import Bake, answers, free_port, make, run
 
 pytestmark = pytest.mark.slow
 PASSWORD = "not-the-default-0123"  # a non-default admin password, 12 characters or more
@@ -53,14 +51,6 @@ class Server:
     env: dict[str, str]  # what the project's commands run with: the server and its credentials
     folder: Path
     pg_port: int
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -179,7 +169,7 @@ def test_a_project_trains_promotes_and_rolls_back_on_the_shared_server(
     # The stop target stops both; a second start finds the data where it was.
     stopped = make(project, env, "mlflow-server-stop")
     assert "Stopped the MLflow server and PostgreSQL" in stopped
-    assert not answers(server.uri)
+    assert not answers(f"{server.uri}/health")
     assert "ERROR" not in make(project, env, "mlflow-server", f"ARGS={port_args(server)}")
     assert client.get_model_version_by_alias(name, "champion").version == "1"
 
