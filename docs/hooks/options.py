@@ -39,7 +39,10 @@ CHANGES = {
     ),
     "python_version": "`requires-python`, `.python-version`, ruff and mypy targets",
     "task": "sample data, schema, estimators, metrics, plots, model tests",
-    "dvc_remote": "`.dvc/config`, the `dvc[s3]` / `dvc[gs]` / `dvc[azure]` extra",
+    "dvc_remote": (
+        "`.dvc/config`, the `dvc[s3]` / `dvc[gs]` / `dvc[azure]` extra; for a cloud, an OIDC "
+        "login step (with `id-token: write`) in the workflow jobs that use the data"
+    ),
     "dvc_remote_url": "`.dvc/config` (never credentials)",
     "mlflow_tracking_uri": (
         "`params.yaml: mlflow.tracking_uri` (`MLFLOW_TRACKING_URI` wins at run time)"
