@@ -72,9 +72,10 @@ def check_project_name(name: str) -> str | None:
 
 
 def check_project_slug(slug: str) -> str | None:
-    if not PROJECT_SLUG.fullmatch(slug) or len(slug) > 64:
+    # 63: the slug names the Kubernetes objects and labels, which allow no more (RFC 1123).
+    if not PROJECT_SLUG.fullmatch(slug) or len(slug) > 63:
         return (
-            f"{slug!r} is not a valid repository name; use at most 64 lowercase letters, digits "
+            f"{slug!r} is not a valid repository name; use at most 63 lowercase letters, digits "
             "and single dashes, starting with a letter (e.g. tumour-classifier)"
         )
     return None
