@@ -61,6 +61,13 @@ QUIET_ENV = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first, so that with several workers (`make test`) the minutes-long ones start
+    at once and the second-long fast ones fill in at the end, instead of one worker finishing a
+    long test alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def python_dirs() -> list[str]:
     """Folders holding python3.X interpreters that a pyenv shim would hide from uv."""
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
