@@ -59,13 +59,13 @@ demo: .venv/.synced ## Bake the default project into build/demo/ and run its who
 	@echo "  edit params.yaml, then make repro && make metrics"
 
 test: .venv/.synced $(ACTIONLINT) ## Run every test: bakes, hooks and the generated pipelines (minutes)
-	uv run --locked pytest --numprocesses auto
+	uv run --locked pytest --numprocesses auto --dist worksteal
 
 test-fast: .venv/.synced $(ACTIONLINT) ## Run the fast tier only (bakes, hooks, static checks)
-	uv run --locked pytest --numprocesses auto -m "not slow"
+	uv run --locked pytest --numprocesses auto --dist worksteal -m "not slow"
 
 test-slow: .venv/.synced ## Run the slow tier only, or TESTS=<files> of it (what the CI matrix runs)
-	uv run --locked pytest --numprocesses auto -m slow $(TESTS)
+	uv run --locked pytest --numprocesses auto --dist worksteal -m slow $(TESTS)
 
 lint: .venv/.synced ## Lint the template's own Python (hooks, tests, benchmarks)
 	uv run --locked ruff check .

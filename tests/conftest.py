@@ -62,9 +62,9 @@ QUIET_ENV = {
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first, so that with several workers (`make test`) the minutes-long ones start
-    at once and the second-long fast ones fill in at the end, instead of one worker finishing a
-    long test alone."""
+    """Slow tests first. `make test` runs them on every core with `--dist worksteal`: the first
+    worker's queue starts with the minutes-long tests, the others steal from its end, and the
+    second-long fast tests fill in at the end instead of one worker finishing a long test alone."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
