@@ -246,15 +246,20 @@ def _server_pid(layout: Layout) -> int | None:
     return pid if b"mlflow" in command else None
 
 
+def _healthy(url: str) -> bool:
+    """Whether the server answers its health check now; refused or failing means not (yet)."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def _wait_until_healthy(url: str, server: subprocess.Popen[bytes], layout: Layout) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
+        if _healthy(url):
+            return
         if server.poll() is not None:
             raise ProjectError(f"mlflow server stopped: {_last_error(layout.log)}")
         time.sleep(0.5)
