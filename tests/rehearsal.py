@@ -7,9 +7,11 @@ GITHUB_STEP_SUMMARY, GITHUB_WORKSPACE and the event context as the runner does, 
 outcomes and job outputs, and replaces each `uses:` step with a documented local equivalent:
 
 - actions/checkout: the baked repository is the checkout;
-- actions/setup-python, astral-sh/setup-uv: the machine's Python and uv (and uv's own cache);
+- actions/setup-python, astral-sh/setup-uv: the machine's Python (its version is the
+  `python-version` output) and uv (and uv's own cache);
 - actions/cache: a folder of saved caches shared by the rehearsals of one test: restored by key
-  or restore-key prefix at the step, saved when the job ends if the key was missed;
+  or restore-key prefix at the step, saved when the job ends if the key was missed (as hard
+  links: files are replaced, never written in place, by uv, Python and DVC);
 - actions/upload-artifact / download-artifact: a copy into / out of `artifacts/<name>/`;
 - marocchino/sticky-pull-request-comment: the comment's body written to `comment.md`;
 - actions/github-script (the drift alert): the issue body (`reports/drift.md`) to `issue.md`;
@@ -89,6 +91,9 @@ class Context(dict[str, Any]):
         value = self.get(name, "")
         return Context(value) if isinstance(value, dict) else value
 
+    def __missing__(self, name: str) -> str:
+        return ""
+
 
 def evaluate(expression: str, contexts: dict[str, Any], failed: bool) -> Any:
     """The subset of GitHub's expression language the generated workflows use."""
@@ -96,6 +101,8 @@ def evaluate(expression: str, contexts: dict[str, Any], failed: bool) -> Any:
     python = python.replace("&&", " and ").replace("||", " or ")
     python = re.sub(r"!(?!=)", " not ", python)
     python = python.replace("'", '"')
+    # A property with a hyphen (`outputs.python-version`) is an index in Python.
+    python = re.sub(r"(?<=[\w\]])\.([A-Za-z_]\w*(?:-\w+)+)", r'["\1"]', python)
     functions = {
         "cancelled": lambda: False,
         "always": lambda: True,
@@ -181,6 +188,7 @@ class Rehearsal:
                 job_name: {"outputs": done.outputs, "result": done.result}
                 for job_name, done in (needs or {}).items()
             },
+            "runner": {"os": "Linux", "arch": "X64"},
             "steps": {},
         }
         env = {
@@ -228,7 +236,7 @@ class Rehearsal:
                     key: substitute(str(value), contexts, failed)
                     for key, value in step.get("with", {}).items()
                 }
-                outcome, text = self._uses(step["uses"].split("@")[0], inputs_)
+                outcome, text = self._uses(step["uses"].split("@")[0], inputs_, output_file)
             job.steps.append(Step(label, outcome, time.perf_counter() - began, text))
             outputs = dict(
                 line.split("=", 1)
@@ -246,7 +254,7 @@ class Rehearsal:
         if job.result == "success":
             for source, saved in self.to_save:
                 if source.exists() and not saved.exists():
-                    shutil.copytree(source, saved)
+                    shutil.copytree(source, saved, symlinks=True, copy_function=os.link)
         self.to_save.clear()
         job.outputs = {
             key: substitute(str(value), contexts, False)
@@ -274,7 +282,24 @@ class Rehearsal:
         outcome = "success" if result.returncode == 0 else "failure"
         return outcome, result.stdout + result.stderr
 
-    def _uses(self, action: str, inputs: dict[str, str]) -> tuple[str, str]:
+    def _uses(self, action: str, inputs: dict[str, str], output: Path) -> tuple[str, str]:
+        if action == "actions/setup-python":
+            found = subprocess.run(
+                [
+                    "uv",
+                    "run",
+                    "--no-project",
+                    "python",
+                    "-c",
+                    "import platform; print(platform.python_version())",
+                ],
+                cwd=self.project,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            output.write_text(f"python-version={found.stdout.strip()}\n", encoding="utf-8")
         if action in LOCAL_ACTIONS:
             return "success", f"{action}: the local equivalent (see tests/rehearsal.py)"
         if action in SKIPPED_ACTIONS:
@@ -288,7 +313,7 @@ class Rehearsal:
             candidates = [exact, *matching] if prefixes else [exact]
             hit = next((saved for saved in candidates if saved.exists()), None)
             if hit is not None:
-                shutil.copytree(hit, path, dirs_exist_ok=True)
+                shutil.copytree(hit, path, symlinks=True, copy_function=os.link, dirs_exist_ok=True)
             self.to_save.append((path, exact))
             return "success", f"cache {'restored from ' + hit.name if hit else 'missed'}"
         if action == "actions/upload-artifact":

@@ -92,6 +92,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "middleware",
         "prepare",
         "promote",
+        "register",
         "registry",
         "rollback",
         "schema",

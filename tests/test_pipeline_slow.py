@@ -72,8 +72,7 @@ def test_pipeline_lifecycle(
     assert data.exists()
     assert any(remote.rglob("*")), "the sample data was not pushed to the local remote"
     output = make(project, bake_env, "repro")
-    assert "registered" in output
-    assert "version 1 as 'challenger'" in output
+    assert "version 1 is the 'challenger'" in output
     metrics = json.loads((project / "reports" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics
 
@@ -195,7 +194,7 @@ def test_a_killed_repro_reruns_to_the_same_outputs_and_a_locked_registry_moves_n
     assert "Running stage 'train'" in output
     recovered = (project / "reports" / "metrics.json").read_text(encoding="utf-8")
     assert UP_TO_DATE in dvc(project, bake_env, "status")
-    dvc(project, bake_env, "repro", "--force", "--no-run-cache", "evaluate")
+    dvc(project, bake_env, "repro", "--force", "--no-run-cache", "register")
     assert (project / "reports" / "metrics.json").read_text(encoding="utf-8") == recovered
     assert recovered != metrics
     assert {path.name: md5(path) for path in (project / "data" / "prepared").iterdir()} == prepared
@@ -265,7 +264,7 @@ def run_option_case(
         dvc(project, bake_env, "remote", "modify", "--local", "storage", "url", folder)
     make(project, bake_env, "setup")
     output = make(project, bake_env, "repro")
-    assert "version 1 as 'challenger'" in output
+    assert "version 1 is the 'challenger'" in output
     make(project, bake_env, "check")
     return project
 

@@ -84,8 +84,10 @@ def pushed(bake: Bake, bake_env: dict[str, str], tmp_path: Path) -> tuple[Path, 
 
 
 def checkout(project: Path, env: dict[str, str], scratch: Path, branch: str = "main") -> Path:
-    """What actions/checkout gives a job: a clone at the branch, nothing else."""
+    """What actions/checkout gives a job: a clone at the branch, nothing else, in a workspace
+    folder that, as on GitHub, is the same for every run (a restored .venv refers to it)."""
     workspace = scratch / "workspace"
+    shutil.rmtree(workspace, ignore_errors=True)  # a new runner
     scratch.mkdir(parents=True, exist_ok=True)
     run(["git", "clone", "-q", "--branch", branch, str(project), str(workspace)], scratch, env)
     git(workspace, env, "config", "user.email", "ci@example.com")
@@ -103,7 +105,7 @@ def test_train_comments_with_the_metrics_and_fails_a_worse_model(
     git(project, bake_env, "checkout", "-q", "-b", "better")
     set_params(project, train__logistic_regression__C=0.5)
     commit(project, bake_env, "Less regularisation")
-    workspace = checkout(project, bake_env, tmp_path / "better", "better")
+    workspace = checkout(project, bake_env, tmp_path / "runner", "better")
     rehearsal = Rehearsal(workspace, "train.yml", tmp_path / "better", bake_env, caches)
     train = rehearsal.run_job("train", event=pull_request(base))
     assert train.result == "success", failed_steps(train)
@@ -126,17 +128,19 @@ def test_train_comments_with_the_metrics_and_fails_a_worse_model(
     git(project, bake_env, "checkout", "-q", "-b", "worse")
     set_params(project, train__logistic_regression__C=0.00001)
     commit(project, bake_env, "Far too much regularisation")
-    workspace = checkout(project, bake_env, tmp_path / "worse", "worse")
+    workspace = checkout(project, bake_env, tmp_path / "runner", "worse")
     rehearsal = Rehearsal(workspace, "train.yml", tmp_path / "worse", bake_env, caches)
-    train = rehearsal.run_job("train", event=pull_request(base))  # the DVC cache restored
+    train = rehearsal.run_job("train", event=pull_request(base))  # the caches restored
     assert train.result == "failure"
     warm = train.seconds(excluding=INSTALL)
     print(
         "\ntrain job, edit params -> comment body ready, beyond installing: "
-        f"{cold:.1f} s with no DVC cache, {warm:.1f} s with it; per step: "
+        f"{cold:.1f} s on a first run, {warm:.1f} s with the caches of an earlier run (the "
+        "environment and DVC's); per step: "
         + ", ".join(f"{step.name} {step.seconds:.1f} s" for step in train.steps)
     )
-    assert [step.name for step in train.steps if step.outcome == "failure"] == ["make gate"]
+    failures = [step.name for step in train.steps if step.outcome == "failure"]
+    assert failures == ["make gate METRICS=reports/metrics.json"]
     rehearsal.run_job("comment", event=pull_request(base), needs={"train": train})
     comment = (tmp_path / "worse" / "comment.md").read_text(encoding="utf-8")
     assert "**Decision: fail.**" in comment

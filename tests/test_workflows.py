@@ -9,6 +9,7 @@ to it) and over the template's own (`repository` fixture).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -155,7 +156,11 @@ def test_train_comments_once_and_fails_with_the_gate(project: Path) -> None:
     job = train["jobs"]["train"]
     assert job["permissions"] == {"contents": "read"}
     commands = [step.get("run", "") for step in job["steps"]]
-    assert commands.index("make repro") < commands.index("make gate")
+    # A pull request's model is judged from its metrics file and never registered.
+    assert "make register" not in commands
+    assert "make repro" not in commands
+    gate = "make gate METRICS=reports/metrics.json"
+    assert commands.index("make evaluate") < commands.index(gate)
     report = next(step for step in job["steps"] if step.get("id") == "report")
     assert "!cancelled()" in report["if"]  # the report is written even when the gate fails
     comment = train["jobs"]["comment"]
@@ -172,7 +177,8 @@ def test_release_runs_one_at_a_time_in_an_environment(project: Path) -> None:
     job = release["jobs"]["release"]
     assert job["environment"] == "production"
     commands = [step["run"].split()[1] for step in job["steps"] if "run" in step]
-    for before, after in [("repro", "push"), ("push", "promote"), ("promote", "bento")]:
+    order = ["evaluate", "push", "register", "promote", "bento"]
+    for before, after in itertools.pairwise(order):
         assert commands.index(before) < commands.index(after)
     actions = [step["uses"].split("@")[0] for step in job["steps"] if "uses" in step]
     assert "actions/attest-build-provenance" in actions

@@ -40,7 +40,7 @@ def project(
     copy_inputs(root)
     with pytest.MonkeyPatch.context() as patch:
         use_project(patch, root)
-        for command in ("prepare", "train", "evaluate", "drift", "promote"):
+        for command in ("prepare", "train", "evaluate", "register", "drift", "promote"):
             assert main([command]) == 0, command
         champion = load_registered(load_params().mlflow)
     return root, champion

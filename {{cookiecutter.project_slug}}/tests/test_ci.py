@@ -10,7 +10,12 @@ import yaml
 
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.ci import DRIFT_MARKDOWN, MAX_COLUMNS, PR_COMMENT
-from {{ cookiecutter.package_name }}.config import DRIFT_SUMMARY, PARAMS_FILE, load_params
+from {{ cookiecutter.package_name }}.config import (
+    DRIFT_SUMMARY,
+    METRICS_FILE,
+    PARAMS_FILE,
+    load_params,
+)
 
 from .conftest import ROOT
 
@@ -111,7 +116,7 @@ def test_the_pull_request_report_compares_with_the_base(
     PARAMS_FILE.write_text(yaml.safe_dump(params), encoding="utf-8")
     for stage in ("train", "evaluate"):
         assert main([stage]) == 0
-    main(["gate"])
+    main(["gate", "--metrics", str(METRICS_FILE)])  # what the train workflow runs
     capsys.readouterr()
 
     assert main(["ci", "report", "--base", "HEAD"]) == 0
@@ -124,7 +129,8 @@ def test_the_pull_request_report_compares_with_the_base(
     assert "train.estimator" in parameters
     assert other in parameters
     assert "### Release gate" in comment
-    assert "Registered as" in comment
+    assert "the model of this branch (evaluated, not registered)" in comment
+    assert not Path("mlflow.db").exists()  # a pull request leaves the registry alone
     assert comment in repository.read_text(encoding="utf-8")
 
 
@@ -135,7 +141,7 @@ def test_the_image_is_named_after_the_owner_and_tagged_with_the_champion(
     monkeypatch.setenv("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
     assert main(["ci", "image"]) == 1
     assert "no champion to ship" in capsys.readouterr().err
-    for stage in ("prepare", "train", "evaluate", "drift", "promote"):
+    for stage in ("prepare", "train", "evaluate", "register", "drift", "promote"):
         assert main([stage]) == 0
     capsys.readouterr()
 

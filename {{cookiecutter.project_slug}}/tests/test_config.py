@@ -91,7 +91,7 @@ def test_missing_params_file(tmp_path: Path) -> None:
         load_params(tmp_path / "params.yaml")
 
 
-@pytest.mark.parametrize("stage", ["prepare", "train", "evaluate"])
+@pytest.mark.parametrize("stage", ["prepare", "train", "register"])
 def test_stage_stops_on_bad_params_and_writes_nothing(
     workdir: Path, capsys: pytest.CaptureFixture[str], stage: str
 ) -> None:

@@ -42,12 +42,12 @@ FORCED_PROMOTE = ["promote", "--force", "--reason", "ONNX export tests"]
 
 
 def register(estimator: str, **hyperparameters: object) -> tuple[MlflowClient, str]:
-    """Run prepare, train and evaluate with `estimator` in the scratch project."""
+    """Run prepare, train, evaluate and register with `estimator` in the scratch project."""
     params = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
     params["train"]["estimator"] = estimator
     params["train"][estimator].update(hyperparameters)
     PARAMS_FILE.write_text(yaml.safe_dump(params), encoding="utf-8")
-    for stage in ("prepare", "train", "evaluate"):
+    for stage in ("prepare", "train", "evaluate", "register"):
         assert main([stage]) == 0, stage
     return MlflowClient(), load_params().mlflow.model_name
 

@@ -1,12 +1,13 @@
 """The release gate: every outcome, the report it writes, and the exit status."""
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from {{ cookiecutter.package_name }}.config import METRICS, PARAMS_FILE, GateParams, load_params
-from {{ cookiecutter.package_name }}.gate import judge, markdown
-from {{ cookiecutter.package_name }}.registry import Candidate
+from {{ cookiecutter.package_name }}.errors import ProjectError
+from {{ cookiecutter.package_name }}.gate import Candidate, judge, markdown, read_metrics
 
 from .conftest import ROOT
 
@@ -109,3 +110,25 @@ def test_a_missing_metric_fails(gate: GateParams) -> None:
     del metrics[gate.primary]
     verdict = judge(gate, Candidate(NAME, "1", metrics), None, drift(0.0))
     assert f"{gate.primary}: the challenger has no value for it" in verdict.reasons
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "not found; run `make evaluate` first"),
+        ('{"accuracy": 0.9', "not valid JSON (line 1: "),
+        ('{"accuracy": "high"}', "expected an object of metric names and numbers"),
+        ('{"accuracy": true}', "expected an object of metric names and numbers"),
+        ("[0.9]", "expected an object of metric names and numbers"),
+    ],
+)
+def test_a_bad_metrics_file_is_one_clear_error(
+    tmp_path: Path, content: str | None, expected: str
+) -> None:
+    path = tmp_path / "metrics.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(ProjectError) as error:
+        read_metrics(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert expected in str(error.value)

@@ -1,7 +1,10 @@
 """The stages end to end against a real MLflow store: registration, lineage and promotion."""
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,26 +15,23 @@ from mlflow.exceptions import MlflowException
 
 from {{ cookiecutter.package_name }}.__main__ import COMMANDS, LOAD_MODELS, main
 from {{ cookiecutter.package_name }}.config import (
+    CHALLENGER,
+    CHAMPION,
     GATE_REPORT,
     METRICS_FILE,
     MODEL_FILE,
     MODEL_VERSION_FILE,
     PARAMS_FILE,
+    PREVIOUS,
     TEST_DATA,
     load_params,
 )
 from {{ cookiecutter.package_name }}.errors import RegistryError
-from {{ cookiecutter.package_name }}.registry import (
-    CHALLENGER,
-    CHAMPION,
-    PREVIOUS,
-    load_registered,
-    move_aliases,
-)
+from {{ cookiecutter.package_name }}.registry import MODEL_MD5, load_registered, move_aliases
 from {{ cookiecutter.package_name }}.schema import load_schema, read_table
 from {{ cookiecutter.package_name }}.train import load_model
 
-LINEAGE_TAGS = {"git_commit", "git_dirty", "data_md5", "params_sha256", "run_id"}
+LINEAGE_TAGS = {"git_commit", "git_dirty", "data_md5", "params_sha256", "run_id", MODEL_MD5}
 
 
 def aliases(client: MlflowClient, name: str) -> dict[str, str]:
@@ -43,29 +43,124 @@ def aliases(client: MlflowClient, name: str) -> dict[str, str]:
 
 @pytest.fixture
 def pipeline_run(workdir: Path) -> tuple[MlflowClient, str]:
-    """Run prepare, train, evaluate and drift once in the scratch project."""
-    for stage in ("prepare", "train", "evaluate", "drift"):
+    """Run every stage once in the scratch project."""
+    for stage in ("prepare", "train", "evaluate", "register", "drift"):
         assert main([stage]) == 0, stage
     return MlflowClient(), load_params().mlflow.model_name
+
+
+def register_again() -> None:
+    """Register the same model file as a new version, as if it had never been registered."""
+    MODEL_VERSION_FILE.unlink()
+    assert main(["register"]) == 0
 
 
 def test_the_commands_that_load_models_are_commands() -> None:
     assert LOAD_MODELS.issubset(COMMANDS)
 
 
-def test_evaluate_writes_metrics_and_registers_a_challenger(
+def test_register_logs_the_evaluated_model_as_the_challenger(
     workdir: Path, pipeline_run: tuple[MlflowClient, str]
 ) -> None:
     client, name = pipeline_run
     metrics = json.loads((workdir / METRICS_FILE).read_text(encoding="utf-8"))
     record = json.loads((workdir / MODEL_VERSION_FILE).read_text(encoding="utf-8"))
-    assert record == {"name": name, "version": 1, "alias": CHALLENGER, "run_id": record["run_id"]}
+    md5 = record[MODEL_MD5]
+    assert record == {
+        "name": name,
+        "version": 1,
+        "alias": CHALLENGER,
+        "run_id": record["run_id"],
+        MODEL_MD5: md5,
+    }
     version = client.get_model_version(name, "1")
     assert set(version.tags) >= LINEAGE_TAGS
+    assert version.tags[MODEL_MD5] == md5
     assert aliases(client, name) == {CHALLENGER: "1"}
     run = client.get_run(record["run_id"])
     assert run.data.metrics == pytest.approx(metrics)
     assert run.data.params["train.estimator"] == load_params().train.estimator
+
+
+def test_evaluate_leaves_mlflow_alone(workdir: Path) -> None:
+    for stage in ("prepare", "train", "evaluate"):
+        assert main([stage]) == 0, stage
+    assert (workdir / METRICS_FILE).is_file()
+    assert not (workdir / "mlflow.db").exists()
+    assert not (workdir / MODEL_VERSION_FILE).exists()
+
+
+def test_a_model_file_is_registered_once(
+    workdir: Path,
+    pipeline_run: tuple[MlflowClient, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client, name = pipeline_run
+    capsys.readouterr()
+    assert main(["register"]) == 0
+    assert "is already version 1" in capsys.readouterr().out
+    versions = client.search_model_versions(f"name='{name}'")
+    assert [str(version.version) for version in versions] == ["1"]
+
+    params = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+    params["train"]["seed"] += 1
+    PARAMS_FILE.write_text(yaml.safe_dump(params), encoding="utf-8")
+    for stage in ("train", "evaluate", "register"):
+        assert main([stage]) == 0, stage
+    assert aliases(client, name) == {CHALLENGER: "2"}
+
+    # The record names a version of another registry: this one gets its own first version.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'other.db'}")
+    assert main(["register"]) == 0
+    assert json.loads(MODEL_VERSION_FILE.read_text(encoding="utf-8"))["version"] == 1
+
+
+def test_the_gate_judges_an_unregistered_model_without_mlflow(workdir: Path) -> None:
+    """What a pull request runs: no registry yet, so floors only, and MLflow is not imported."""
+    for stage in ("prepare", "train", "evaluate", "drift"):
+        assert main([stage]) == 0, stage
+    package = main.__module__.rpartition(".")[0]
+    script = (
+        f"import sys; from {package}.__main__ import main; "
+        f"code = main(['gate', '--metrics', '{METRICS_FILE}']); "
+        "sys.exit(10 if 'mlflow' in sys.modules else code)"
+    )
+    source = str(Path(sys.modules[package].__file__ or "").parents[1])
+    env = {**os.environ, "PYTHONPATH": source}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the model of this branch (evaluated, not registered)" in result.stdout
+    assert "no champion yet (floors only)" in result.stdout
+    assert "**Decision: pass.** The model of this branch may become the champion." in result.stdout
+    assert not (workdir / "mlflow.db").exists()
+
+
+def test_the_gate_compares_an_unregistered_model_with_the_champion(
+    workdir: Path, pipeline_run: tuple[MlflowClient, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, name = pipeline_run
+    assert main(["promote"]) == 0
+    params = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+    params["gate"]["min_improvement"] = 0.001  # the same model cannot beat itself by that
+    PARAMS_FILE.write_text(yaml.safe_dump(params), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["gate", "--metrics", str(METRICS_FILE)]) == 1
+    report = capsys.readouterr().out
+    assert "against champion version 1" in report
+    assert "**Decision: fail.** The model of this branch stays out" in report
+    assert "does not beat the champion's" in report
+    assert aliases(client, name) == {CHALLENGER: "1", CHAMPION: "1"}
+
+
+def test_the_gate_judges_a_version_or_a_metrics_file_not_both(
+    pipeline_run: tuple[MlflowClient, str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["gate", "--version", "1", "--metrics", str(METRICS_FILE)])
+    assert exit_.value.code == 2
 
 
 def test_promote_keeps_the_previous_champion(pipeline_run: tuple[MlflowClient, str]) -> None:
@@ -73,7 +168,7 @@ def test_promote_keeps_the_previous_champion(pipeline_run: tuple[MlflowClient, s
     assert main(["promote"]) == 0
     assert aliases(client, name) == {CHALLENGER: "1", CHAMPION: "1"}
     assert client.get_model_version(name, "1").tags["gate"] == "passed"
-    assert main(["evaluate"]) == 0
+    register_again()
     assert main(["promote"]) == 0
     assert aliases(client, name) == {CHALLENGER: "2", CHAMPION: "2", PREVIOUS: "1"}
     assert main(["promote", "--version", "1"]) == 0
@@ -85,7 +180,7 @@ def test_rollback_walks_back_through_the_champions(
 ) -> None:
     client, name = pipeline_run
     for _ in range(2):
-        assert main(["evaluate"]) == 0  # versions 2 and 3, as good as version 1
+        register_again()  # versions 2 and 3, as good as version 1
     for version in ("1", "2", "3"):
         assert main(["promote", "--version", version]) == 0
     assert aliases(client, name) == {CHALLENGER: "3", CHAMPION: "3", PREVIOUS: "2"}
@@ -113,7 +208,7 @@ def test_promote_refuses_a_model_that_does_not_beat_the_champion(
 ) -> None:
     client, name = pipeline_run
     assert main(["promote"]) == 0
-    assert main(["evaluate"]) == 0  # version 2: the same model, so no better than version 1
+    register_again()  # version 2: the same model, so no better than version 1
     params = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
     params["gate"]["min_improvement"] = 0.001
     PARAMS_FILE.write_text(yaml.safe_dump(params), encoding="utf-8")
@@ -175,7 +270,7 @@ class FailingClient(MlflowClient):
 def test_aliases_are_never_left_half_moved(pipeline_run: tuple[MlflowClient, str]) -> None:
     client, name = pipeline_run
     assert main(["promote"]) == 0
-    assert main(["evaluate"]) == 0
+    register_again()
     before = aliases(client, name)
     with pytest.raises(RegistryError, match="they were left as they were"):
         move_aliases(FailingClient(PREVIOUS), name, {CHAMPION: "2", PREVIOUS: "1"})

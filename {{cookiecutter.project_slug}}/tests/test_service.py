@@ -68,8 +68,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
     folder = tmp_path_factory.mktemp("service")
     with scratch_project(folder):
-        for command in (["prepare"], ["train"], ["evaluate"], ["drift"], ["promote"], ["champion"]):
-            assert main(command) == 0, command
+        for command in ("prepare", "train", "evaluate", "register", "drift", "promote", "champion"):
+            assert main([command]) == 0, command
         port = free_port()
         env = {**os.environ, "SERVICE_MAX_BODY_BYTES": str(BODY_LIMIT)}
         process = subprocess.Popen(

@@ -11,7 +11,8 @@ COMMANDS = {
     "data": ("data", "get the raw data (from the DVC remote, or the bundled sample)"),
     "prepare": ("prepare", "check the raw data against the schema and split it"),
     "train": ("train", "fit the estimator chosen in params.yaml"),
-    "evaluate": ("evaluate", "score the model and register it as the challenger"),
+    "evaluate": ("evaluate", "score the model on the test set: metrics and plots"),
+    "register": ("register", "log the model to MLflow and register it as the challenger"),
     "drift": ("drift", "compare the current data with the training data (Evidently)"),
     "gate": ("gate", "judge the challenger: metric floors, the champion to beat, drift"),
     "promote": ("promote", "make a model version the champion, through the gate"),
@@ -27,7 +28,7 @@ COMMANDS = {
 # Commands that load a model file with skops. skops.io, as it loads, looks for each scipy ufunc
 # in every module already imported: it takes about 0.4 s before MLflow brings in its 2,000
 # modules and 2.5 s after, so these commands import it first.
-LOAD_MODELS = {"evaluate", "batch", "onnx", "champion", "bento"}
+LOAD_MODELS = {"evaluate", "register", "batch", "onnx", "champion", "bento"}
 # Defaults for the tools this project drives; the environment wins. No usage reports leave
 # the machine, and MLflow keeps its INFO chatter to itself.
 TOOL_DEFAULTS = {

@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from .config import load_params
+from .config import CHAMPION, load_params
 from .errors import DataError
 from .files import write_atomic
-from .registry import CHAMPION, RegisteredModel, load_registered
+from .registry import RegisteredModel, load_registered
 from .schema import load_schema
 from .tables import Chunk, does_not_match, file_format, open_input
 

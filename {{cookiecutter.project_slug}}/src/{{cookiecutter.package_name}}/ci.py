@@ -18,10 +18,10 @@ import subprocess
 from pathlib import Path
 
 from .config import (
+    CHAMPION,
     DRIFT_SUMMARY,
     GATE_REPORT,
     METRICS_FILE,
-    MODEL_VERSION_FILE,
     load_params,
     tracking_uri,
     without_credentials,
@@ -103,15 +103,11 @@ def report(base: str) -> str:
         ["dvc", "plots", "diff", base, "--out", str(PLOTS)],
     )
     gate = GATE_REPORT.read_text(encoding="utf-8") if GATE_REPORT.exists() else ""
-    model = ""
-    if MODEL_VERSION_FILE.exists():
-        record = json.loads(MODEL_VERSION_FILE.read_text(encoding="utf-8"))
-        model = f" Registered as {record['name']} version {record['version']}."
     return "\n".join(
         [
             "## Model report",
             "",
-            f"Compared with `{base[:12]}`.{model}",
+            f"Compared with `{base[:12]}`.",
             "",
             "### Metrics",
             "",
@@ -159,7 +155,7 @@ def drift() -> tuple[bool, str]:
 
 def image() -> str:
     """`image=ghcr.io/<owner>/<name>`, `version=<champion>`, `tags=<image>:<tag>,...`."""
-    from .registry import CHAMPION, client, version_by_alias
+    from .registry import client, version_by_alias
 
     settings = load_params().mlflow
     owner = os.environ.get("GITHUB_REPOSITORY_OWNER", "local")

@@ -23,6 +23,11 @@ DRIFT_REPORT = Path("reports/drift.html")
 DRIFT_SUMMARY = Path("reports/drift.json")
 GATE_REPORT = Path("reports/gate.md")
 
+# The registry's aliases: the version being judged, the one served, the one it replaced.
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+PREVIOUS = "previous"
+
 # Each metric `evaluate` reports, and whether a higher value is better.
 {%- if cookiecutter.task == "classification" %}
 METRICS = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True}
@@ -93,6 +98,12 @@ class Params(Section):
 def tracking_uri(params: MlflowParams) -> str:
     """MLFLOW_TRACKING_URI when set, otherwise params.yaml's mlflow.tracking_uri."""
     return os.environ.get("MLFLOW_TRACKING_URI") or params.tracking_uri
+
+
+def embedded_store(uri: str) -> Path | None:
+    """The SQLite file of an embedded store (`sqlite:///<path>`); None for a server."""
+    scheme = "sqlite:///"
+    return Path(uri.removeprefix(scheme)) if uri.startswith(scheme) else None
 
 
 def without_credentials(uri: str) -> str:

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import TEST_DATA, load_params
+from .config import CHAMPION, TEST_DATA, load_params
 from .errors import ProjectError
 from .files import write_atomic
-from .registry import CHAMPION, client, load_registered, registry_errors
+from .registry import client, load_registered, registry_errors
 from .schema import Schema, load_schema, read_table
 
 if TYPE_CHECKING:

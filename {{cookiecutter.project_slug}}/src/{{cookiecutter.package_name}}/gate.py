@@ -1,7 +1,8 @@
 """`gate`: may the challenger become the champion? Floors, the champion to beat, and drift.
 
 The decision and every reason go to reports/gate.md, the same markdown for the terminal, the pull
-request comment and the job summary. Exit status 0 means pass, 1 means fail.
+request comment and the job summary. Exit status 0 means pass, 1 means fail. `--metrics` judges
+a model that is evaluated but not registered, as a pull request's is.
 """
 
 import argparse
@@ -11,9 +12,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import DRIFT_SUMMARY, GATE_REPORT, METRICS, GateParams, load_params
+from .config import (
+    CHALLENGER,
+    CHAMPION,
+    DRIFT_SUMMARY,
+    GATE_REPORT,
+    METRICS,
+    GateParams,
+    MlflowParams,
+    embedded_store,
+    load_params,
+    tracking_uri,
+)
+from .errors import ProjectError
 from .files import write_text_atomic
-from .registry import CHALLENGER, CHAMPION, Candidate, candidates
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model and its metrics: a registered version, or (version None) one not registered."""
+
+    name: str
+    version: str | None
+    metrics: dict[str, float]
+
+    @property
+    def title(self) -> str:
+        return f"Version {self.version}" if self.version else "The model of this branch"
 
 
 @dataclass(frozen=True)
@@ -111,6 +136,12 @@ def judge(
     return Verdict(challenger, champion, rows, drift, tuple(reasons))
 
 
+def _described(candidate: Candidate) -> str:
+    if candidate.version is None:
+        return "the model of this branch (evaluated, not registered)"
+    return f"{candidate.name} version {candidate.version}"
+
+
 def _number(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "—"
@@ -127,7 +158,7 @@ def markdown(verdict: Verdict, gate: GateParams) -> str:
     lines = [
         f"## Release gate: {title}",
         "",
-        f"Challenger: {challenger.name} version {challenger.version}; against {against}.",
+        f"Challenger: {_described(challenger)}; against {against}.",
         "",
         "| metric | champion | challenger | delta | floor | status |",
         "|---|---:|---:|---:|---:|---|",
@@ -163,9 +194,9 @@ def markdown(verdict: Verdict, gate: GateParams) -> str:
         lines.append(f"Drift: {drifted(drift, gate)} {ok}{sampled}")
     lines.append("")
     if verdict.passed:
-        lines.append(f"**Decision: pass.** Version {challenger.version} may become the champion.")
+        lines.append(f"**Decision: pass.** {challenger.title} may become the champion.")
     else:
-        lines.append(f"**Decision: fail.** Version {challenger.version} stays out, because:")
+        lines.append(f"**Decision: fail.** {challenger.title} stays out, because:")
         lines += [f"- {reason}" for reason in verdict.reasons]
     return "\n".join(lines) + "\n"
 
@@ -178,10 +209,44 @@ def read_drift(path: Path = DRIFT_SUMMARY) -> dict[str, Any] | None:
     return summary
 
 
-def run_gate(version: str | None = None) -> tuple[Verdict, str]:
-    """Judge `version` (default: the challenger) and write the report; both are returned."""
+def read_metrics(path: Path) -> dict[str, float]:
+    """The metrics `evaluate` wrote to `path`."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProjectError(f"{path}: not found; run `make evaluate` first") from None
+    except json.JSONDecodeError as error:
+        raise ProjectError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
+    numbers = isinstance(metrics, dict) and all(
+        isinstance(value, int | float) and not isinstance(value, bool) for value in metrics.values()
+    )
+    if not numbers:
+        raise ProjectError(f"{path}: expected an object of metric names and numbers")
+    return {str(name): float(value) for name, value in metrics.items()}
+
+
+def champion_of(params: MlflowParams) -> Candidate | None:
+    """The champion to beat, if any. An embedded store that does not exist yet (a new CI
+    runner's) has none: that is known without importing MLflow or creating the store."""
+    store = embedded_store(tracking_uri(params))
+    if store is not None and not store.is_file():
+        return None
+    from .registry import champion_candidate
+
+    return champion_candidate(params)
+
+
+def run_gate(version: str | None = None, metrics: Path | None = None) -> tuple[Verdict, str]:
+    """Judge `version` (default: the challenger), or the unregistered model whose `metrics`
+    file is given, and write the report; both are returned."""
     params = load_params()
-    challenger, champion = candidates(params.mlflow, version)
+    if metrics is not None:
+        challenger = Candidate(params.mlflow.model_name, None, read_metrics(metrics))
+        champion = champion_of(params.mlflow)
+    else:
+        from .registry import candidates
+
+        challenger, champion = candidates(params.mlflow, version)
     verdict = judge(params.gate, challenger, champion, read_drift())
     report = markdown(verdict, params.gate)
     write_text_atomic(GATE_REPORT, report)
@@ -190,11 +255,17 @@ def run_gate(version: str | None = None) -> tuple[Verdict, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gate", description=__doc__)
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--version", help=f"the model version to judge (default: the '{CHALLENGER}')"
     )
+    which.add_argument(
+        "--metrics",
+        type=Path,
+        help="judge the evaluated model whose metrics are in this file, before it is registered",
+    )
     args = parser.parse_args(argv)
-    verdict, report = run_gate(args.version)
+    verdict, report = run_gate(args.version, args.metrics)
     print(report, end="")
     print(f"gate: report in {GATE_REPORT}; '{CHAMPION}' unchanged")
     return 0 if verdict.passed else 1

@@ -6,9 +6,9 @@ recorded as tags of the version.
 
 import argparse
 
-from .config import GATE_REPORT, load_params
+from .config import CHAMPION, GATE_REPORT, PREVIOUS, load_params
 from .gate import run_gate
-from .registry import CHAMPION, PREVIOUS, promote
+from .registry import promote
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,18 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import ERROR_CODE_TO_HTTP_STATUS, MlflowException
 
-from .config import MlflowParams, Params, tracking_uri, without_credentials
+from .config import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
+    MlflowParams,
+    Params,
+    tracking_uri,
+    without_credentials,
+)
 from .errors import RegistryError
 from .estimators import TRUSTED_TYPES
+from .gate import Candidate
 from .train import load_model
 
 if TYPE_CHECKING:
@@ -23,10 +32,9 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from sklearn.pipeline import Pipeline
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-PREVIOUS = "previous"
-# Version tags: the champion a version replaced when it was promoted, and a rolled-back champion.
+# Version tags: the md5 of the model file (the hash DVC records), the champion a version
+# replaced when it was promoted, and a rolled-back champion.
+MODEL_MD5 = "model_md5"
 REPLACED = "replaced_champion"
 ROLLED_BACK = "rolled_back"
 # What a served model needs. Listing it spares MLflow a slow guess in a subprocess.
@@ -131,15 +139,6 @@ def version_by_alias(registry: MlflowClient, name: str, alias: str) -> str | Non
         raise
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A registered version and the metrics its run logged."""
-
-    name: str
-    version: str
-    metrics: dict[str, float]
-
-
 def _challenger(registry: MlflowClient, name: str, verb: str) -> str:
     """The challenger's version; without one there is nothing to `verb`."""
     version = version_by_alias(registry, name, CHALLENGER)
@@ -162,8 +161,31 @@ def candidates(
     name = params.model_name
     with registry_errors(params):
         challenger = _candidate(registry, name, version or _challenger(registry, name, "judge"))
-        champion = version_by_alias(registry, name, CHAMPION)
-        return challenger, None if champion is None else _candidate(registry, name, champion)
+        return challenger, champion_candidate(params)
+
+
+def champion_candidate(params: MlflowParams) -> Candidate | None:
+    """The champion and its metrics; None before the first promotion."""
+    registry = client(params)
+    with registry_errors(params):
+        champion = version_by_alias(registry, params.model_name, CHAMPION)
+        return None if champion is None else _candidate(registry, params.model_name, champion)
+
+
+def registered_as(params: MlflowParams, version: int, model_md5: str) -> "ModelVersion | None":
+    """`version`, when this registry holds it and it is the model file hashed `model_md5`."""
+    registry = client(params)
+    with registry_errors(params):
+        try:
+            found = registry.get_model_version(params.model_name, str(version))
+        except MlflowException as error:
+            if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+        if found.tags.get(MODEL_MD5) != model_md5:
+            return None
+        registry.set_registered_model_alias(params.model_name, CHALLENGER, found.version)
+        return found
 
 
 def move_aliases(registry: MlflowClient, name: str, moves: Mapping[str, str | None]) -> None:

@@ -5,8 +5,8 @@ The service picks the new champion up when it next starts (`make serve` fetches 
 
 import argparse
 
-from .config import load_params
-from .registry import CHAMPION, PREVIOUS, rollback
+from .config import CHAMPION, PREVIOUS, load_params
+from .registry import rollback
 
 
 def main(argv: list[str] | None = None) -> int:
