@@ -49,7 +49,7 @@ GOAL_RATIO = 1.3
 GOAL_NOOP_SECONDS = 1.5
 # What the pipeline writes; removed before every cold run (relative to the project).
 OUTPUTS = ("data/prepared", "models", "reports", "dvc.lock", "mlflow.db", "mlruns", "mlartifacts")
-STAGES = ("prepare", "train", "evaluate", "drift")
+STAGES = ("prepare", "train", "evaluate", "register", "drift")
 UP_TO_DATE = "Data and pipelines are up to date."
 PACKAGES = ["dvc", "mlflow", "scikit-learn", "pandas", "skops", "evidently"]
 
@@ -112,7 +112,7 @@ START_UP = {
         "import Evidently (what `drift` loads)",
         "from evidently import Report\nfrom evidently.presets import DataDriftPreset",
     ),
-    "mlflow": ("import mlflow (what `evaluate` loads)", "import mlflow, mlflow.sklearn"),
+    "mlflow": ("import mlflow (what `register` loads)", "import mlflow, mlflow.sklearn"),
     "new_store": (
         "import mlflow + create an empty SQLite store",
         "import sys, tempfile, mlflow\n"
@@ -243,7 +243,7 @@ def metrics_of(project: Project) -> dict[str, float]:
 def cold_pipeline(project: Project, kept: frozenset[Path]) -> float:
     reset(project, kept)
     seconds, output = timed([project.tool("dvc"), "repro"], project.path, project.env)
-    if "Running stage 'evaluate'" not in output or "version 1 as 'challenger'" not in output:
+    if "Running stage 'register'" not in output or "version 1 is the 'challenger'" not in output:
         sys.exit(f"ERROR: the cold `dvc repro` did not run every stage from scratch:\n{output}")
     return seconds
 

@@ -114,14 +114,14 @@ def test_a_project_trains_promotes_and_rolls_back_on_the_shared_server(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project, env = server.project, server.env
-    assert "version 1 as 'challenger'" in make(project, env, "repro")
+    assert "version 1 is the 'challenger'" in make(project, env, "repro")
     assert "version 1 is now 'champion'" in make(project, env, "promote")
 
     params_file = project / "params.yaml"
     params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     params["train"]["estimator"] = "random_forest"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    assert "version 2 as 'challenger'" in make(project, env, "repro")
+    assert "version 2 is the 'challenger'" in make(project, env, "repro")
     assert "version 2 is now 'champion'" in make(project, env, "promote", "REASON=second model")
     make(project, env, "rollback", "REASON=back to the first")
 
