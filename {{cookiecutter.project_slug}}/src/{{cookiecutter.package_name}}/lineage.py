@@ -42,6 +42,12 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def file_md5(path: Path) -> str:
+    """The md5 of a file, the hash DVC records for the pipeline's outputs."""
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+
+
 def lineage_tags() -> dict[str, str]:
     """Tags for the MLflow run and model version."""
     return {

@@ -7,7 +7,6 @@ models reach the registry.
 """
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -24,19 +23,10 @@ from .config import (
 from .errors import ProjectError
 from .files import write_text_atomic
 from .gate import read_metrics
-from .lineage import lineage_tags
+from .lineage import file_md5, lineage_tags
 from .registry import MODEL_MD5, log_and_register, registered_as
 from .schema import load_schema, read_table
 from .train import load_model
-
-
-def file_md5(path: Path) -> str:
-    """The md5 of a file, as DVC computes it for the pipeline's outputs."""
-    try:
-        with path.open("rb") as file:
-            return hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
-    except FileNotFoundError:
-        raise ProjectError(f"{path}: not found; run `make evaluate` first") from None
 
 
 def read_record(path: Path = MODEL_VERSION_FILE) -> dict[str, Any]:
@@ -60,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(prog="register", description=__doc__).parse_args(argv)
     params = load_params()
     metrics = read_metrics(METRICS_FILE)
+    if not MODEL_FILE.is_file():
+        raise ProjectError(f"{MODEL_FILE}: not found; run `make evaluate` first")
     md5 = file_md5(MODEL_FILE)
 
     version = recorded_version(read_record(), params.mlflow.model_name, md5)

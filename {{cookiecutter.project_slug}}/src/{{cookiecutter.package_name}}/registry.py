@@ -129,12 +129,17 @@ def log_and_register(
     return registered
 
 
+def _not_found(error: MlflowException) -> bool:
+    """The registry's answer for a version or alias that does not exist."""
+    return error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
 def version_by_alias(registry: MlflowClient, name: str, alias: str) -> str | None:
     """The version an alias points to, or None when the alias is not set."""
     try:
         return str(registry.get_model_version_by_alias(name, alias).version)
     except MlflowException as error:
-        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+        if _not_found(error):
             return None
         raise
 
@@ -179,7 +184,7 @@ def registered_as(params: MlflowParams, version: int, model_md5: str) -> "ModelV
         try:
             found = registry.get_model_version(params.model_name, str(version))
         except MlflowException as error:
-            if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            if _not_found(error):
                 return None
             raise
         if found.tags.get(MODEL_MD5) != model_md5:
