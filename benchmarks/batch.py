@@ -6,7 +6,7 @@ features only) as a CSV and a Parquet file. Then, for each estimator in turn (pa
 `train.estimator`, then `make repro` and `make promote` again):
 
 - the baseline: a fresh process loads the champion's estimator, reads the Parquet file into a
-  DataFrame and times `predict`, `predict_proba` and the command's own `batch.predict` on all
+  DataFrame and times `predict`, `predict_proba` and the command's own `scoring.predict` on all
   of it, in memory (median of ROUNDS);
 - `python -m <package> batch` on the CSV and on the Parquet file, default chunk size, ROUNDS
   times each, alternated: wall time, peak RSS, and the rows/s the command prints for its own
@@ -97,7 +97,7 @@ import numpy as np
 import pandas as pd
 import skops.io  # what load_registered imports to load the model
 
-from PACKAGE.batch import predict
+from PACKAGE.scoring import predict
 from PACKAGE.config import load_params
 from PACKAGE.registry import load_registered
 from PACKAGE.schema import load_schema
@@ -155,7 +155,7 @@ champion in turn. Its hyperparameters are the generated `params.yaml`'s.
   (`registry.load_registered`), reads the Parquet file into a float64 DataFrame, and times
   `predict` and `predict_proba` on all {rows:,} rows at once, median of {rounds}. Its
   throughput is {rows:,} / (`predict` s + `predict_proba` s). The command itself scores
-  with `batch.predict`, one `predict_proba` and an argmax, timed too, about one `predict`'s work:
+  with `scoring.predict`, one `predict_proba` and an argmax, timed too, about one `predict`'s work:
   the "vs `predict`" column sets the command against `predict` alone.
 - **`batch`**: `python -m {package} batch INPUT predictions.parquet --chunk-size N` from the
   bake's `.venv`, end to end in a subprocess: interpreter start-up, imports, the registry look-up
@@ -410,7 +410,7 @@ def throughput_table(results: list[Scored]) -> str:
             f"| 1.00x | {base.rate / base.predict_rate:.2f}x | | {base.peak_mb:.0f} |",
             f"| {name} | in memory: `predict` | {seconds['predict']:.3f} "
             f"| {base.predict_rate:,.0f} | | 1.00x | | |",
-            f"| {name} | in memory: `batch.predict` (`predict_proba` + argmax) "
+            f"| {name} | in memory: `scoring.predict` (`predict_proba` + argmax) "
             f"| {seconds['batch_predict']:.3f} | {ROWS / seconds['batch_predict']:,.0f} | | | | |",
         ]
         for kind, label in FORMATS.items():
@@ -522,7 +522,7 @@ def time_line(result: Scored) -> str:
         f"Outside the loop: in the baseline process, importing what the command needs (pandas, "
         f"pyarrow, MLflow, scikit-learn, skops) took {base.imports:.1f} s and the registry "
         f"look-up and model load {base.load:.1f} s; the whole {FEW_ROWS:,}-row run took "
-        f"{result.few.seconds:.1f} s. In memory, `batch.predict` scores every row in "
+        f"{result.few.seconds:.1f} s. In memory, `scoring.predict` scores every row in "
         f"{model:.2f} s; the loops take "
         + " and ".join(f"{extra[kind]:.2f} s more ({label})" for kind, label in FORMATS.items())
         + "."

@@ -1,8 +1,8 @@
 """Serve the same champion three ways and load each with the same single-row requests.
 
 One run bakes the default project into build/bench-serving/, runs `make setup`, `make repro`,
-`make promote` and `python -m <package> champion` in it, then serves that champion, one server
-at a time, on 127.0.0.1 and a free port:
+`make promote` and `python -m <package> champion` in it, then serves that champion three ways
+at once, each on 127.0.0.1 and a free port:
 
 - the generated BentoML service, as `make serve` starts it (`bentoml serve`);
 - a plain FastAPI app on uvicorn, written here, with the package's own request row type and the
@@ -10,11 +10,13 @@ at a time, on 127.0.0.1 and a free port:
 - `mlflow models serve` on `models:/<name>@champion`, MLflow's own scoring server.
 
 Each gets a warm-up, then rounds of a fixed number of POSTs from a fixed number of concurrent
-keep-alive connections, sent by a small asyncio client in this process (raw streams, no HTTP
-library): every request is timed and every status counted. wrk is not used because it runs for
-a set duration and cannot send an exact number of requests. BentoML is also loaded with 16-row
-requests, profiled with py-spy (through `uv run --with py-spy`, when it can attach), and tried
-with other settings in this bake's copy of service.py; the main table uses the service as
+keep-alive connections, one server's round after another's (round 1 of each, then round 2,
+and so on: the other jobs on a shared machine slow them alike), sent by a small asyncio client
+in this process (raw streams, no HTTP library): every request is timed and every status
+counted. wrk is not used because it runs for a set duration and cannot send an exact number
+of requests. BentoML is also loaded with 16-row requests, profiled with py-spy (through
+`uv run --with py-spy`, when it can attach), and tried with other settings in this bake's copy
+of service.py, each beside the service as generated; the main table uses the service as
 generated. Every server's process group, and the processes it started, is stopped at the end,
 on errors and on SIGTERM too.
 
@@ -39,7 +41,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -83,35 +85,52 @@ SETUP_TARGETS = ("setup", "repro", "promote")
 GENERATED_API = "@bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)"
 GENERATED_TRAFFIC = 'traffic={"timeout": 10, "max_concurrency": 256},'
 GENERATED_ANSWER = ") -> Annotated[list[Prediction], JSON]:"
-NO_ACCESS_LOG = 'logging={"access": {"enabled": False}},'
+GENERATED_FEATURES = "np.array(values, dtype=np.float64)"
+GENERATED_FREEZE = "        gc.collect()\n        gc.freeze()\n"
 NO_BATCHING = "BentoML, no adaptive batching (plain `@bentoml.api`)"
 NO_MEDIA_TYPE = "BentoML, answer media type not declared (`-> list[Prediction]`)"
-GC_FROZEN = "BentoML, `gc.freeze()` once the model is loaded"
-MODEL_LOADED = '        SERVING["version"] = self.version\n'
-VARIANTS: dict[str, list[tuple[str, str]]] = {
-    NO_BATCHING: [(GENERATED_API, "@bentoml.api")],
-    NO_MEDIA_TYPE: [(GENERATED_ANSWER, ") -> list[Prediction]:")],
-    "BentoML, access log off": [(GENERATED_TRAFFIC, f"{GENERATED_TRAFFIC} {NO_ACCESS_LOG}")],
-    "BentoML, `workers=2`": [(GENERATED_TRAFFIC, f"{GENERATED_TRAFFIC} workers=2,")],
-    GC_FROZEN: [
-        ("import os\n", "import gc\nimport os\n"),
-        (MODEL_LOADED, f"{MODEL_LOADED}        gc.freeze()\n"),
-    ],
+ACCESS_LOG = "BentoML, access log on (`SERVICE_ACCESS_LOG=1`)"
+TRACED = "BentoML, /predict traced (`SERVICE_TRACING=1`, no exporter)"
+NO_FREEZE = "BentoML, no `gc.freeze()` once the model is loaded"
+DATAFRAME = "BentoML, a DataFrame of the rows for the model (`DataFrame.from_records`)"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A change to the generated service: text replaced in its service.py, settings in its env."""
+
+    edits: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+VARIANTS: dict[str, Variant] = {
+    ACCESS_LOG: Variant(env=(("SERVICE_ACCESS_LOG", "1"),)),
+    TRACED: Variant(env=(("SERVICE_TRACING", "1"),)),
+    NO_FREEZE: Variant(edits=((GENERATED_FREEZE, ""),)),
+    DATAFRAME: Variant(
+        edits=(
+            ("import numpy as np\n", "import numpy as np\nimport pandas as pd\n"),
+            (GENERATED_FEATURES, "pd.DataFrame.from_records(records, columns=self.features)"),
+        )
+    ),
+    NO_BATCHING: Variant(edits=((GENERATED_API, "@bentoml.api"),)),
+    NO_MEDIA_TYPE: Variant(edits=((GENERATED_ANSWER, ") -> list[Prediction]:"),)),
+    "BentoML, `workers=2`": Variant(
+        edits=((GENERATED_TRAFFIC, f"{GENERATED_TRAFFIC} workers=2,"),),
+    ),
 }
 
 # Where a sampled stack's time goes: the innermost frame that matches a pattern names the part.
 SCHEMA_PART = "JSON schema rebuilt for each answer's media type (BentoML)"
-MODEL_PART = "scikit-learn `predict` + `predict_proba`"
-FRAME_PART = "DataFrame from the rows (pandas)"
+MODEL_PART = "the model (`scoring.predict`: scikit-learn's `predict_proba`)"
 HTTP_PART = "HTTP, ASGI, routing, middleware (uvicorn, h11, Starlette, BentoML's app)"
 LOOP_PART = "event loop, sockets, worker threads (asyncio, anyio)"
 PROFILE_PARTS: dict[str, tuple[str, ...]] = {
     SCHEMA_PART: ("IOMixin.mime_type",),
     MODEL_PART: ("Pipeline.predict",),
-    FRAME_PART: ("DataFrame.from_records",),
     "the service's prediction metrics (`Metrics.observe`)": ("Metrics.observe",),
     "inference log (`InferenceLog.append`)": ("InferenceLog.append",),
-    "rest of `Champion.predict` (row dumps, answer models)": ("Champion.predict",),
+    "rest of `Champion.predict` (row dumps, feature array, answer models)": ("Champion.predict",),
     "request parsing and validation (pydantic)": ("from_http_request", "parse_request"),
     "answer serialisation": ("to_http_response", "serialize_model", "IterableResponse"),
     "adaptive batching (dispatcher, batch containers)": (
@@ -204,6 +223,10 @@ def main() -> None:
 if __name__ == "__main__":  # the workers are spawned: they import this file again
     main()
 '''
+EVENT_LOOP_PACKAGES = """\
+import importlib.util, json
+print(json.dumps([name for name in ("uvloop", "httptools") if importlib.util.find_spec(name)]))
+"""
 FEATURE_TYPES = """\
 import json
 from PACKAGE.schema import load_schema
@@ -224,7 +247,7 @@ on {date}. Every figure below is from that run: rerun it rather than editing thi
 ## What is measured
 
 The default bake in `build/bench-serving/`, after `make setup`, `make repro`, `make promote` and
-`python -m {package} champion`: one champion, served three ways, one server at a time, each on
+`python -m {package} champion`: one champion, served three ways at once, each on
 {host} and a free port, started from the bake's `.venv` and waited for until it answers its
 readiness probe. The champion is {estimator}.
 
@@ -232,9 +255,10 @@ readiness probe. The champion is {estimator}.
   `bentoml serve {package}.service:Champion`, which runs
   {bentoml_processes}.
   POST /predict with `{{"rows": [row]}}`; it validates with the row type from `api_schema.py`,
-  scores through adaptive batching (`max_batch_size=256, max_latency_ms=1000`), counts
-  predictions for /metrics and appends each row to the inference log; BentoML adds its access
-  log, request metrics and tracing spans.
+  scores a float array of the rows with one `predict_proba` (`scoring.predict`) through
+  adaptive batching (`max_batch_size=256, max_latency_ms=1000`), counts predictions for
+  /metrics and appends each row to the inference log; BentoML adds its request metrics. Its
+  access log and tracing spans are off for /predict as generated (settings further down).
 - **FastAPI**: a plain FastAPI app on uvicorn with 1 worker (`--workers 1`:
   {fastapi_workers}), written by the benchmark into
   `build/bench-serving/fastapi_app.py`: the same request shape (`{{"rows": [...]}}` validated by
@@ -242,8 +266,7 @@ readiness probe. The champion is {estimator}.
   from `registry.load_registered`, `predict` and `predict_proba` on a DataFrame of the rows, in
   a plain `def` endpoint. No batching, metrics or inference log; uvicorn's access log on (its
   default). FastAPI and uvicorn are already in the project's environment: uvicorn and Starlette
-  come with BentoML, FastAPI with MLflow. Neither uvloop nor httptools is installed, so all
-  three servers run uvicorn on asyncio's loop with the h11 parser.
+  come with BentoML, FastAPI with MLflow. {event_loop}
 - **mlflow serve**: `mlflow models serve -m models:/<name>@champion --env-manager local` (one
   uvicorn worker, its default), POST /invocations with `{{"dataframe_records": [row]}}`; MLflow's
   pyfunc wrapper around the skops file (`MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true` lets it load),
@@ -251,11 +274,13 @@ readiness probe. The champion is {estimator}.
 
 **Load.** The first test-set row, the same for every server; the three servers' answers to it
 are checked to agree. {concurrency} concurrent keep-alive connections, each sending its next
-request as soon as the previous answer is in; per server {warm_up} warm-up requests, then
-{rounds} rounds of {requests} requests, counted exactly. Requests/s is answers over the round's
-wall time; latency runs from writing a request to reading the last byte of its answer. Each
-figure is the median of the rounds; ranges are in brackets; non-2xx answers and errors are
-summed over the rounds. A request may take {request_timeout:.0f} s and a round
+request as soon as the previous answer is in; per server and body {warm_up} warm-up requests,
+then {rounds} rounds of {requests} requests, counted exactly, one server at a time but
+interleaved: the first round of every server and body, then the second, and so on, so that a
+change in the speed of a shared machine falls on all of them alike. Requests/s is answers over
+the round's wall time; latency runs from writing a request to reading the last byte of its
+answer. Each figure is the median of the rounds; ranges are in brackets; non-2xx answers and
+errors are summed over the rounds. A request may take {request_timeout:.0f} s and a round
 {run_timeout:.0f} s; a request that fails or times out is an error.
 
 **Client.** A small asyncio client in the benchmark's own process (raw streams, HTTP/1.1
@@ -360,6 +385,16 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Load:
+    """One server and the request to send it, again and again."""
+
+    label: str
+    port: int
+    request: bytes
+    rows: int
+
+
+@dataclass(frozen=True)
 class Measured:
     """The rounds against one server with one request body."""
 
@@ -428,6 +463,8 @@ class Figures:
     profile: Profile | None
     profile_note: str
     variants: list[Measured]
+    beside: dict[str, Measured] = field(default_factory=dict)
+    event_loop: str = ""
 
 
 # Every server still running, so an error or a signal stops them all.
@@ -446,6 +483,21 @@ def setup(path: Path) -> Project:
     project = Project.baked(path, serving_env)
     print("  " + run([project.python, "-m", project.package, "champion"], path, env).strip())
     return project
+
+
+def event_loop(project: Project) -> str:
+    """Which event loop and HTTP parser uvicorn picks in the bake (its `auto` settings)."""
+    found = json.loads(run([project.python, "-c", EVENT_LOOP_PACKAGES], project.path, project.env))
+    loop = "uvloop" if "uvloop" in found else "asyncio's own loop"
+    parser = "httptools" if "httptools" in found else "h11"
+    if found:
+        verb = "are" if len(found) == 2 else "is"
+        installed = (
+            f"{' and '.join(found)} {verb} installed (Evidently asks for `uvicorn[standard]`)"
+        )
+    else:
+        installed = "Neither uvloop nor httptools is installed"
+    return f"{installed}, so all three servers run uvicorn on {loop} with the {parser} parser."
 
 
 def write_app(project: Project) -> None:
@@ -610,8 +662,11 @@ def on_signal(number: int, _frame: object) -> None:
 
 
 @contextmanager
-def serving(server: Server, project: Project) -> Iterator[tuple[int, int]]:
-    """Start `server` in its own process group; yield its port and pid once it is ready."""
+def serving(
+    server: Server, project: Project, settings: tuple[tuple[str, str], ...] = ()
+) -> Iterator[tuple[int, int]]:
+    """Start `server` in its own process group, with `settings` added to the project's
+    environment; yield its port and pid once it is ready."""
     port = free_port()
     slug = re.sub(r"[^a-z0-9]+", "-", server.label.lower()).strip("-")
     log = BENCH / f"server-{slug}.log"
@@ -619,7 +674,7 @@ def serving(server: Server, project: Project) -> Iterator[tuple[int, int]]:
         process = subprocess.Popen(
             server.command(port),
             cwd=project.path,
-            env=project.env,
+            env={**project.env, **dict(settings)},
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -712,12 +767,21 @@ def timed_round(port: int, request: bytes, count: int) -> Run:
     return Run(seconds, (time.process_time() - cpu) / seconds, tally)
 
 
-def measure_load(label: str, port: int, request: bytes, rows: int) -> Measured:
-    """A warm-up, then ROUNDS timed rounds of REQUESTS requests."""
-    asyncio.run(send(port, request, WARM_UP))
-    runs = tuple(timed_round(port, request, REQUESTS) for _ in range(ROUNDS))
-    measured = Measured(label, rows, runs)
-    print(f"    {measured.summary()}")
+def measure_loads(loads: list[Load]) -> list[Measured]:
+    """A warm-up for each load, then ROUNDS rounds in which each load gets REQUESTS requests in
+    turn: loads measured together meet the same changes in the machine's speed."""
+    for load in loads:
+        asyncio.run(send(load.port, load.request, WARM_UP))
+    runs: list[list[Run]] = [[] for _ in loads]
+    for _ in range(ROUNDS):
+        for load, done in zip(loads, runs, strict=True):
+            done.append(timed_round(load.port, load.request, REQUESTS))
+    measured = [
+        Measured(load.label, load.rows, tuple(done)) for load, done in zip(loads, runs, strict=True)
+    ]
+    for each in measured:
+        print(f"    {each.summary()}")
+    return measured
     return measured
 
 
@@ -804,7 +868,7 @@ def service_file(project: Project) -> Path:
 
 
 @contextmanager
-def edited_service(project: Project, edits: list[tuple[str, str]]) -> Iterator[None]:
+def edited_service(project: Project, edits: tuple[tuple[str, str], ...]) -> Iterator[None]:
     """This bake's service.py with `edits` applied, put back as generated afterwards."""
     original = service_file(project).read_text(encoding="utf-8")
     text = original
@@ -820,22 +884,35 @@ def edited_service(project: Project, edits: list[tuple[str, str]]) -> Iterator[N
 def check_variants(project: Project) -> None:
     """Stop before measuring anything if service.py no longer has the text a variant changes."""
     text = service_file(project).read_text(encoding="utf-8")
-    for label, edits in VARIANTS.items():
-        for old, _ in edits:
+    for label, variant in VARIANTS.items():
+        for old, _ in variant.edits:
             if old not in text:
                 sys.exit(f"ERROR: service.py has no {old!r} for {label!r}; update VARIANTS")
 
 
-def variants(project: Project, bentoml: Server, row: dict[str, float]) -> list[Measured]:
-    """BentoML with each of VARIANTS, then FastAPI with 2 workers for `workers=2`."""
-    results = []
-    for label, edits in VARIANTS.items():
-        with edited_service(project, edits), serving(bentoml, project) as (port, _):
-            results.append(measure_load(label, port, bentoml.request(port, [row]), 1))
+def variants(
+    project: Project, bentoml: Server, row: dict[str, float]
+) -> tuple[list[Measured], dict[str, Measured]]:
+    """Each of VARIANTS beside the service as generated (started before service.py is edited),
+    their rounds interleaved; then FastAPI with 2 workers for `workers=2`, twice.
+
+    Returns the variants' figures, and the generated service's figures beside each of them.
+    """
+    results, beside = [], {}
+    with serving(bentoml, project) as (reference_port, _):
+        request = bentoml.request(reference_port, [row])
+        reference = Load("BentoML, as generated", reference_port, request, 1)
+        for label, variant in VARIANTS.items():
+            started = serving(bentoml, project, variant.env)
+            with edited_service(project, variant.edits), started as (port, _):
+                tried = Load(label, port, bentoml.request(port, [row]), 1)
+                beside[label], measured = measure_loads([reference, tried])
+            results.append(measured)
     for fastapi in (fastapi_server(project, 2), fastapi_server(project, 2, nodelay=True)):
         with serving(fastapi, project) as (port, _):
-            results.append(measure_load(fastapi.label, port, fastapi.request(port, [row]), 1))
-    return results
+            load = Load(fastapi.label, port, fastapi.request(port, [row]), 1)
+            results.extend(measure_loads([load]))
+    return results, beside
 
 
 def worker_count(pid: int) -> int:
@@ -858,27 +935,28 @@ def fastapi_workers_text(workers: int) -> str:
 
 
 def serve_all(project: Project, row: dict[str, float]) -> Figures:
-    """Each server in turn: its answer to `row`, its load rounds, and BentoML's extras."""
-    results: dict[str, Measured] = {}
-    answers: dict[str, object] = {}
-    found: tuple[Profile | None, str] = (None, "")
-    workers = 0
-    for server in servers(project):
-        with serving(server, project) as (port, pid):
-            answers[server.key] = answer_of(server, port, row)
-            results[server.key] = measure_load(server.label, port, server.request(port, [row]), 1)
-            if server.key == "mlflow":
-                continue
+    """The three servers side by side, their rounds interleaved; then BentoML's extras."""
+    loads: dict[str, Load] = {}
+    with ExitStack() as stack:
+        started = {}
+        for server in servers(project):
+            port, pid = stack.enter_context(serving(server, project))
+            started[server.key] = (server, port, pid)
+            loads[server.key] = Load(server.label, port, server.request(port, [row]), 1)
+        answers = {key: answer_of(server, port, row) for key, (server, port, _) in started.items()}
+        for key in ("bentoml", "fastapi"):
+            server, port, _ = started[key]
             batch = server.request(port, [row] * BATCH_ROWS)
-            results[f"{server.key}-batch"] = measure_load(server.label, port, batch, BATCH_ROWS)
-            if server.key == "bentoml":
-                workers = worker_count(pid)
-                print("  profiling BentoML's worker with py-spy ...")
-                found = profile(pid, port, server.request(port, [row]))
+            loads[f"{key}-batch"] = Load(server.label, port, batch, BATCH_ROWS)
+        results = dict(zip(loads, measure_loads(list(loads.values())), strict=True))
+        server, port, pid = started["bentoml"]
+        workers = worker_count(pid)
+        print("  profiling BentoML's worker with py-spy ...")
+        found = profile(pid, port, server.request(port, [row]))
     check_answers(answers)
     print("  other BentoML settings, in this bake's copy of service.py ...")
-    tried = variants(project, servers(project)[0], row)
-    return Figures({}, "", workers, results, *found, tried)
+    tried, beside = variants(project, servers(project)[0], row)
+    return Figures({}, "", workers, results, *found, tried, beside)
 
 
 def estimator(project: Project) -> str:
@@ -942,11 +1020,11 @@ def fastapi_reason(figures: Figures) -> str:
     bentoml, fastapi = figures.results["bentoml"], figures.results["fastapi"]
     return (
         f"**BentoML against FastAPI.** BentoML answered {bentoml.rps / fastapi.rps:.2f}x "
-        "FastAPI's requests/s. Both score in one Python worker process on the same uvicorn, "
-        "h11 and pydantic, and the scoring itself (DataFrame, `predict`, `predict_proba`) is "
-        f"{share(figures, MODEL_PART, FRAME_PART)} of BentoML's worker time in the profile "
+        "FastAPI's requests/s. Both score in one Python worker process on the same uvicorn "
+        "and pydantic, and the model itself is "
+        f"{share(figures, MODEL_PART)} of BentoML's worker time in the profile "
         "below, so what decides is what each server does around it. BentoML does more per "
-        "request: OpenTelemetry spans, its access log and request metrics, the adaptive-batching "
+        "request: its request metrics, the adaptive-batching "
         "dispatcher (a hand-off to a worker thread and back), and the service's prediction "
         f"metrics and inference log. {largest_parts(figures)} {batching_effect(figures)} "
         f"{best_variant(figures)}"
@@ -958,7 +1036,7 @@ def largest_parts(figures: Figures) -> str:
     found = figures.profile
     if found is None or not found.samples:
         return ""
-    generic = (HTTP_PART, LOOP_PART, MODEL_PART, FRAME_PART)
+    generic = (HTTP_PART, LOOP_PART, MODEL_PART)
     named = [(part, n) for part, n in found.parts.items() if part not in generic]
     listing = "; ".join(f"{part}, {100 * n / found.samples:.0f}%" for part, n in named[:3])
     return f"The largest of those in the profile: {listing}."
@@ -966,10 +1044,10 @@ def largest_parts(figures: Figures) -> str:
 
 def batching_effect(figures: Figures) -> str:
     """What adaptive batching was worth, from the variant without it."""
-    generated = figures.results["bentoml"].rps
     without = [m for m in figures.variants if m.label == NO_BATCHING]
     if not without:
         return ""
+    generated = figures.beside[NO_BATCHING].rps
     change = generated / without[0].rps - 1
     if change > 0.05:
         return (
@@ -1061,30 +1139,31 @@ def garbage_note(found: Profile) -> list[str]:
         "`BoundedList.__init__`, an enum lookup, a function entered) can hold many samples, "
         "collecting everyone's garbage; a trial with `py-spy --native` showed "
         "`gc_collect_main` under such lines. The busiest single lines in this profile: "
-        f"{busiest}. The `gc.freeze()` row in the next table measures what collections cost.",
+        f"{busiest}. The row without `gc.freeze()` in the next table measures what the "
+        "collector's passes over the loaded model and libraries cost.",
         "",
     ]
 
 
 def variants_note(figures: Figures) -> str:
     """Each BentoML setting against the generated service; the two 2-worker FastAPI servers."""
-    generated = figures.results["bentoml"]
     lines = []
     for measured in figures.variants:
-        if not measured.label.startswith("BentoML"):
+        if measured.label not in figures.beside:
             continue
+        generated = figures.beside[measured.label]
         problems = measured.non_2xx + sum(measured.errors.values())
         lines.append(
-            f"- {measured.label.removeprefix('BentoML, ')}: "
-            f"{measured.rps / generated.rps - 1:+.0%} requests/s, p99 "
+            f"- {measured.label.removeprefix('BentoML, ')}: {measured.rps:.0f} requests/s "
+            f"against {generated.rps:.0f} ({measured.rps / generated.rps - 1:+.0%}), p99 "
             f"{measured.percentile_ms(99):.1f} ms against {generated.percentile_ms(99):.1f} ms"
             + (f", {problems} non-2xx answers or errors" if problems else "")
             + "."
         )
     return "\n".join(
         [
-            "Against the generated service's single-row figures above (the same load, minutes "
-            "apart on a shared machine: differences of a few percent are noise):",
+            "Each against the service as generated, served beside it in the same interleaved "
+            "rounds (differences of a few percent are noise):",
             "",
             *lines,
             "",
@@ -1144,6 +1223,7 @@ def report(figures: Figures, package: str) -> str:
         host=HOST,
         bentoml_processes=processes_text(figures.bentoml_workers),
         fastapi_workers=fastapi_workers_text(figures.bentoml_workers),
+        event_loop=figures.event_loop,
         client_cpu=max(
             run.client_cpu
             for measured in [*figures.results.values(), *figures.variants]
@@ -1159,13 +1239,15 @@ def report(figures: Figures, package: str) -> str:
         quiet_wait=QUIET_WAIT,
         quiet_load=QUIET_LOAD,
         results="\n".join(figures.results[key].row() for key in order),
-        statuses=statuses_line(figures.results, figures.variants),
+        statuses=statuses_line(figures.results, [*figures.variants, *figures.beside.values()]),
         goals="\n".join(goal_lines),
         explanation=explanation(figures, met),
         profile=profile_section(figures),
         variants_intro=(
-            "Tried in the bake's copy of `service.py` only, one at a time, each server started "
-            "afresh with the same load (the tables above use the service as generated). "
+            "Each tried on its own, in the bake's copy of `service.py` or in the service's "
+            "environment, and served beside a BentoML server with the service as generated "
+            "(started before the edit), their rounds interleaved (the tables above use the "
+            "service as generated). "
             "FastAPI with 2 uvicorn workers, twice, is there to set against `workers=2`."
         ),
         variants="\n".join(measured.row() for measured in figures.variants),
@@ -1184,7 +1266,10 @@ def measure() -> tuple[Figures, str]:
     print(f"serving, {ROUNDS} rounds of {REQUESTS} requests, {CONCURRENCY} connections ...")
     figures = serve_all(project, row)
     facts["load average (1, 5, 15 min) at end"] = load_average()
-    return replace(figures, facts=facts, estimator=estimator(project)), project.package
+    loop = event_loop(project)
+    return replace(
+        figures, facts=facts, estimator=estimator(project), event_loop=loop
+    ), project.package
 
 
 def main() -> int:

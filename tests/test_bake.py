@@ -96,6 +96,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "registry",
         "rollback",
         "schema",
+        "scoring",
         "server",
         "service",
         "tables",

@@ -8,16 +8,11 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.batch import (
-    MODEL_NAME,
-    MODEL_VERSION,
-    PREDICTION,
-    PROBABILITY,
-    ROW,
-)
+from {{ cookiecutter.package_name }}.batch import MODEL_NAME, MODEL_VERSION, ROW
 from {{ cookiecutter.package_name }}.config import load_params
 from {{ cookiecutter.package_name }}.registry import RegisteredModel, load_registered
 from {{ cookiecutter.package_name }}.schema import Schema
+from {{ cookiecutter.package_name }}.scoring import PREDICTION, PROBABILITY
 
 from .conftest import copy_inputs
 

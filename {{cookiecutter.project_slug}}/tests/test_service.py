@@ -14,13 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.config import TEST_DATA
+from {{ cookiecutter.package_name }}.config import TEST_DATA, load_params
+from {{ cookiecutter.package_name }}.registry import load_registered
 from {{ cookiecutter.package_name }}.schema import MAX_ROWS, Schema, load_schema, read_table
+from {{ cookiecutter.package_name }}.scoring import PREDICTION, PROBABILITY
 
 # Above MAX_ROWS rows of JSON, so "too many rows" is a 400; small enough to cross cheaply.
 BODY_LIMIT = 2 * 1024 * 1024
@@ -123,6 +127,49 @@ def test_answers_one_prediction_per_row_with_the_version(
         assert math.isfinite(answer["prediction"])
         if "probability" in answer:
             assert 0 <= answer["probability"] <= 1
+
+
+def test_answers_are_the_champions_own_predictions(
+    service: Service, rows: list[dict[str, Any]]
+) -> None:
+    """The service scores a float array: the same answers as the model on a DataFrame."""
+    _, _, body = service.predict(rows)
+    frame = pd.DataFrame(rows)
+    estimator = load_registered(load_params().mlflow).estimator
+    np.testing.assert_array_equal([answer[PREDICTION] for answer in body], estimator.predict(frame))
+    if hasattr(estimator, "predict_proba"):
+        np.testing.assert_allclose(
+            [answer[PROBABILITY] for answer in body],
+            estimator.predict_proba(frame)[:, 1],
+            rtol=1e-12,
+        )
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_access_log_and_tracing_of_predict_are_off_unless_asked_for(
+    service: Service, asked: bool
+) -> None:
+    settings = {"SERVICE_ACCESS_LOG": "1", "SERVICE_TRACING": "1"} if asked else {}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"SERVICE_ACCESS_LOG", "SERVICE_TRACING"}
+    }
+    read_config = (
+        "import json; from {{ cookiecutter.package_name }}.service import Champion; "
+        "print(json.dumps(Champion.config))"
+    )
+    printed = subprocess.run(
+        [sys.executable, "-c", read_config],
+        cwd=service.folder,
+        env={**env, **settings},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    config = json.loads(printed.splitlines()[-1])
+    assert config["logging"]["access"]["enabled"] is asked
+    assert config["tracing"]["excluded_urls"] == ([] if asked else ["/predict"])
 
 
 def test_probes_and_metrics(service: Service, rows: list[dict[str, Any]]) -> None:

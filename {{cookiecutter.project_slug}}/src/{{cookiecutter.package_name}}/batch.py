@@ -12,10 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -25,16 +24,12 @@ from .errors import DataError
 from .files import write_atomic
 from .registry import RegisteredModel, load_registered
 from .schema import load_schema
+from .scoring import predict
 from .tables import Chunk, does_not_match, file_format, open_input
 
-if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
-
 DEFAULT_CHUNK_SIZE = 100_000
-# The output's columns, besides one probability column per class for a multi-class model.
+# The output's columns besides those of `scoring.predict`.
 ROW = "row"
-PREDICTION = "prediction"
-PROBABILITY = "probability"
 MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
 
@@ -46,26 +41,6 @@ def prefetched(chunks: Iterator[Chunk]) -> Generator[Chunk]:
         while (chunk := upcoming.result()) is not None:
             upcoming = pool.submit(next, chunks, None)
             yield chunk
-
-
-def predict(estimator: "Pipeline", features: pd.DataFrame) -> dict[str, Any]:
-    """The prediction for each row and, for a classifier, the probabilities of the classes.
-
-    A binary classifier gets one `probability` column, the probability of its second class (the
-    positive one, 1 for classes 0 and 1); a multi-class one gets `probability_<class>` for each.
-    """
-    if not hasattr(estimator, "predict_proba"):
-        return {PREDICTION: estimator.predict(features)}
-    probabilities = estimator.predict_proba(features)
-    classes = estimator.classes_
-    # scikit-learn's classifiers predict the most probable class: one pass through the model.
-    columns = {PREDICTION: classes[np.argmax(probabilities, axis=1)]}
-    if len(classes) == 2:
-        columns[PROBABILITY] = probabilities[:, 1]
-    else:
-        for position, label in enumerate(classes):
-            columns[f"{PROBABILITY}_{label}"] = probabilities[:, position]
-    return columns
 
 
 def predictions(model: RegisteredModel, chunk: Chunk) -> Any:

@@ -6,12 +6,14 @@ one `{"prediction": ..., "probability": ...}` per row, with the model version in
 `X-Model-Version` header. /livez, /readyz and /metrics come with BentoML.
 """
 
+import gc
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
-import pandas as pd
+import numpy as np
 from bentoml.validators import ContentType
 from pydantic import BaseModel, Field
 
@@ -20,6 +22,7 @@ from .champion import BENTO_MODEL, MODEL_FILE
 from .inference_log import InferenceLog
 from .middleware import DEFAULT_MAX_BODY_BYTES, BodySizeLimit, ModelVersionHeader
 from .schema import MAX_ROWS, load_schema
+from .scoring import PREDICTION, PROBABILITY, predict
 from .train import load_model
 
 # BentoML reads the API's signature when this module loads, to validate requests and write the
@@ -36,10 +39,18 @@ else:
 JSON = ContentType("application/json")
 # The version being served, for the response header; set once the model has loaded.
 SERVING: dict[str, str] = {"version": "loading"}
+# The model gets a float array with the columns in the order it was fitted on (checked when it
+# loads), which scikit-learn checks 3-4x faster than a DataFrame of one row; the array's missing
+# column names are what this warning is about.
+warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
 
 
 def _served_version() -> str:
     return SERVING["version"]
+
+
+def _asked_for(setting: str) -> bool:
+    return os.environ.get(setting, "").lower() in {"1", "true", "yes"}
 
 
 class Metrics:
@@ -79,9 +90,15 @@ class Metrics:
                 self.values.labels(model_version=self.version).observe(value)
 
 
+# BentoML logs a line and opens an OpenTelemetry span for every request. /metrics and the
+# inference log already record each one, and the spans are dropped unless a tracing exporter and
+# sample rate are configured; together they cost a third of the throughput, so they are off for
+# /predict unless SERVICE_ACCESS_LOG=1 or SERVICE_TRACING=1 (docs/benchmarks-serving.md).
 @bentoml.service(
     name="{{ cookiecutter.project_slug }}",
     traffic={"timeout": 10, "max_concurrency": 256},
+    logging={"access": {"enabled": _asked_for("SERVICE_ACCESS_LOG")}},
+    tracing={"excluded_urls": [] if _asked_for("SERVICE_TRACING") else ["/predict"]},
 )
 class Champion:
     """Scores rows with the registry's champion, called as the raw scikit-learn estimator."""
@@ -93,19 +110,30 @@ class Champion:
         self.version = str(stored.info.labels["mlflow_version"])
         self.estimator = load_model(Path(stored.path) / MODEL_FILE)
         self.features = SCHEMA.feature_names
+        fitted_on = list(getattr(self.estimator, "feature_names_in_", self.features))
+        if fitted_on != self.features:
+            raise RuntimeError(
+                f"model version {self.version} was fitted on the columns {fitted_on}, "
+                f"not on schema.yaml's features {self.features}"
+            )
         self.log = InferenceLog.from_environment()
         self.metrics = Metrics(self.version)
         SERVING["version"] = self.version
+        # What is loaded by now lives as long as the worker: leave it out of the garbage
+        # collector's passes, which otherwise walk it again and again under load.
+        gc.collect()
+        gc.freeze()
 
     @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)  # type: ignore[untyped-decorator]
     def predict(
         self, rows: Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)]
     ) -> Annotated[list[Prediction], JSON]:
         records = [row.model_dump() for row in rows]
-        frame = pd.DataFrame.from_records(records, columns=self.features)
-        predicted = self.estimator.predict(frame).tolist()
+        values = [[record[name] for name in self.features] for record in records]
+        scores = predict(self.estimator, np.array(values, dtype=np.float64))
+        predicted = scores[PREDICTION].tolist()
         if SCHEMA.target_is_categorical:
-            positive = self.estimator.predict_proba(frame)[:, 1].tolist()
+            positive = scores[PROBABILITY].tolist()
             answers = [
                 Prediction(prediction=value, probability=probability)
                 for value, probability in zip(predicted, positive, strict=True)
