@@ -65,6 +65,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "tests/test_batch.py",
         "tests/test_export.py",
         "tests/test_handler.py",
+        "tests/test_inference_log.py",
         "tests/test_service.py",
         "tests/test_server.py",
     }

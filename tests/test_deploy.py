@@ -405,7 +405,7 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
             assert status == 200, body
         for bad in (b'{"rows": []}', b"not json", json.dumps({"rows": [{"x": 1}]}).encode()):
             assert request(url + "/predict", bad)[0] == 400
-        log = Path(env["INFERENCE_LOG_DIR"]) / "inference.jsonl"
+        log = Path(env["INFERENCE_LOG_DIR"]) / "inference-1.jsonl"
         assert len(log.read_text(encoding="utf-8").splitlines()) == 9
 
         status, scrape = request(url + "/metrics")

@@ -98,7 +98,9 @@ def test_the_inference_log_can_be_the_current_data(
         for row in rows.to_dict(orient="records")
     ]
     half = len(records) // 2
-    for name, part in (("inference.jsonl.1", records[:half]), ("inference.jsonl", records[half:])):
+    # A rotated file of worker 1 and the current file of worker 2.
+    parts = {"inference-1.jsonl.1": records[:half], "inference-2.jsonl": records[half:]}
+    for name, part in parts.items():
         (log / name).write_text("".join(json.dumps(record) + "\n" for record in part))
     set_drift_params(current=str(log))
     assert main(["drift"]) == 0
@@ -193,7 +195,7 @@ def test_a_bad_inference_log_stops_with_its_name(
     log = Path("logs/inference")
     log.mkdir(parents=True)
     if content is not None:
-        (log / "inference.jsonl").write_text(content, encoding="utf-8")
+        (log / "inference-1.jsonl").write_text(content, encoding="utf-8")
     set_drift_params(current=str(log))
     assert main(["drift"]) == 1
     error = capsys.readouterr().err

@@ -190,7 +190,7 @@ def test_probes_and_metrics(service: Service, rows: list[dict[str, Any]]) -> Non
 
 
 def test_every_accepted_row_is_logged(service: Service, rows: list[dict[str, Any]]) -> None:
-    log = service.folder / "logs" / "inference" / "inference.jsonl"
+    log = service.folder / "logs" / "inference" / "inference-1.jsonl"
     before = len(log.read_text(encoding="utf-8").splitlines()) if log.exists() else 0
     assert service.predict(rows[:4])[0] == 200
     lines = log.read_text(encoding="utf-8").splitlines()[before:]

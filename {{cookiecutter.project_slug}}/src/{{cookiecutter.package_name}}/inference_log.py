@@ -1,4 +1,8 @@
-"""Every scored row, appended to rotated JSON-lines files: the drift job's real "current" data."""
+"""Every scored row, appended to rotated JSON-lines files: the drift job's real "current" data.
+
+Each service worker writes its own file, `inference-<worker>.jsonl`: a rotating file handler
+renames its file when it is full, which is safe only while one process writes to it.
+"""
 
 import json
 import logging
@@ -14,11 +18,17 @@ BACKUPS = 10
 
 
 class InferenceLog:
-    """Append-only, size-rotated `inference.jsonl` (thread-safe through logging's handler lock)."""
+    """One worker's append-only, size-rotated log (thread-safe through logging's handler lock)."""
 
-    def __init__(self, folder: Path = LOG_DIR, max_bytes: int = MAX_BYTES, backups: int = BACKUPS):
+    def __init__(
+        self,
+        folder: Path = LOG_DIR,
+        max_bytes: int = MAX_BYTES,
+        backups: int = BACKUPS,
+        worker: int = 1,
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / "inference.jsonl"
+        self.path = folder / f"inference-{worker}.jsonl"
         handler = RotatingFileHandler(
             self.path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
         )
@@ -29,12 +39,14 @@ class InferenceLog:
         self._logger.addHandler(handler)
 
     @classmethod
-    def from_environment(cls) -> "InferenceLog":
-        """The defaults, overridden by INFERENCE_LOG_DIR, _MAX_BYTES and _BACKUPS."""
+    def from_environment(cls, worker: int = 1) -> "InferenceLog":
+        """Worker `worker`'s log: the defaults, overridden by INFERENCE_LOG_DIR, _MAX_BYTES and
+        _BACKUPS."""
         return cls(
             Path(os.environ.get("INFERENCE_LOG_DIR", LOG_DIR)),
             int(os.environ.get("INFERENCE_LOG_MAX_BYTES", MAX_BYTES)),
             int(os.environ.get("INFERENCE_LOG_BACKUPS", BACKUPS)),
+            worker,
         )
 
     def append(self, rows: list[dict[str, Any]], predictions: list[float], version: str) -> None:

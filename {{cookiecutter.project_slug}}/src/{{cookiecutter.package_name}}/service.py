@@ -116,7 +116,8 @@ class Champion:
                 f"model version {self.version} was fitted on the columns {fitted_on}, "
                 f"not on schema.yaml's features {self.features}"
             )
-        self.log = InferenceLog.from_environment()
+        # BentoML numbers its workers from 1; each writes its own inference log file.
+        self.log = InferenceLog.from_environment(bentoml.server_context.worker_index or 1)
         self.metrics = Metrics(self.version)
         SERVING["version"] = self.version
         # What is loaded by now lives as long as the worker: leave it out of the garbage
