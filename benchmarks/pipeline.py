@@ -53,10 +53,10 @@ STAGES = ("prepare", "train", "evaluate", "register", "drift")
 UP_TO_DATE = "Data and pipelines are up to date."
 PACKAGES = ["dvc", "mlflow", "scikit-learn", "pandas", "skops", "evidently"]
 
-# The baseline: the pipeline's four stages in one process, built from the package's functions.
+# The baseline: the pipeline's five stages in one process, built from the package's functions.
 # Like the stages, it reads the prepared CSV files back, so the fitted model is the same.
 BASELINE = '''\
-"""prepare + train + evaluate + drift in one process: no DVC, one interpreter start."""
+"""Every stage of the pipeline in one process: no DVC, one interpreter start."""
 
 import json
 
@@ -182,7 +182,7 @@ spread.
 {breakdown}
 
 Each stage runs in its own interpreter and pays its own start-up and imports; the baseline pays
-each import once. The four stages alone add up to {stage_sum:.2f} s ({stage_list}),
+each import once. The {stage_count} stages alone add up to {stage_sum:.2f} s ({stage_list}),
 {stage_extra:.2f} s more than the baseline's {baseline:.2f} s: that is what separate processes
 cost. The cold `dvc repro` takes {pipeline:.2f} s, so about {dvc_overhead:.2f} s go to DVC's
 start-up, hashing and caching outputs and the lock file. `dvc --version` exits before reading
@@ -372,6 +372,7 @@ def report(figures: Figures) -> str:
         setup=figures.setup_seconds,
         breakdown="\n".join(table([*figures.stages.values(), *figures.start_up.values()])),
         baseline=baseline,
+        stage_count=len(stage),
         stage_sum=stage_sum,
         stage_list=", ".join(f"`{name}` {seconds:.2f} s" for name, seconds in stage.items()),
         stage_extra=stage_sum - baseline,
