@@ -79,6 +79,8 @@ PROFILE_ATTACH = 1.0
 GOAL_VS_FASTAPI = 1.5
 GOAL_VS_MLFLOW = 6.0
 GOAL_P99_MS = 15.0
+# How much faster the TCP_NODELAY listener must be for the note to call the delayed ACK the cause.
+NODELAY_GAIN = 1.2
 SETUP_TARGETS = ("setup", "repro", "promote")
 
 # Other settings tried in this bake's copy of service.py: label -> [(generated text, new text)].
@@ -86,12 +88,12 @@ GENERATED_API = "@bentoml.api(batchable=True, max_batch_size=256, max_latency_ms
 GENERATED_TRAFFIC = 'traffic={"timeout": 10, "max_concurrency": 256},'
 GENERATED_ANSWER = ") -> Annotated[list[Prediction], JSON]:"
 GENERATED_FEATURES = "np.array(values, dtype=np.float64)"
-GENERATED_FREEZE = "        gc.collect()\n        gc.freeze()\n"
+GENERATED_PREDICT = "    async def predict(\n"
 NO_BATCHING = "BentoML, no adaptive batching (plain `@bentoml.api`)"
 NO_MEDIA_TYPE = "BentoML, answer media type not declared (`-> list[Prediction]`)"
 ACCESS_LOG = "BentoML, access log on (`SERVICE_ACCESS_LOG=1`)"
 TRACED = "BentoML, /predict traced (`SERVICE_TRACING=1`, no exporter)"
-NO_FREEZE = "BentoML, no `gc.freeze()` once the model is loaded"
+THREAD_POOL = "BentoML, `predict` a plain `def` (run on BentoML's thread pool)"
 DATAFRAME = "BentoML, a DataFrame of the rows for the model (`DataFrame.from_records`)"
 
 
@@ -106,7 +108,7 @@ class Variant:
 VARIANTS: dict[str, Variant] = {
     ACCESS_LOG: Variant(env=(("SERVICE_ACCESS_LOG", "1"),)),
     TRACED: Variant(env=(("SERVICE_TRACING", "1"),)),
-    NO_FREEZE: Variant(edits=((GENERATED_FREEZE, ""),)),
+    THREAD_POOL: Variant(edits=((GENERATED_PREDICT, "    def predict(\n"),)),
     DATAFRAME: Variant(
         edits=(
             ("import numpy as np\n", "import numpy as np\nimport pandas as pd\n"),
@@ -464,6 +466,8 @@ class Figures:
     profile_note: str
     variants: list[Measured]
     beside: dict[str, Measured] = field(default_factory=dict)
+    # label -> each worker's share of the CPU time, for the variants with more than one worker
+    spread: dict[str, list[float]] = field(default_factory=dict)
     event_loop: str = ""
 
 
@@ -782,7 +786,6 @@ def measure_loads(loads: list[Load]) -> list[Measured]:
     for each in measured:
         print(f"    {each.summary()}")
     return measured
-    return measured
 
 
 def answer_of(server: Server, port: int, row: dict[str, float]) -> object:
@@ -828,7 +831,7 @@ def py_spy(pid: int, output: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 def profile(pid: int, port: int, request: bytes) -> tuple[Profile | None, str]:
     """Sample BentoML's worker with py-spy during one more round; the profile, or why not."""
-    workers = [child for child, command in descendants(pid) if "_bentoml_impl.worker" in command]
+    workers = bentoml_workers(pid)
     if not workers:
         return None, "no BentoML worker process found to profile"
     output = BENCH / "profile-bentoml.txt"
@@ -892,32 +895,44 @@ def check_variants(project: Project) -> None:
 
 def variants(
     project: Project, bentoml: Server, row: dict[str, float]
-) -> tuple[list[Measured], dict[str, Measured]]:
+) -> tuple[list[Measured], dict[str, Measured], dict[str, list[float]]]:
     """Each of VARIANTS beside the service as generated (started before service.py is edited),
     their rounds interleaved; then FastAPI with 2 workers for `workers=2`, twice.
 
-    Returns the variants' figures, and the generated service's figures beside each of them.
+    Returns the variants' figures, the generated service's figures beside each of them, and how
+    the CPU time was split between the workers of the variants with more than one.
     """
-    results, beside = [], {}
+    results, beside, spread = [], {}, {}
     with serving(bentoml, project) as (reference_port, _):
         request = bentoml.request(reference_port, [row])
         reference = Load("BentoML, as generated", reference_port, request, 1)
         for label, variant in VARIANTS.items():
             started = serving(bentoml, project, variant.env)
-            with edited_service(project, variant.edits), started as (port, _):
+            with edited_service(project, variant.edits), started as (port, pid):
                 tried = Load(label, port, bentoml.request(port, [row]), 1)
+                workers = bentoml_workers(pid)
+                before = [cpu_seconds(worker) for worker in workers]
                 beside[label], measured = measure_loads([reference, tried])
+                used = [cpu_seconds(worker) - b for worker, b in zip(workers, before, strict=True)]
+            if len(used) > 1 and sum(used) > 0:
+                spread[label] = [seconds / sum(used) for seconds in used]
             results.append(measured)
     for fastapi in (fastapi_server(project, 2), fastapi_server(project, 2, nodelay=True)):
         with serving(fastapi, project) as (port, _):
             load = Load(fastapi.label, port, fastapi.request(port, [row]), 1)
             results.extend(measure_loads([load]))
-    return results, beside
+    return results, beside, spread
 
 
-def worker_count(pid: int) -> int:
-    """How many worker processes `bentoml serve` started."""
-    return sum("_bentoml_impl.worker" in command for _, command in descendants(pid))
+def bentoml_workers(pid: int) -> list[int]:
+    """The worker processes `bentoml serve` started."""
+    return [child for child, command in descendants(pid) if "_bentoml_impl.worker" in command]
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time `pid` has used so far, user and system."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def processes_text(workers: int) -> str:
@@ -950,13 +965,13 @@ def serve_all(project: Project, row: dict[str, float]) -> Figures:
             loads[f"{key}-batch"] = Load(server.label, port, batch, BATCH_ROWS)
         results = dict(zip(loads, measure_loads(list(loads.values())), strict=True))
         server, port, pid = started["bentoml"]
-        workers = worker_count(pid)
+        workers = len(bentoml_workers(pid))
         print("  profiling BentoML's worker with py-spy ...")
         found = profile(pid, port, server.request(port, [row]))
     check_answers(answers)
     print("  other BentoML settings, in this bake's copy of service.py ...")
-    tried, beside = variants(project, servers(project)[0], row)
-    return Figures({}, "", workers, results, *found, tried, beside)
+    tried, beside, spread = variants(project, servers(project)[0], row)
+    return Figures({}, "", workers, results, *found, tried, beside, spread)
 
 
 def estimator(project: Project) -> str:
@@ -1139,8 +1154,7 @@ def garbage_note(found: Profile) -> list[str]:
         "`BoundedList.__init__`, an enum lookup, a function entered) can hold many samples, "
         "collecting everyone's garbage; a trial with `py-spy --native` showed "
         "`gc_collect_main` under such lines. The busiest single lines in this profile: "
-        f"{busiest}. The row without `gc.freeze()` in the next table measures what the "
-        "collector's passes over the loaded model and libraries cost.",
+        f"{busiest}.",
         "",
     ]
 
@@ -1173,27 +1187,49 @@ def variants_note(figures: Figures) -> str:
             "its media type (`IOMixin.to_http_response` calls `mime_type()`, which calls "
             "`model_json_schema()` for a list answer).",
             "",
+            *spread_note(figures.spread),
             *two_workers_note(figures.variants),
         ]
     )
 
 
+def spread_note(spread: dict[str, list[float]]) -> list[str]:
+    """How the variants with several workers split the work between them."""
+    return [
+        f"With {label.removeprefix('BentoML, ')}, the workers' shares of the CPU time they "
+        f"used over its rounds were {', '.join(f'{share:.0%}' for share in shares)}. The workers "
+        "share one listening socket, and each of the benchmark's keep-alive connections, all "
+        "opened at once, stays with the worker that accepted it: the split of the work is "
+        "the split of the connections.\n"
+        for label, shares in spread.items()
+    ]
+
+
 def two_workers_note(tried: list[Measured]) -> list[str]:
-    """Why `uvicorn --workers 2` is slow here, from its figures and the fixed listener's."""
+    """What TCP_NODELAY did for `uvicorn --workers 2`, from its figures and the fixed listener's."""
     fastapi = [m for m in tried if m.label.startswith("FastAPI")]
     if len(fastapi) != 2:
         return []
     plain, fixed = fastapi
-    return [
+    figures = (
         f"FastAPI with `uvicorn --workers 2` answered {plain.rps:.0f} req/s at a p50 of "
         f"{plain.percentile_ms(50):.1f} ms, against {fixed.rps:.0f} req/s and "
         f"{fixed.percentile_ms(50):.1f} ms for the same supervisor on a listener made with "
         "`IPPROTO_TCP` (`build/bench-serving/fastapi_workers.py`). uvicorn binds the listener "
         "for `--workers N` with proto 0, so asyncio leaves TCP_NODELAY off on the accepted "
-        "sockets and each keep-alive answer waits for the client's delayed ACK, about 40 ms "
-        "(uvicorn issue Kludex/uvicorn#3149); with one worker uvicorn lets asyncio make the "
-        "listener and the flag is set. A plain FastAPI deployment with `--workers N` on Linux "
-        "meets the same delay.",
+        "sockets (uvicorn issue Kludex/uvicorn#3149); with one worker uvicorn lets asyncio make "
+        "the listener and the flag is set. "
+    )
+    if fixed.rps >= NODELAY_GAIN * plain.rps:
+        return [
+            figures + "Without the flag each keep-alive answer can wait for the client's "
+            "delayed ACK, about 40 ms, as it did here: a plain FastAPI deployment with "
+            "`--workers N` on Linux meets the same delay."
+        ]
+    return [
+        figures + "Without the flag a keep-alive answer can wait for the client's delayed ACK, "
+        f"about 40 ms; in this run the listener with the flag was not {NODELAY_GAIN - 1:.0%} "
+        "faster, so that delay did not show."
     ]
 
 

@@ -6,7 +6,6 @@ one `{"prediction": ..., "probability": ...}` per row, with the model version in
 `X-Model-Version` header. /livez, /readyz and /metrics come with BentoML.
 """
 
-import gc
 import os
 import warnings
 from pathlib import Path
@@ -92,8 +91,8 @@ class Metrics:
 
 # BentoML logs a line and opens an OpenTelemetry span for every request. /metrics and the
 # inference log already record each one, and the spans are dropped unless a tracing exporter and
-# sample rate are configured; the spans cost about two fifths of the throughput, the log under a
-# tenth, so both are off for /predict unless SERVICE_ACCESS_LOG=1 or SERVICE_TRACING=1.
+# sample rate are configured; the spans cost a third to a half of the throughput, the log up to a
+# fifth, so both are off for /predict unless SERVICE_ACCESS_LOG=1 or SERVICE_TRACING=1.
 @bentoml.service(
     name="{{ cookiecutter.project_slug }}",
     traffic={"timeout": 10, "max_concurrency": 256},
@@ -120,13 +119,12 @@ class Champion:
         self.log = InferenceLog.from_environment(bentoml.server_context.worker_index or 1)
         self.metrics = Metrics(self.version)
         SERVING["version"] = self.version
-        # What is loaded by now lives as long as the worker: leave it out of the garbage
-        # collector's passes, which otherwise walk it again and again under load.
-        gc.collect()
-        gc.freeze()
 
+    # `async`, so BentoML calls it on its event loop instead of handing each batch to its thread
+    # pool and back: as a plain `def` it serves about a fifth fewer requests/s
+    # (docs/benchmarks-serving.md); the model holds the GIL for most of its work either way.
     @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)  # type: ignore[untyped-decorator]
-    def predict(
+    async def predict(
         self, rows: Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)]
     ) -> Annotated[list[Prediction], JSON]:
         records = [row.model_dump() for row in rows]
