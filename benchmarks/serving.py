@@ -605,13 +605,17 @@ def wait_ready(process: subprocess.Popen[bytes], port: int, path: str, log: Path
     raise RuntimeError(f"server not ready after {START_TIMEOUT:.0f} s; see {log}")
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name: state, parent, ..., utime, stime."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def descendants(pid: int) -> list[tuple[int, str]]:
     """The processes started by `pid`, however deep (BentoML's worker has its own session)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         with suppress(OSError, ValueError):
-            stat = (entry / "stat").read_text()
-            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            parent = int(proc_stat(int(entry.name))[1])
             children.setdefault(parent, []).append(int(entry.name))
     found, todo = [], list(children.get(pid, []))
     while todo:
@@ -931,7 +935,7 @@ def bentoml_workers(pid: int) -> list[int]:
 
 def cpu_seconds(pid: int) -> float:
     """The CPU time `pid` has used so far, user and system."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -1218,17 +1222,16 @@ def two_workers_note(tried: list[Measured]) -> list[str]:
         "`IPPROTO_TCP` (`build/bench-serving/fastapi_workers.py`). uvicorn binds the listener "
         "for `--workers N` with proto 0, so asyncio leaves TCP_NODELAY off on the accepted "
         "sockets (uvicorn issue Kludex/uvicorn#3149); with one worker uvicorn lets asyncio make "
-        "the listener and the flag is set. "
+        "the listener and the flag is set. Without the flag a keep-alive answer can wait for "
+        "the client's delayed ACK, about 40 ms"
     )
     if fixed.rps >= NODELAY_GAIN * plain.rps:
         return [
-            figures + "Without the flag each keep-alive answer can wait for the client's "
-            "delayed ACK, about 40 ms, as it did here: a plain FastAPI deployment with "
-            "`--workers N` on Linux meets the same delay."
+            f"{figures}, as it did here: a plain FastAPI deployment with `--workers N` on "
+            "Linux meets the same delay."
         ]
     return [
-        figures + "Without the flag a keep-alive answer can wait for the client's delayed ACK, "
-        f"about 40 ms; in this run the listener with the flag was not {NODELAY_GAIN - 1:.0%} "
+        f"{figures}; in this run the listener with the flag was not {NODELAY_GAIN - 1:.0%} "
         "faster, so that delay did not show."
     ]
 

@@ -20,6 +20,7 @@ import pandas as pd
 from .config import DRIFT_REPORT, DRIFT_SUMMARY, TRAIN_DATA, DriftParams, load_params
 from .errors import DataError, ParamsError
 from .files import write_text_atomic
+from .inference_log import LOG_FILES
 from .schema import Schema, find_problems, load_schema
 from .tables import does_not_match, open_input
 
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 EVIDENTLY_IDS = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|(?<=metric_)[0-9a-f]{32}")
 # Rows read at a time.
 CHUNK_ROWS = 100_000
-# The service's inference log: rotated JSON-lines files in a folder.
-LOG_FILES = "*.jsonl*"
 
 
 @dataclass(frozen=True)

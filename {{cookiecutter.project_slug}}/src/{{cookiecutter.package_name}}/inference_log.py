@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 LOG_DIR = Path("logs/inference")
+# Every worker's file and its rotated copies (`inference-1.jsonl`, `inference-1.jsonl.1`, ...).
+LOG_FILES = "inference-*.jsonl*"
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 10
 
@@ -50,11 +52,17 @@ class InferenceLog:
         )
 
     def append(self, rows: list[dict[str, Any]], predictions: list[float], version: str) -> None:
-        """One line per row: its features, the prediction and the model version."""
+        """One line per row: its features, the prediction and the model version, written for the
+        whole batch at once."""
         now = time.time()
-        for row, prediction in zip(rows, predictions, strict=True):
-            record = {**row, "prediction": prediction, "model_version": version, "time": now}
-            self._logger.info(json.dumps(record, separators=(",", ":")))
+        lines = [
+            json.dumps(
+                {**row, "prediction": prediction, "model_version": version, "time": now},
+                separators=(",", ":"),
+            )
+            for row, prediction in zip(rows, predictions, strict=True)
+        ]
+        self._logger.info("\n".join(lines))
 
     def close(self) -> None:
         for handler in list(self._logger.handlers):
