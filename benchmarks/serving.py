@@ -81,6 +81,8 @@ GOAL_VS_MLFLOW = 6.0
 GOAL_P99_MS = 15.0
 # How much faster the TCP_NODELAY listener must be for the note to call the delayed ACK the cause.
 NODELAY_GAIN = 1.2
+# The slowest answer without gc.freeze() must be this many times the generated service's to count.
+FREEZE_GAIN = 2.0
 SETUP_TARGETS = ("setup", "repro", "promote")
 
 # Other settings tried in this bake's copy of service.py: label -> [(generated text, new text)].
@@ -89,12 +91,14 @@ GENERATED_TRAFFIC = 'traffic={"timeout": 10, "max_concurrency": 256},'
 GENERATED_ANSWER = ") -> Annotated[list[Prediction], JSON]:"
 GENERATED_FEATURES = "np.array(values, dtype=np.float64)"
 GENERATED_PREDICT = "    async def predict(\n"
+GENERATED_FREEZE = "        gc.collect()\n        gc.freeze()\n"
 NO_BATCHING = "BentoML, no adaptive batching (plain `@bentoml.api`)"
 NO_MEDIA_TYPE = "BentoML, answer media type not declared (`-> list[Prediction]`)"
 ACCESS_LOG = "BentoML, access log on (`SERVICE_ACCESS_LOG=1`)"
 TRACED = "BentoML, /predict traced (`SERVICE_TRACING=1`, no exporter)"
 THREAD_POOL = "BentoML, `predict` a plain `def` (run on BentoML's thread pool)"
 DATAFRAME = "BentoML, a DataFrame of the rows for the model (`DataFrame.from_records`)"
+NO_FREEZE = "BentoML, no `gc.freeze()` once the model is loaded"
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ VARIANTS: dict[str, Variant] = {
     ACCESS_LOG: Variant(env=(("SERVICE_ACCESS_LOG", "1"),)),
     TRACED: Variant(env=(("SERVICE_TRACING", "1"),)),
     THREAD_POOL: Variant(edits=((GENERATED_PREDICT, "    def predict(\n"),)),
+    NO_FREEZE: Variant(edits=((GENERATED_FREEZE, ""),)),
     DATAFRAME: Variant(
         edits=(
             ("import numpy as np\n", "import numpy as np\nimport pandas as pd\n"),
@@ -237,7 +242,7 @@ print(json.dumps({column.name: column.dtype for column in load_schema().features
 PACKAGES = ["bentoml", "fastapi", "uvicorn", "starlette", "pydantic", "mlflow"]
 PACKAGES += ["scikit-learn", "pandas"]
 COLUMNS = ("server", "rows per request", "requests", "requests/s", "rows/s", "p50 ms", "p99 ms")
-COLUMNS += ("non-2xx", "errors", "client CPU")
+COLUMNS += ("max ms", "non-2xx", "errors", "client CPU")
 TABLE_HEAD = f"| {' | '.join(COLUMNS)} |\n|---|{'---:|' * (len(COLUMNS) - 1)}"
 
 PAGE = """\
@@ -281,9 +286,10 @@ then {rounds} rounds of {requests} requests, counted exactly, one server at a ti
 interleaved: the first round of every server and body, then the second, and so on, so that a
 change in the speed of a shared machine falls on all of them alike. Requests/s is answers over
 the round's wall time; latency runs from writing a request to reading the last byte of its
-answer. Each figure is the median of the rounds; ranges are in brackets; non-2xx answers and
-errors are summed over the rounds. A request may take {request_timeout:.0f} s and a round
-{run_timeout:.0f} s; a request that fails or times out is an error.
+answer. Each figure is the median of the rounds; ranges are in brackets; "max" is the slowest
+single answer of all the rounds; non-2xx answers and errors are summed over the rounds. A
+request may take {request_timeout:.0f} s and a round {run_timeout:.0f} s; a request that fails
+or times out is an error.
 
 **Client.** A small asyncio client in the benchmark's own process (raw streams, HTTP/1.1
 keep-alive, no HTTP library), not `wrk`: wrk 4.1 runs for a set duration, so it cannot send an
@@ -379,6 +385,10 @@ class Run:
     def rps(self) -> float:
         return len(self.tally.latencies) / self.seconds
 
+    @property
+    def max_ms(self) -> float:
+        return 1000 * max(self.tally.latencies, default=math.nan)
+
     def percentile_ms(self, which: int) -> float:
         if len(self.tally.latencies) < 2:
             return math.nan
@@ -412,6 +422,11 @@ class Measured:
         return statistics.median(run.percentile_ms(which) for run in self.runs)
 
     @property
+    def max_ms(self) -> float:
+        """The slowest single answer of all the rounds."""
+        return max(run.max_ms for run in self.runs)
+
+    @property
     def statuses(self) -> Counter[int]:
         return sum((run.tally.statuses for run in self.runs), Counter())
 
@@ -432,7 +447,8 @@ class Measured:
             f"| {self.label} | {self.rows} | {answered} | {self.rps:.0f} "
             f"({min(rps):.0f}-{max(rps):.0f}) | {self.rps * self.rows:.0f} | "
             f"{self.percentile_ms(50):.1f} | {self.percentile_ms(99):.1f} "
-            f"({min(p99):.1f}-{max(p99):.1f}) | {self.non_2xx} | {sum(self.errors.values())} | "
+            f"({min(p99):.1f}-{max(p99):.1f}) | {self.max_ms:.0f} | {self.non_2xx} | "
+            f"{sum(self.errors.values())} | "
             f"{100 * cpu:.0f}% |"
         )
 
@@ -1174,7 +1190,8 @@ def variants_note(figures: Figures) -> str:
         lines.append(
             f"- {measured.label.removeprefix('BentoML, ')}: {measured.rps:.0f} requests/s "
             f"against {generated.rps:.0f} ({measured.rps / generated.rps - 1:+.0%}), p99 "
-            f"{measured.percentile_ms(99):.1f} ms against {generated.percentile_ms(99):.1f} ms"
+            f"{measured.percentile_ms(99):.1f} ms against {generated.percentile_ms(99):.1f} ms, "
+            f"slowest answer {measured.max_ms:.0f} ms against {generated.max_ms:.0f} ms"
             + (f", {problems} non-2xx answers or errors" if problems else "")
             + "."
         )
@@ -1191,10 +1208,38 @@ def variants_note(figures: Figures) -> str:
             "its media type (`IOMixin.to_http_response` calls `mime_type()`, which calls "
             "`model_json_schema()` for a list answer).",
             "",
+            *freeze_note(figures),
             *spread_note(figures.spread),
             *two_workers_note(figures.variants),
         ]
     )
+
+
+def freeze_note(figures: Figures) -> list[str]:
+    """What `gc.freeze()` does for the slowest answers, as this run measured it."""
+    unfrozen = next((each for each in figures.variants if each.label == NO_FREEZE), None)
+    if unfrozen is None or NO_FREEZE not in figures.beside:
+        return []
+    frozen = figures.beside[NO_FREEZE]
+    if unfrozen.max_ms >= FREEZE_GAIN * frozen.max_ms:
+        effect = (
+            f"here the slowest answer took {unfrozen.max_ms:.0f} ms without it and "
+            f"{frozen.max_ms:.0f} ms with it, while the p99 moved "
+            f"{unfrozen.percentile_ms(99):.1f} to {frozen.percentile_ms(99):.1f} ms"
+        )
+    else:
+        effect = (
+            f"in this run the slowest answers did not show it ({unfrozen.max_ms:.0f} ms without, "
+            f"{frozen.max_ms:.0f} ms with)"
+        )
+    return [
+        "The service calls `gc.freeze()` once the model is loaded: the garbage collector's "
+        "full passes then leave out the objects every worker loads at start (BentoML, "
+        "scikit-learn, pydantic: a few hundred thousand). Without it each full pass walks them "
+        "all, every few seconds under this load, and every request in flight waits for it; "
+        f"{effect}.",
+        "",
+    ]
 
 
 def spread_note(spread: dict[str, list[float]]) -> list[str]:

@@ -6,6 +6,7 @@ one `{"prediction": ..., "probability": ...}` per row, with the model version in
 `X-Model-Version` header. /livez, /readyz and /metrics come with BentoML.
 """
 
+import gc
 import os
 import warnings
 from pathlib import Path
@@ -119,6 +120,11 @@ class Champion:
         self.log = InferenceLog.from_environment(bentoml.server_context.worker_index or 1)
         self.metrics = Metrics(self.version)
         SERVING["version"] = self.version
+        # What is loaded by now lives as long as the worker. Left to the garbage collector, its
+        # full passes walk all of it again (about 300,000 objects) every few seconds under load
+        # and stall every request in flight for up to a fifth of a second each time.
+        gc.collect()
+        gc.freeze()
 
     # `async`, so BentoML calls it on its event loop instead of handing each batch to its thread
     # pool and back: as a plain `def` it serves about a fifth fewer requests/s
