@@ -1234,24 +1234,26 @@ def freeze_note(figures: Figures) -> list[str]:
         )
     return [
         "The service calls `gc.freeze()` once the model is loaded: the garbage collector's "
-        "full passes then leave out the objects every worker loads at start (BentoML, "
-        "scikit-learn, pydantic: a few hundred thousand). Without it each full pass walks them "
-        "all, every few seconds under this load, and every request in flight waits for it; "
-        f"{effect}.",
+        "full passes then leave out what every worker loads at start (BentoML, scikit-learn, "
+        "pydantic, the model). Without it each full pass walks all of that again, and every "
+        f"request in flight waits for it; {effect}.",
         "",
     ]
 
 
 def spread_note(spread: dict[str, list[float]]) -> list[str]:
     """How the variants with several workers split the work between them."""
-    return [
-        f"With {label.removeprefix('BentoML, ')}, the workers' shares of the CPU time they "
-        f"used over its rounds were {', '.join(f'{share:.0%}' for share in shares)}. The workers "
-        "share one listening socket, and each of the benchmark's keep-alive connections, all "
-        "opened at once, stays with the worker that accepted it: the split of the work is "
-        "the split of the connections.\n"
-        for label, shares in spread.items()
-    ]
+    lines = []
+    for label, shares in spread.items():
+        lines += [
+            f"With {label.removeprefix('BentoML, ')}, the workers' shares of the CPU time they "
+            f"used over its rounds were {', '.join(f'{share:.0%}' for share in shares)}. The "
+            "workers share one listening socket, and each of the benchmark's keep-alive "
+            "connections, all opened at once, stays with the worker that accepted it: the split "
+            "of the work is the split of the connections.",
+            "",
+        ]
+    return lines
 
 
 def two_workers_note(tried: list[Measured]) -> list[str]:

@@ -127,7 +127,7 @@ class Champion:
         gc.freeze()
 
     # `async`, so BentoML calls it on its event loop instead of handing each batch to its thread
-    # pool and back: as a plain `def` it serves about a fifth fewer requests/s
+    # pool and back: as a plain `def` it served 12-20% fewer requests/s in three benchmark runs
     # (docs/benchmarks-serving.md); the model holds the GIL for most of its work either way.
     @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)  # type: ignore[untyped-decorator]
     async def predict(
