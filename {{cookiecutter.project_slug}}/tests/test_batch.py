@@ -117,6 +117,24 @@ def test_parquet_output_names_the_model_in_its_metadata(
     assert metadata[b"model_alias"] == b"champion"
 
 
+def test_parquet_output_keeps_dictionaries_for_the_repeating_columns(
+    tmp_path: Path, raw_data: pd.DataFrame, champion: RegisteredModel
+) -> None:
+    import pyarrow.parquet as pq
+
+    output = tmp_path / "predictions.parquet"
+    assert batch(write(raw_data, tmp_path / "rows.csv"), output) == 0
+    row_group = pq.ParquetFile(output).metadata.row_group(0)
+    columns = (row_group.column(i) for i in range(row_group.num_columns))
+    dictionary = {c.path_in_schema: "RLE_DICTIONARY" in c.encodings for c in columns}
+    assert dictionary.pop(MODEL_NAME)
+    assert dictionary.pop(MODEL_VERSION)
+    assert not dictionary.pop(ROW)
+    floats = [name for name, kind in read(output).dtypes.items() if kind.kind == "f"]
+    assert floats
+    assert not any(dictionary[name] for name in floats)
+
+
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_small_chunks_give_the_same_predictions(
     tmp_path: Path, raw_data: pd.DataFrame, champion: RegisteredModel, suffix: str
