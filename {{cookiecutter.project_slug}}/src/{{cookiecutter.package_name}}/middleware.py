@@ -1,4 +1,8 @@
-"""ASGI middleware for the service: a request-body limit, and the model version on every answer."""
+"""ASGI middleware for the service: what BentoML leaves to us about requests and answers.
+
+A request body must be JSON and within a size limit; a 400 answer reads as the service's OpenAPI
+document says it does; every answer names the model version.
+"""
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -14,6 +18,60 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # How much of an oversized streamed body is read (and dropped) before giving up on the client.
 DRAIN_LIMIT_FACTOR = 4
+# Methods whose requests carry a body.
+WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """A request header's value (`name` in lower case, as ASGI gives it), or None."""
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def refuse(send: Send, status: int, error: str) -> None:
+    """Answer `{"error": ...}` with `status` and close the connection."""
+    body = json.dumps({"error": error}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class JsonBody:
+    """Answer 415 to a request body declared as anything but JSON, before BentoML parses it.
+
+    BentoML 1.4 picks its parser from the Content-Type: a `multipart/form-data` declaration made
+    it fail with a 500, and a form body (curl's default) came back as "rows: Field required".
+    A request without a Content-Type is read as JSON, as BentoML does.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in WITH_BODY:
+            declared = header(scope, b"content-type") or b""
+            if not is_json(declared):
+                shown = declared.decode("latin-1")
+                await refuse(send, 415, f"send JSON (Content-Type: application/json), not {shown}")
+                return
+        await self.app(scope, receive, send)
+
+
+def is_json(content_type: bytes) -> bool:
+    """None declared (read as JSON, as BentoML does), application/json or a +json type."""
+    media_type = content_type.partition(b";")[0].strip().lower()
+    return not media_type or media_type == b"application/json" or media_type.endswith(b"+json")
 
 
 class BodySizeLimit:
@@ -31,7 +89,7 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await self._refuse(send)
             return
@@ -68,19 +126,68 @@ class BodySizeLimit:
             left -= len(message.get("body", b""))
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"error": f"request body larger than {self.max_bytes} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await refuse(send, 413, f"request body larger than {self.max_bytes} bytes")
+
+
+class ValidationErrors:
+    """Give BentoML's 400 answers the shape of the service's OpenAPI document.
+
+    BentoML 1.4 documents a 400 as `{"error": <text>, "detail": <text>}` but answers pydantic's
+    list of errors as `detail`, which a client generated from the document cannot read. The
+    answer keeps the list as `errors` and makes `detail` one line per error, each naming where:
+    `rows.0.mean_radius: Input should be less than or equal to 100`. Other answers pass as
+    they are.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def send_readable(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                start = message
+                return
+            if start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                body = readable(b"".join(chunks))
+                headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+                headers.append((b"content-length", str(len(body)).encode()))
+                await send({**start, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, send_readable)
+
+
+def readable(body: bytes) -> bytes:
+    """A 400 body with a pydantic error list as `detail` turned into text, the list as `errors`."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(answer, dict) or not isinstance(answer.get("detail"), list):
+        return body
+    errors = answer["detail"]
+    lines = [where_and_why(error) for error in errors]
+    return json.dumps({**answer, "detail": "; ".join(lines), "errors": errors}).encode()
+
+
+def where_and_why(error: Any) -> str:
+    """`rows.0.mean_radius: Input should be ...` for one pydantic error."""
+    if not isinstance(error, dict):
+        return str(error)
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    why = str(error.get("msg", ""))
+    return f"{where}: {why}" if where else why
 
 
 class ModelVersionHeader:

@@ -20,7 +20,13 @@ from pydantic import BaseModel, Field
 from .api_schema import prediction_model, row_model
 from .champion import BENTO_MODEL, MODEL_FILE
 from .inference_log import InferenceLog
-from .middleware import DEFAULT_MAX_BODY_BYTES, BodySizeLimit, ModelVersionHeader
+from .middleware import (
+    DEFAULT_MAX_BODY_BYTES,
+    BodySizeLimit,
+    JsonBody,
+    ModelVersionHeader,
+    ValidationErrors,
+)
 from .schema import MAX_ROWS, load_schema
 from .scoring import PREDICTION, PROBABILITY, predict
 from .train import load_model
@@ -152,7 +158,11 @@ class Champion:
 
 # mypy does not apply class decorators, so it cannot see BentoML's Service methods.
 service: Any = Champion
+# Outermost first: every answer names the version; a 400 reads as the OpenAPI document says; a
+# body that is not JSON, or too large, is refused before BentoML parses it.
 service.add_asgi_middleware(ModelVersionHeader, version=_served_version)
+service.add_asgi_middleware(ValidationErrors)
+service.add_asgi_middleware(JsonBody)
 service.add_asgi_middleware(
     BodySizeLimit,
     max_bytes=int(os.environ.get("SERVICE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
