@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -187,6 +188,24 @@ def test_probes_and_metrics(service: Service, rows: list[dict[str, Any]]) -> Non
     assert 'model_version_info{model_version="1"} 1.0' in metrics
     assert 'model_rows_scored_total{model_version="1"}' in metrics
     assert 'bentoml_service_request_total{endpoint="/predict",http_response_code="200"' in metrics
+
+
+def test_the_api_page_loads_only_the_services_own_files(service: Service) -> None:
+    """BentoML's Swagger UI page at / also loads Google Tag Manager: the page's policy keeps a
+    browser to the service's own files, and those are all there."""
+    with urllib.request.urlopen(service.url + "/", timeout=30) as response:
+        policy = response.headers["Content-Security-Policy"]
+        page = response.read().decode()
+    directives = dict(rule.strip().split(" ", 1) for rule in policy.split(";"))
+    assert directives["default-src"] == "'self'"
+    assert directives["script-src"] == "'self' 'unsafe-inline'"
+    assert directives["frame-src"] == "'none'"
+    assert "http" not in policy  # no other site is allowed anything
+    own_files = re.findall(r'(?:src|href)="\./([^"]+)"', page)
+    assert own_files
+    for path in own_files:
+        with urllib.request.urlopen(f"{service.url}/{path}", timeout=30) as response:
+            assert response.status == 200, path
 
 
 def test_every_accepted_row_is_logged(service: Service, rows: list[dict[str, Any]]) -> None:

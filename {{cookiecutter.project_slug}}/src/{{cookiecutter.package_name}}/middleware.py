@@ -1,7 +1,8 @@
 """ASGI middleware for the service: what BentoML leaves to us about requests and answers.
 
 A request body must be JSON and within a size limit; a 400 answer reads as the service's OpenAPI
-document says it does; every answer names the model version.
+document says it does; every answer names the model version; the API page loads nothing from
+elsewhere.
 """
 
 import json
@@ -20,6 +21,11 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DRAIN_LIMIT_FACTOR = 4
 # Methods whose requests carry a body.
 WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+# For BentoML's API page: its own scripts, styles and images, nothing from another site.
+OWN_FILES_ONLY = (
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; frame-src 'none'; form-action 'self'"
+)
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -210,3 +216,29 @@ class ModelVersionHeader:
             await send(message)
 
         await self.app(scope, receive, send_with_version)
+
+
+class OwnFilesOnly:
+    """Serve BentoML's API page (Swagger UI at /) with a Content-Security-Policy of its own files.
+
+    The page BentoML 1.4 ships also loads Google Tag Manager into the visitor's browser; under
+    this policy the browser refuses it, and the page works as before.
+    """
+
+    def __init__(self, app: App, path: str = "/") -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"content-security-policy", OWN_FILES_ONLY))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_policy)

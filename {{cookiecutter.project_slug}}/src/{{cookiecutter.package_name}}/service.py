@@ -25,6 +25,7 @@ from .middleware import (
     BodySizeLimit,
     JsonBody,
     ModelVersionHeader,
+    OwnFilesOnly,
     ValidationErrors,
 )
 from .schema import MAX_ROWS, load_schema
@@ -158,9 +159,11 @@ class Champion:
 
 # mypy does not apply class decorators, so it cannot see BentoML's Service methods.
 service: Any = Champion
-# Outermost first: every answer names the version; a 400 reads as the OpenAPI document says; a
-# body that is not JSON, or too large, is refused before BentoML parses it.
+# Outermost first: every answer names the version; the API page at / loads nothing from elsewhere;
+# a 400 reads as the OpenAPI document says; a body that is not JSON, or too large, is refused
+# before BentoML parses it.
 service.add_asgi_middleware(ModelVersionHeader, version=_served_version)
+service.add_asgi_middleware(OwnFilesOnly)
 service.add_asgi_middleware(ValidationErrors)
 service.add_asgi_middleware(JsonBody)
 service.add_asgi_middleware(
