@@ -140,9 +140,9 @@ class ValidationErrors:
 
     BentoML 1.4 documents a 400 as `{"error": <text>, "detail": <text>}` but answers pydantic's
     list of errors as `detail`, which a client generated from the document cannot read. The
-    answer keeps the list as `errors` and makes `detail` one line per error, each naming where:
-    `rows.0.mean_radius: Input should be less than or equal to 100`. Other answers pass as
-    they are.
+    answer keeps the list as `errors` and makes `detail` text, a `where: why` per error joined
+    by "; ": `rows.0.mean_radius: Input should be less than or equal to 100`. Other answers
+    pass as they are.
     """
 
     def __init__(self, app: App) -> None:
@@ -207,22 +207,16 @@ class ModelVersionHeader:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-
-        async def send_with_version(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-model-version", self.version().encode()))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_version)
+        version = self.version().encode()
+        await self.app(scope, receive, with_header(send, b"x-model-version", version))
 
 
 class OwnFilesOnly:
     """Serve BentoML's API page (Swagger UI at /) with a Content-Security-Policy of its own files.
 
-    The page BentoML 1.4 ships also loads Google Tag Manager into the visitor's browser; under
-    this policy the browser refuses it, and the page works as before.
+    The page BentoML 1.4 ships also loads Google Tag Manager into the visitor's browser, and
+    badge images from other sites; under this policy the browser refuses them, and the page
+    works from the service's own files.
     """
 
     def __init__(self, app: App, path: str = "/") -> None:
@@ -230,15 +224,17 @@ class OwnFilesOnly:
         self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path:
-            await self.app(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["path"] == self.path:
+            send = with_header(send, b"content-security-policy", OWN_FILES_ONLY)
+        await self.app(scope, receive, send)
 
-        async def send_with_policy(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"content-security-policy", OWN_FILES_ONLY))
-                message["headers"] = headers
-            await send(message)
 
-        await self.app(scope, receive, send_with_policy)
+def with_header(send: Send, name: bytes, value: bytes) -> Send:
+    """`send`, adding the header `name: value` to the answer."""
+
+    async def send_with_header(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (name, value)]
+        await send(message)
+
+    return send_with_header
