@@ -125,7 +125,7 @@ calls = {
     "predict": estimator.predict,
     "predict_proba": estimator.predict_proba,
     "batch_predict": lambda frame: predict(estimator, frame),
-    "read": lambda frame: read_rows(sys.argv[1]),
+    "read": lambda _: read_rows(sys.argv[1]),  # the file, not the frame
 }
 for call in calls.values():  # first-call costs (lazy imports, validation set-up) left out
     call(features.head(10_000))
@@ -512,17 +512,17 @@ def format_line(result: Scored, kind: str) -> str:
     outside = run_.seconds - loop
     needed = rows_needed(outside, run_.loop_rate, base.rate)
     reach = (
-        f"so the goal is out of reach at any number of rows. {reading_floor(base)}"
+        "so the goal is out of reach at any number of rows"
         if needed is None
         else f"so with the same {outside:.1f} s outside it the goal would be reached from "
-        f"about {needed:,.0f} rows."
+        f"about {needed:,.0f} rows"
     )
     return (
         f"{FORMATS[kind]}: {rate:,.0f} rows/s end to end, **{rate / base.rate:.2f}x** the "
         f"baseline and {rate / base.predict_rate:.2f}x `predict` alone. Of its "
         f"{run_.seconds:.1f} s, {outside:.1f} s are outside the scoring loop and {loop:.1f} s in "
         f"it; the loop alone runs at {run_.loop_rate:,.0f} rows/s, "
-        f"{run_.loop_rate / base.rate:.2f}x the baseline, {reach}"
+        f"{run_.loop_rate / base.rate:.2f}x the baseline, {reach}."
     )
 
 
@@ -612,7 +612,7 @@ def memory_line(result: Scored) -> str:
 def verdict(result: Scored) -> str:
     """The goal against one estimator's figures, and where the command's time went."""
     details = [format_line(result, kind) for kind in FORMATS]
-    details += [time_line(result), memory_line(result)]
+    details += [reading_floor(result.baseline), time_line(result), memory_line(result)]
     return "\n".join(
         [
             f"- **`{result.estimator}`** (version {result.baseline.version}): {goal_met(result)}.",
