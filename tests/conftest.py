@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +171,25 @@ def bake(tmp_path: Path, cookiecutter_config: Path, monkeypatch: pytest.MonkeyPa
         return Path(project)
 
     return _bake
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path, bake_env: dict[str, str]) -> Iterator[str]:
+    """A real MLflow tracking server on 127.0.0.1, with its own SQLite store and artifacts."""
+    port = free_port()
+    env = {**bake_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [
+        *("mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+        *("--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}"),
+        *("--artifacts-destination", str(tmp_path / "server-artifacts")),
+    ]
+    server = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{uri}/health", server)
+        yield uri
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

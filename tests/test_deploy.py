@@ -165,7 +165,7 @@ def test_the_deployment_runs_the_released_image_as_the_service_expects(
     ci = (project / "src" / answers["package_name"] / "ci.py").read_text(encoding="utf-8")
     assert 'REGISTRY = "ghcr.io"' in ci
     assert 'CHAMPION_TAG = "champion"' in ci
-    assert 'name = f"{REGISTRY}/{owner}/{settings.model_name}".lower()' in ci
+    assert 'return f"{REGISTRY}/{owner}/{settings.model_name}".lower()' in ci
     model_name = yaml.safe_load((project / "params.yaml").read_text())["mlflow"]["model_name"]
     image = f"ghcr.io/{answers['github_owner']}/{model_name}".lower()
     assert service["image"] == f"{image}:champion"

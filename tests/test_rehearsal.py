@@ -58,11 +58,6 @@ def pull_request(base: str) -> dict[str, object]:
     }
 
 
-def champion(workspace: Path) -> str:
-    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
-    return str(client.get_model_version_by_alias(MODEL, "champion").version)
-
-
 def failed_steps(job: Job) -> list[str]:
     return [
         f"{step.name}:\n{step.output[-2000:]}" for step in job.steps if step.outcome == "failure"
@@ -95,42 +90,91 @@ def checkout(project: Path, env: dict[str, str], scratch: Path, branch: str = "m
     return workspace
 
 
-def test_train_comments_with_the_metrics_and_fails_a_worse_model(
+def propose(
+    project: Path, env: dict[str, str], branch: str, message: str, **params: object
+) -> None:
+    """A pull request as a team member makes one: a branch off main, the parameters changed,
+    the pipeline run again and its outputs committed (the pull request template's checklist)."""
+    git(project, env, "checkout", "-q", "main")
+    git(project, env, "checkout", "-q", "-b", branch)
+    set_params(project, **params)
+    run(["make", "evaluate"], project, env)
+    commit(project, env, message)
+
+
+def merge(project: Path, env: dict[str, str], branch: str) -> str:
+    git(project, env, "checkout", "-q", "main")
+    git(project, env, "merge", "-q", "--no-ff", "-m", f"Merge {branch}", branch)
+    return git(project, env, "rev-parse", "HEAD")
+
+
+def edit_readme(project: Path, env: dict[str, str], line: str) -> str:
+    """A push to main that leaves the model alone."""
+    git(project, env, "checkout", "-q", "main")
+    with (project / "README.md").open("a", encoding="utf-8") as readme:
+        readme.write(f"\n{line}\n")
+    return commit(project, env, line)
+
+
+def pushes_and_releases(calls: Path) -> list[str]:
+    """What reached the image registry and GitHub's releases: docker and gh calls that publish."""
+    if not calls.exists():
+        return []
+    lines = calls.read_text(encoding="utf-8").replace('"', "").splitlines()
+    publishing = ("docker push", "docker buildx imagetools", "gh release create", "gh release edit")
+    return [line for line in lines if line.startswith(publishing)]
+
+
+def test_two_pull_requests_and_two_merges_on_the_embedded_defaults(
     pushed: tuple[Path, str], bake_env: dict[str, str], tmp_path: Path
 ) -> None:
+    """No shared registry configured: each pull request's gate beats the model committed on its
+    base branch, and no release publishes a version number that the next run would forget."""
     project, base = pushed
-    caches = tmp_path / "caches"  # actions/cache's store, shared by the two runs
+    caches = tmp_path / "caches"  # actions/cache's store, shared by the runs
+    calls = tmp_path / "calls.log"
 
-    # A pull request that changes a hyperparameter: the report and one comment.
-    git(project, bake_env, "checkout", "-q", "-b", "better")
-    set_params(project, train__logistic_regression__C=0.5)
-    commit(project, bake_env, "Less regularisation")
+    # Pull request 1: a better model, judged against main's committed metrics.
+    propose(project, bake_env, "better", "Less regularisation", train__logistic_regression__C=10.0)
     workspace = checkout(project, bake_env, tmp_path / "runner", "better")
-    rehearsal = Rehearsal(workspace, "train.yml", tmp_path / "better", bake_env, caches)
+    rehearsal = Rehearsal(workspace, "train.yml", tmp_path / "pr-1", bake_env, caches)
     train = rehearsal.run_job("train", event=pull_request(base))
     assert train.result == "success", failed_steps(train)
     assert train.outputs == {"report": "success"}
     comment_job = rehearsal.run_job("comment", event=pull_request(base), needs={"train": train})
     assert comment_job.result == "success", failed_steps(comment_job)
-    comment = (tmp_path / "better" / "comment.md").read_text(encoding="utf-8")
+    comment = (tmp_path / "pr-1" / "comment.md").read_text(encoding="utf-8")
     metrics = comment.split("### Metrics")[1].split("### Parameters")[0]
     assert "| reports/metrics.json | roc_auc" in metrics
     assert "train.logistic_regression.C" in comment
+    assert f"against the base branch's model, by the metrics committed at `{base[:12]}`" in comment
     assert "**Decision: pass.**" in comment
     assert "### Remotes" in train.summary
     assert "Set the repository variables" in train.summary  # the embedded defaults, said so
     assert comment in train.summary
     cold = train.seconds(excluding=INSTALL)
 
-    # A pull request that makes the model worse than the floors: the gate fails the job, and
-    # the comment still says why.
-    git(project, bake_env, "checkout", "-q", "main")
-    git(project, bake_env, "checkout", "-q", "-b", "worse")
-    set_params(project, train__logistic_regression__C=0.00001)
-    commit(project, bake_env, "Far too much regularisation")
-    workspace = checkout(project, bake_env, tmp_path / "runner", "worse")
-    rehearsal = Rehearsal(workspace, "train.yml", tmp_path / "worse", bake_env, caches)
-    train = rehearsal.run_job("train", event=pull_request(base))  # the caches restored
+    # Merge 1: the release job registers in a store that dies with it, so publishes nothing.
+    merge(project, bake_env, "better")
+    workspace = checkout(project, bake_env, tmp_path / "runner")
+    release = Rehearsal(workspace, "release.yml", tmp_path, bake_env, caches).run_job(
+        "release", event_name="push"
+    )
+    assert release.result == "success", failed_steps(release)
+    assert "### Release: nothing published" in release.summary
+    assert "set the repository variable `MLFLOW_TRACKING_URI`" in release.summary
+    assert pushes_and_releases(calls) == []
+    skipped = [step.name for step in release.steps if step.outcome == "skipped"]
+    assert "make promote" in skipped
+    assert "make container" in skipped
+
+    # Pull request 2: back to the old setting, now worse than main's model: the margin over
+    # the base branch's committed metrics blocks it, with no registry at all.
+    main_now = git(project, bake_env, "rev-parse", "main")
+    propose(project, bake_env, "back", "Old regularisation", train__logistic_regression__C=1.0)
+    workspace = checkout(project, bake_env, tmp_path / "runner", "back")
+    rehearsal = Rehearsal(workspace, "train.yml", tmp_path / "pr-2", bake_env, caches)
+    train = rehearsal.run_job("train", event=pull_request(main_now))  # the caches restored
     assert train.result == "failure"
     warm = train.seconds(excluding=INSTALL)
     print(
@@ -140,47 +184,101 @@ def test_train_comments_with_the_metrics_and_fails_a_worse_model(
         + ", ".join(f"{step.name} {step.seconds:.1f} s" for step in train.steps)
     )
     failures = [step.name for step in train.steps if step.outcome == "failure"]
-    assert failures == ["make gate METRICS=reports/metrics.json"]
-    rehearsal.run_job("comment", event=pull_request(base), needs={"train": train})
-    comment = (tmp_path / "worse" / "comment.md").read_text(encoding="utf-8")
+    assert failures == ["make gate"]
+    rehearsal.run_job("comment", event=pull_request(main_now), needs={"train": train})
+    comment = (tmp_path / "pr-2" / "comment.md").read_text(encoding="utf-8")
     assert "**Decision: fail.**" in comment
-    assert "is worse than its floor" in comment
+    assert "does not beat the champion's" in comment
+    assert "is worse than its floor" not in comment
 
-
-def test_release_promotes_and_ships_then_rollback_moves_back(
-    pushed: tuple[Path, str], bake_env: dict[str, str], tmp_path: Path
-) -> None:
-    project, _ = pushed
-    workspace = checkout(project, bake_env, tmp_path)
-    rehearsal = Rehearsal(workspace, "release.yml", tmp_path, bake_env, tmp_path / "caches")
-    release = rehearsal.run_job("release", event_name="push")
-    assert release.result == "success", failed_steps(release)
-    assert champion(workspace) == "1"
-    assert next((workspace / ".bentoml" / "bentos").glob("*/*/bento.yaml")).is_file()
-    calls = (tmp_path / "calls.log").read_text(encoding="utf-8")
-    image = f"ghcr.io/data-team/{MODEL}"
-    assert f"docker push --quiet {image}:v1" in calls
-    assert f"docker push --quiet {image}:champion" in calls
-    assert "gh release create model-v1 --title Model version 1 --notes-file reports/gate.md" in (
-        calls.replace('"', "")
+    # Merge 2 (a documentation change): again nothing published, nothing claimed.
+    edit_readme(project, bake_env, "Owned by the data team.")
+    workspace = checkout(project, bake_env, tmp_path / "runner")
+    release = Rehearsal(workspace, "release.yml", tmp_path, bake_env, caches).run_job(
+        "release", event_name="push"
     )
-
-    # The next merge registers version 2, as good as version 1: it is released too.
-    set_params(workspace, train__seed=7)
-    commit(workspace, bake_env, "Another seed")
-    release = rehearsal.run_job("release", event_name="push")
     assert release.result == "success", failed_steps(release)
-    assert champion(workspace) == "2"
+    assert "### Release: nothing published" in release.summary
+    assert pushes_and_releases(calls) == []
 
-    rollback = Rehearsal(
-        workspace, "rollback.yml", tmp_path, bake_env, tmp_path / "caches"
-    ).run_job("rollback", event_name="workflow_dispatch", inputs={"reason": "latency regression"})
-    assert rollback.result == "success", failed_steps(rollback)
-    assert champion(workspace) == "1"
-    calls = (tmp_path / "calls.log").read_text(encoding="utf-8")
-    assert f"docker buildx imagetools create --tag {image}:champion {image}:v1" in calls
-    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
-    assert client.get_model_version(MODEL, "2").tags["rollback_reason"] == "latency regression"
+
+def champion_on(server: str) -> str:
+    client = MlflowClient(tracking_uri=server)
+    return str(client.get_model_version_by_alias(MODEL, "champion").version)
+
+
+def test_releases_remember_and_a_rollback_sticks(
+    pushed: tuple[Path, str], bake_env: dict[str, str], tmp_path: Path, mlflow_server: str
+) -> None:
+    """A shared MLflow server: merge twice, push a change that leaves the model alone, roll
+    back, push again. Every image tag, release and alias tells the truth after each step."""
+    project, _ = pushed
+    shared = {"MLFLOW_TRACKING_URI": mlflow_server}
+    calls = tmp_path / "calls.log"
+    image = f"ghcr.io/data-team/{MODEL}"
+
+    def release(step: str) -> tuple[Job, list[str]]:
+        """The release job in a new runner's checkout of main; what it published."""
+        before = len(pushes_and_releases(calls))
+        workspace = checkout(project, bake_env, tmp_path / "runner")
+        rehearsal = Rehearsal(workspace, "release.yml", tmp_path, bake_env, tmp_path / "caches")
+        job = rehearsal.run_job("release", event_name="push", variables=shared)
+        assert job.result == "success", (step, failed_steps(job))
+        return job, pushes_and_releases(calls)[before:]
+
+    first = git(project, bake_env, "rev-parse", "HEAD")
+    job, published = release("merge 1")
+    assert published == [
+        f"docker push --quiet {image}:v1",
+        f"docker push --quiet {image}:{first[:12]}",
+        f"docker push {image}:v1",
+        f"docker buildx imagetools create --tag {image}:champion {image}:v1",
+        f"gh release create model-v1 --title Model version 1 --notes-file reports/gate.md "
+        f"--target {first}",
+    ]
+    assert champion_on(mlflow_server) == "1"
+    assert "### Release: tumour-classifier version 1" in job.summary
+
+    # Merge 2: a new model, as good: version 2 is published and becomes the champion.
+    set_params(project, train__seed=7)
+    run(["make", "evaluate"], project, bake_env)
+    second = commit(project, bake_env, "Another seed")
+    job, published = release("merge 2")
+    assert f"docker push --quiet {image}:v2" in published
+    assert f"docker push --quiet {image}:{second[:12]}" in published
+    assert f"docker buildx imagetools create --tag {image}:champion {image}:v2" in published
+    assert champion_on(mlflow_server) == "2"
+
+    # A push that leaves the model alone: the same version again, nothing new published.
+    edit_readme(project, bake_env, "How to call the service.")
+    job, published = release("unchanged model")
+    assert published == []
+    assert "version 2, already the champion" in job.summary
+
+    # Roll back: version 1 is the champion, and the image's champion tag follows it.
+    before = len(pushes_and_releases(calls))
+    workspace = checkout(project, bake_env, tmp_path / "runner")
+    rollback = Rehearsal(workspace, "rollback.yml", tmp_path, bake_env, tmp_path / "caches")
+    reason = 'AUC fell on "cohort B"'
+    done = rollback.run_job(
+        "rollback", event_name="workflow_dispatch", inputs={"reason": reason}, variables=shared
+    )
+    assert done.result == "success", failed_steps(done)
+    assert champion_on(mlflow_server) == "1"
+    assert pushes_and_releases(calls)[before:] == [
+        f"docker buildx imagetools create --tag {image}:champion {image}:v1"
+    ]
+
+    # The next push trains the rolled-back model again: it stays out, and nothing moves.
+    edit_readme(project, bake_env, "On call: the data team.")
+    job, published = release("after the rollback")
+    assert published == []
+    assert f"version 2, which was rolled back ({reason})" in job.summary
+    assert champion_on(mlflow_server) == "1"
+    client = MlflowClient(tracking_uri=mlflow_server)
+    versions = client.search_model_versions(f"name='{MODEL}'")
+    assert sorted(str(version.version) for version in versions) == ["1", "2"]
+    assert client.get_model_version(MODEL, "2").tags["rollback_reason"] == reason
 
 
 def test_drift_on_shifted_data_writes_the_issue_and_retrains(

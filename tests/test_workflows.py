@@ -9,7 +9,6 @@ to it) and over the template's own (`repository` fixture).
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import shutil
@@ -159,8 +158,11 @@ def test_train_comments_once_and_fails_with_the_gate(project: Path) -> None:
     # A pull request's model is judged from its metrics file and never registered.
     assert "make register" not in commands
     assert "make repro" not in commands
-    gate = "make gate METRICS=reports/metrics.json"
-    assert commands.index("make evaluate") < commands.index(gate)
+    gate = next(step for step in job["steps"] if step.get("id") == "gate")
+    assert gate["run"] == "make gate"
+    assert gate["env"]["METRICS"] == "reports/metrics.json"
+    assert "pull_request.base.sha" in gate["env"]["BASE"]  # the base's metrics, without a champion
+    assert commands.index("make evaluate") < commands.index("make gate")
     report = next(step for step in job["steps"] if step.get("id") == "report")
     assert "!cancelled()" in report["if"]  # the report is written even when the gate fails
     comment = train["jobs"]["comment"]
@@ -176,13 +178,28 @@ def test_release_runs_one_at_a_time_in_an_environment(project: Path) -> None:
     assert release["concurrency"] == {"group": "release", "cancel-in-progress": False}
     job = release["jobs"]["release"]
     assert job["environment"] == "production"
-    commands = [step["run"].split()[1] for step in job["steps"] if "run" in step]
-    order = ["evaluate", "push", "register", "promote", "bento"]
-    for before, after in itertools.pairwise(order):
-        assert commands.index(before) < commands.index(after)
-    actions = [step["uses"].split("@")[0] for step in job["steps"] if "uses" in step]
-    assert "actions/attest-build-provenance" in actions
-    assert "actions/attest-sbom" in actions
+    # The alias moves last: after the image is built, pushed and attested, so a failure in
+    # between leaves the registry's champion and the image's `champion` tag as they were.
+    names = [step["run"].split()[1] if "run" in step else step["uses"] for step in job["steps"]]
+    order = [
+        "evaluate",
+        "push",
+        "register",
+        "release-plan",
+        "gate",
+        "container",
+        "push-image",
+        "actions/attest-build-provenance",
+        "actions/attest-sbom",
+        "promote",
+        "retag-champion",
+        "github-release",
+    ]
+    at = [next(i for i, name in enumerate(names) if name.startswith(step)) for step in order]
+    assert at == sorted(at), names
+    plan = next(step for step in job["steps"] if step.get("id") == "plan")
+    after_plan = job["steps"][job["steps"].index(plan) + 1 :]
+    assert all(step["if"] == "steps.plan.outputs.publish == 'true'" for step in after_plan)
     assert workflows(project)["rollback.yml"]["jobs"]["rollback"]["environment"] == "production"
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.ci import DRIFT_MARKDOWN, MAX_COLUMNS, PR_COMMENT
+from {{ cookiecutter.package_name }}.ci import DRIFT_MARKDOWN, MAX_COLUMNS, PR_COMMENT, not_new
 from {{ cookiecutter.package_name }}.config import (
     DRIFT_SUMMARY,
     METRICS_FILE,
@@ -153,3 +153,104 @@ def test_the_image_is_named_after_the_owner_and_tagged_with_the_champion(
         "version": "1",
         "tags": f"{name}:v1,{name}:0123456789ab,{name}:champion",
     }
+
+
+def commit_base() -> None:
+    """The base branch: the pipeline run and its outputs committed, as a team's main is."""
+    shutil.copy(ROOT / "dvc.yaml", "dvc.yaml")
+    for stage in ("prepare", "train", "evaluate", "drift"):
+        assert main([stage]) == 0
+    git("add", "-A")
+    git("commit", "-q", "-m", "base")
+
+
+def test_without_a_registry_champion_the_gate_beats_the_base_branch(
+    repository: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the train workflow runs on a pull request when the registry has no champion."""
+    commit_base()
+    ours = json.loads(METRICS_FILE.read_text(encoding="utf-8"))
+    params = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+    params["gate"]["min_improvement"] = 0.001
+    PARAMS_FILE.write_text(yaml.safe_dump(params), encoding="utf-8")
+    capsys.readouterr()
+
+    assert main(["gate", "--metrics", str(METRICS_FILE), "--base", "HEAD"]) == 1
+    report = capsys.readouterr().out
+    assert "against the base branch's model, by the metrics committed at `" in report
+    assert "does not beat the champion's" in report
+    assert not Path("mlflow.db").exists()
+
+    # A base branch without committed metrics (the first pull request): floors only.
+    git("rm", "-q", "--cached", str(METRICS_FILE))
+    git("commit", "-q", "-m", "no metrics")
+    METRICS_FILE.write_text(json.dumps(ours), encoding="utf-8")
+    assert main(["gate", "--metrics", str(METRICS_FILE), "--base", "HEAD"]) == 0
+    assert "no champion yet (floors only)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--base", "HEAD"], "--base needs --metrics"),
+        (["--metrics", str(METRICS_FILE), "--base=--output=/tmp/x"], "is not a git revision"),
+        (["--metrics", str(METRICS_FILE), "--base="], "is not a git revision"),
+    ],
+)
+def test_a_bad_base_is_refused(
+    workdir: Path, args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["gate", *args])
+    assert exit_.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_a_broken_metrics_file_on_the_base_is_one_clear_error(
+    repository: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    commit_base()
+    ours = METRICS_FILE.read_text(encoding="utf-8")
+    METRICS_FILE.write_text("{not json", encoding="utf-8")
+    git("commit", "-q", "-am", "broken metrics")
+    METRICS_FILE.write_text(ours, encoding="utf-8")
+    assert main(["gate", "--metrics", str(METRICS_FILE), "--base", "HEAD"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"ERROR: HEAD:{METRICS_FILE}: not valid JSON (line 1: ")
+
+
+def test_the_release_plan_publishes_nothing_a_run_will_forget(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The embedded store is a file on the runner: its version numbers die with the job."""
+    summary = workdir / "summary.md"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GITHUB_STEP_SUMMARY", str(summary))
+        assert main(["ci", "plan"]) == 0
+    assert capsys.readouterr().out == "publish=false\n"
+    told = summary.read_text(encoding="utf-8")
+    assert "### Release: nothing published" in told
+    assert "set the repository variable `MLFLOW_TRACKING_URI` to a shared MLflow server" in told
+
+
+@pytest.mark.parametrize(
+    ("champion", "tags", "expected"),
+    [
+        ("1", {}, None),
+        (None, {}, None),
+        ("2", {}, "already the champion: the model is unchanged"),
+        ("1", {"rolled_back": "true", "rollback_reason": "AUC fell"}, "rolled back (AUC fell)"),
+        ("1", {"rolled_back": "true"}, "which was rolled back; it stays out"),
+        ("3", {"replaced_champion": "1"}, "released before and has since been replaced"),
+        ("3", {"replaced_champion": ""}, "released before and has since been replaced"),
+    ],
+)
+def test_only_a_model_never_released_is_published(
+    champion: str | None, tags: dict[str, str], expected: str | None
+) -> None:
+    why_not = not_new("2", champion, tags)
+    if expected is None:
+        assert why_not is None
+    else:
+        assert why_not is not None
+        assert expected in why_not

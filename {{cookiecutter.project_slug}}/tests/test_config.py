@@ -56,6 +56,8 @@ def test_shipped_params_are_valid() -> None:
         ("train.estimator", ..., "train.estimator: missing"),
         ("mlflow", ..., "mlflow: missing"),
         ("mlflow.model_name", "", "mlflow.model_name: String should have at least 1"),
+        ("mlflow.model_name", "Churn Model", "mlflow.model_name: 'Churn Model': use lowercase"),
+        ("mlflow.model_name", "x' or name='y", "mlflow.model_name: \"x' or name='y\": use"),
     ],
     ids=lambda value: str(value),
 )

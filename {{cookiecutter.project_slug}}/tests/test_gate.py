@@ -132,3 +132,35 @@ def test_a_bad_metrics_file_is_one_clear_error(
         read_metrics(path)
     assert str(error.value).startswith(f"{path}: ")
     assert expected in str(error.value)
+
+
+def test_a_rolled_back_version_fails_and_says_how_to_force_it(gate: GateParams) -> None:
+    champion = Candidate(NAME, "1", good(gate))
+    for reason, shown in (("AUC fell on cohort B", " (AUC fell on cohort B)"), ("", "")):
+        challenger = Candidate(NAME, "2", good(gate), rolled_back=reason)
+        verdict = judge(gate, challenger, champion, drift(0.0))
+        assert verdict.reasons == (
+            f"version 2 was rolled back{shown}; only a forced promotion brings it back: "
+            '`make promote VERSION=2 REASON="..."`',
+        )
+
+
+def test_the_base_branch_model_is_the_champion_to_beat(gate: GateParams) -> None:
+    """A pull request without a registry champion: the metrics committed on the base branch."""
+    base = Candidate(NAME, None, good(gate), committed_at="0123456789abcdef0123")
+    gate = gate.model_copy(update={"min_improvement": 0.01})
+    same = Candidate(NAME, None, dict(base.metrics))
+    verdict = judge(gate, same, base, drift(0.0))
+    assert not verdict.passed
+    report = markdown(verdict, gate)
+    assert "against the base branch's model, by the metrics committed at `0123456789ab`" in report
+    assert "does not beat the champion's" in report
+
+    # Trained from the very same code, data and parameters: the margin does not apply, the
+    # floors still do.
+    verdict = judge(gate, same, base, drift(0.0), unchanged=True)
+    assert verdict.passed
+    assert "so the margin over it does not apply" in markdown(verdict, gate)
+    name, floor = next(iter(gate.floors.items()))
+    below = {**base.metrics, name: floor - 1 if METRICS[name] else floor + 1}
+    assert not judge(gate, Candidate(NAME, None, below), base, drift(0.0), unchanged=True).passed

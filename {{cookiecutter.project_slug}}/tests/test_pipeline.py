@@ -27,6 +27,7 @@ from {{ cookiecutter.package_name }}.config import (
     load_params,
 )
 from {{ cookiecutter.package_name }}.errors import RegistryError
+from {{ cookiecutter.package_name }}.lineage import TRAIN_INPUTS
 from {{ cookiecutter.package_name }}.model_file import load_model
 from {{ cookiecutter.package_name }}.registry import MODEL_MD5, load_registered, move_aliases
 from {{ cookiecutter.package_name }}.schema import load_schema, read_table
@@ -50,8 +51,12 @@ def pipeline_run(workdir: Path) -> tuple[MlflowClient, str]:
 
 
 def register_again() -> None:
-    """Register the same model file as a new version, as if it had never been registered."""
-    MODEL_VERSION_FILE.unlink()
+    """Register the same model file as a new version, as if it had never been registered: the
+    registry forgets which file and which training inputs each version is."""
+    client, name = MlflowClient(), load_params().mlflow.model_name
+    for version in client.search_model_versions(f"name='{name}'"):
+        for tag in (MODEL_MD5, TRAIN_INPUTS):
+            client.delete_model_version_tag(name, version.version, tag)
     assert main(["register"]) == 0
 
 
@@ -114,6 +119,66 @@ def test_a_model_file_is_registered_once(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'other.db'}")
     assert main(["register"]) == 0
     assert json.loads(MODEL_VERSION_FILE.read_text(encoding="utf-8"))["version"] == 1
+
+
+def write_lock(seed: int) -> None:
+    """A dvc.lock whose train stage read this project's code and data and `seed`."""
+    train = {
+        "cmd": "python -m package train",
+        "deps": [{"path": "data/prepared/train.csv", "hash": "md5", "md5": "0" * 32}],
+        "params": {"params.yaml": {"train": {"seed": seed}}},
+        "outs": [{"path": str(MODEL_FILE), "hash": "md5", "md5": str(seed) * 32}],
+    }
+    lock = {"schema": "2.0", "stages": {"train": train}}
+    Path("dvc.lock").write_text(yaml.safe_dump(lock), encoding="utf-8")
+
+
+def test_a_model_trained_again_from_the_same_inputs_is_the_same_version(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A retrained model is a new file (skops names its entries after objects in memory); trained
+    from the same code, data and parameters, it is the version the registry already holds."""
+    write_lock(seed=1)
+    for stage in ("prepare", "train", "evaluate", "register"):
+        assert main([stage]) == 0, stage
+    client, name = MlflowClient(), load_params().mlflow.model_name  # the URI register set
+    first = (workdir / MODEL_FILE).read_bytes()
+    assert main(["train"]) == 0
+    assert (workdir / MODEL_FILE).read_bytes() != first
+    capsys.readouterr()
+    assert main(["register"]) == 0
+    assert "is already version 1" in capsys.readouterr().out
+    assert [str(found.version) for found in client.search_model_versions(f"name='{name}'")] == ["1"]
+
+    write_lock(seed=2)  # other inputs: a new version
+    assert main(["register"]) == 0
+    assert aliases(client, name) == {CHALLENGER: "2"}
+
+
+def test_a_rolled_back_model_stays_out_until_forced_back(
+    pipeline_run: tuple[MlflowClient, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, name = pipeline_run
+    assert main(["promote"]) == 0
+    register_again()
+    assert main(["promote"]) == 0
+    assert main(["rollback", "--reason", 'AUC fell on "cohort B"']) == 0
+    assert aliases(client, name) == {CHALLENGER: "2", CHAMPION: "1"}
+
+    # The same model comes back (a push that changes nothing): the same version, refused.
+    capsys.readouterr()
+    assert main(["register"]) == 0
+    assert "is already version 2" in capsys.readouterr().out
+    assert main(["promote"]) == 1
+    report = capsys.readouterr().out
+    assert 'version 2 was rolled back (AUC fell on "cohort B")' in report
+    assert aliases(client, name) == {CHALLENGER: "2", CHAMPION: "1"}
+
+    assert main(["promote", "--version", "2", "--force", "--reason", "fixed upstream"]) == 0
+    assert aliases(client, name) == {CHALLENGER: "2", CHAMPION: "2", PREVIOUS: "1"}
+    tags = client.get_model_version(name, "2").tags
+    assert "rolled_back" not in tags
+    assert tags["rollback_reason"] == 'AUC fell on "cohort B"'  # the history stays
 
 
 def test_the_gate_judges_an_unregistered_model_without_mlflow(workdir: Path) -> None:

@@ -6,7 +6,9 @@
   gate's verdict, where the plots are. Written to reports/pr-comment.md and the job summary.
 - `ci drift`: reports/drift.md from reports/drift.json (job summary, issue body); prints
   `drift=true` or `drift=false` for GITHUB_OUTPUT.
-- `ci image`: the container's name on GHCR and its tags, as `key=value` lines for GITHUB_OUTPUT.
+- `ci image`: the champion's image on GHCR and its tags, as `key=value` lines for GITHUB_OUTPUT.
+- `ci plan`: whether this release run publishes the challenger (`publish=true|false`), and its
+  version, image and tags; the job summary says why when it publishes nothing.
 
 Outside GitHub Actions they print the same; GITHUB_STEP_SUMMARY is only written when it is set.
 """
@@ -15,13 +17,17 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from .config import (
+    CHALLENGER,
     CHAMPION,
     DRIFT_SUMMARY,
     GATE_REPORT,
     METRICS_FILE,
+    MlflowParams,
+    embedded_store,
     load_params,
     tracking_uri,
     without_credentials,
@@ -153,19 +159,90 @@ def drift() -> tuple[bool, str]:
     return bool(summary["drift"]), "\n".join(lines) + "\n"
 
 
+def image_name(settings: MlflowParams) -> str:
+    owner = os.environ.get("GITHUB_REPOSITORY_OWNER", "local")
+    return f"{REGISTRY}/{owner}/{settings.model_name}".lower()
+
+
+def image_tags(name: str, version: str, *extra: str) -> str:
+    """`<image>:v<version>`, `<image>:<commit>` and the `extra` tags, comma-separated."""
+    sha = os.environ.get("GITHUB_SHA", "")[:12] or _run("git", "rev-parse", "--short=12", "HEAD")
+    return ",".join(f"{name}:{tag}" for tag in (f"v{version}", sha.strip(), *extra))
+
+
 def image() -> str:
     """`image=ghcr.io/<owner>/<name>`, `version=<champion>`, `tags=<image>:<tag>,...`."""
     from .registry import client, version_by_alias
 
     settings = load_params().mlflow
-    owner = os.environ.get("GITHUB_REPOSITORY_OWNER", "local")
-    name = f"{REGISTRY}/{owner}/{settings.model_name}".lower()
+    name = image_name(settings)
     version = version_by_alias(client(settings), settings.model_name, CHAMPION)
     if version is None:
         raise ProjectError(f"{settings.model_name}: no champion to ship; run `make promote`")
-    sha = os.environ.get("GITHUB_SHA", "")[:12] or _run("git", "rev-parse", "--short=12", "HEAD")
-    tags = [f"{name}:{tag}" for tag in (f"v{version}", sha.strip(), CHAMPION_TAG)]
-    return f"image={name}\nversion={version}\ntags={','.join(tags)}\n"
+    tags = image_tags(name, version, CHAMPION_TAG)
+    return f"image={name}\nversion={version}\ntags={tags}\n"
+
+
+def not_new(version: str, champion: str | None, tags: dict[str, str]) -> str | None:
+    """Why registered `version` (with its `tags`) is no new release; None when it is one."""
+    from .registry import REPLACED, ROLLBACK_REASON, ROLLED_BACK
+
+    if version == champion:
+        return (
+            f"version {version}, already the champion: the model is unchanged since it was "
+            "released, so there is nothing new to publish"
+        )
+    if tags.get(ROLLED_BACK) == "true":
+        reason = tags.get(ROLLBACK_REASON)
+        return (
+            f"version {version}, which was rolled back{f' ({reason})' if reason else ''}; it "
+            "stays out until someone forces it back with "
+            f'`make promote VERSION={version} REASON="..."`'
+        )
+    if REPLACED in tags:
+        return (
+            f"version {version}, which was released before and has since been replaced; it is "
+            f'not published again (`make promote VERSION={version} REASON="..."` brings it back)'
+        )
+    return None
+
+
+def plan() -> tuple[str, str]:
+    """Whether this release run publishes the challenger: `key=value` lines, and the markdown
+    that says what it publishes or why nothing. A version number is published only if the next
+    run will remember it, and only for a model never released before."""
+    settings = load_params().mlflow
+    uri = tracking_uri(settings)
+    if embedded_store(uri) is not None:
+        return "publish=false\n", (
+            "### Release: nothing published\n\n"
+            f"This run's MLflow registry is `{uri}`, a file on the runner that is gone when the "
+            "job ends: the version numbers it gives would be forgotten and reused by the next "
+            "run, so no image tag or release is published under them. The pipeline ran and the "
+            "model was registered in that file. To publish versioned images and releases, set "
+            "the repository variable `MLFLOW_TRACKING_URI` to a shared MLflow server and the "
+            "`production` environment's secrets `MLFLOW_TRACKING_USERNAME` and "
+            "`MLFLOW_TRACKING_PASSWORD` (the README: Sharing).\n"
+        )
+    from .registry import client, registry_errors, version_by_alias
+
+    registry, model = client(settings), settings.model_name
+    with registry_errors(settings):
+        version = version_by_alias(registry, model, CHALLENGER)
+        if version is None:
+            raise ProjectError(f"{model}: no challenger to publish; run `make register` first")
+        tags = dict(registry.get_model_version(model, version).tags)
+        champion = version_by_alias(registry, model, CHAMPION)
+    why_not = not_new(version, champion, tags)
+    if why_not is not None:
+        return f"publish=false\nversion={version}\n", (
+            f"### Release: nothing published\n\nThe model of this commit is {model} {why_not}.\n"
+        )
+    name = image_name(settings)
+    return f"publish=true\nversion={version}\nimage={name}\ntags={image_tags(name, version)}\n", (
+        f"### Release: {model} version {version}\n\nA new model version: if it passes the gate, "
+        f"its image is published as `{name}:v{version}` and it becomes the champion.\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     compare = commands.add_parser("report", help="write the pull request's report")
     compare.add_argument("--base", required=True, help="the git revision to compare with")
     commands.add_parser("drift", help="write reports/drift.md; print drift=true|false")
-    commands.add_parser("image", help="the container's name and tags, for GITHUB_OUTPUT")
+    commands.add_parser("image", help="the champion's image and tags, for GITHUB_OUTPUT")
+    commands.add_parser("plan", help="whether this release publishes the challenger, and how")
     args = parser.parse_args(argv)
     if args.command == "remotes":
         text = remotes()
@@ -189,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(DRIFT_MARKDOWN, markdown)
         summarise(markdown)
         text = f"drift={str(drifted).lower()}\n"
+    elif args.command == "plan":
+        text, markdown = plan()
+        summarise(markdown)
+        print(markdown, end="", file=sys.stderr)
     else:
         text = image()
     print(text, end="")

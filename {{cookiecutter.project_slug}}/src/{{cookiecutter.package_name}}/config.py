@@ -1,6 +1,7 @@
 """Where things live, and params.yaml read once into typed settings."""
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,24 @@ class PrepareParams(Section):
     stratify: bool
 
 
+# The registered model's name also names its image (ghcr.io/<owner>/<model_name>).
+MODEL_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+
+
 class MlflowParams(Section):
     tracking_uri: str = Field(min_length=1)
     experiment: str = Field(min_length=1)
-    model_name: str = Field(min_length=1, max_length=256)
+    model_name: str = Field(min_length=1, max_length=128)
+
+    @field_validator("model_name")
+    @classmethod
+    def _names_an_image(cls, name: str) -> str:
+        if not MODEL_NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r}: use lowercase letters and digits, with single '.', '_' or '-' "
+                "between them (it also names the service's image)"
+            )
+        return name
 
 
 class DriftParams(Section):

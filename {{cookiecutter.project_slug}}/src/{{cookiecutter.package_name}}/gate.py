@@ -18,6 +18,7 @@ from .config import (
     DRIFT_SUMMARY,
     GATE_REPORT,
     METRICS,
+    METRICS_FILE,
     GateParams,
     MlflowParams,
     embedded_store,
@@ -30,11 +31,17 @@ from .files import write_text_atomic
 
 @dataclass(frozen=True)
 class Candidate:
-    """A model and its metrics: a registered version, or (version None) one not registered."""
+    """A model and its metrics: a registered version, or (version None) one not registered.
+
+    `rolled_back` is the reason a registered version was rolled back ("" when none was given);
+    `committed_at` the git revision of a base branch's model, judged by its committed metrics.
+    """
 
     name: str
     version: str | None
     metrics: dict[str, float]
+    rolled_back: str | None = None
+    committed_at: str | None = None
 
     @property
     def title(self) -> str:
@@ -66,6 +73,7 @@ class Verdict:
     rows: tuple[Row, ...]
     drift: dict[str, Any] | None
     reasons: tuple[str, ...] = field(default=())
+    unchanged: bool = False
 
     @property
     def passed(self) -> bool:
@@ -79,7 +87,11 @@ def _better(metric: str, value: float, than: float, by: float = 0.0) -> bool:
 
 
 def judge_metric(
-    metric: str, gate: GateParams, challenger: Candidate, champion: Candidate | None
+    metric: str,
+    gate: GateParams,
+    challenger: Candidate,
+    champion: Candidate | None,
+    unchanged: bool = False,
 ) -> Row:
     value = challenger.metrics.get(metric)
     before = champion.metrics.get(metric) if champion is not None else None
@@ -96,6 +108,7 @@ def judge_metric(
         if (
             primary
             and before is not None
+            and not unchanged
             and not _better(metric, value, before, gate.min_improvement)
         ):
             problems.append(
@@ -122,18 +135,31 @@ def judge_drift(gate: GateParams, drift: dict[str, Any] | None) -> list[str]:
     return []
 
 
+def judge_rollback(challenger: Candidate) -> list[str]:
+    if challenger.rolled_back is None:
+        return []
+    why = f" ({challenger.rolled_back})" if challenger.rolled_back else ""
+    return [
+        f"version {challenger.version} was rolled back{why}; only a forced promotion brings it "
+        f'back: `make promote VERSION={challenger.version} REASON="..."`'
+    ]
+
+
 def judge(
     gate: GateParams,
     challenger: Candidate,
     champion: Candidate | None,
     drift: dict[str, Any] | None,
+    unchanged: bool = False,
 ) -> Verdict:
-    """Every check at once, so that a failing gate lists all of its reasons."""
+    """Every check at once, so that a failing gate lists all of its reasons. `unchanged`: the
+    challenger was trained from the champion's very inputs, so the margin does not apply."""
     names = [*METRICS, *(name for name in challenger.metrics if name not in METRICS)]
-    rows = tuple(judge_metric(name, gate, challenger, champion) for name in names)
-    reasons = [problem for row in rows for problem in row.problems]
+    rows = tuple(judge_metric(name, gate, challenger, champion, unchanged) for name in names)
+    reasons = judge_rollback(challenger)
+    reasons += [problem for row in rows for problem in row.problems]
     reasons += judge_drift(gate, drift)
-    return Verdict(challenger, champion, rows, drift, tuple(reasons))
+    return Verdict(challenger, champion, rows, drift, tuple(reasons), unchanged)
 
 
 def _described(candidate: Candidate) -> str:
@@ -152,9 +178,15 @@ def markdown(verdict: Verdict, gate: GateParams) -> str:
     """The table, the drift line and the decision with its reasons."""
     challenger, champion = verdict.challenger, verdict.champion
     title = "passed" if verdict.passed else "failed"
-    against = (
-        f"champion version {champion.version}" if champion else "no champion yet (floors only)"
-    )
+    if champion is None:
+        against = "no champion yet (floors only)"
+    elif champion.committed_at is not None:
+        against = (
+            f"the base branch's model, by the metrics committed at `{champion.committed_at[:12]}` "
+            "(the registry has no champion)"
+        )
+    else:
+        against = f"champion version {champion.version}"
     lines = [
         f"## Release gate: {title}",
         "",
@@ -179,7 +211,13 @@ def markdown(verdict: Verdict, gate: GateParams) -> str:
             f"{_number(row.delta, signed=True)} | {bound} | {status} |"
         )
     lines.append("")
-    if champion is not None:
+    if champion is not None and verdict.unchanged:
+        lines.append(
+            "The model was trained from the same code, data and parameters as the base "
+            "branch's, so the margin over it does not apply."
+        )
+        lines.append("")
+    elif champion is not None:
         lines.append(
             f"The primary metric (bold) must beat the champion's by at least "
             f"{gate.min_improvement:g}."
@@ -212,9 +250,16 @@ def read_drift(path: Path = DRIFT_SUMMARY) -> dict[str, Any] | None:
 def read_metrics(path: Path) -> dict[str, float]:
     """The metrics `evaluate` wrote to `path`."""
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ProjectError(f"{path}: not found; run `make evaluate` first") from None
+    return parse_metrics(text, str(path))
+
+
+def parse_metrics(text: str, path: str) -> dict[str, float]:
+    """Metrics as `evaluate` writes them, read from `text` (the file `path`)."""
+    try:
+        metrics = json.loads(text)
     except json.JSONDecodeError as error:
         raise ProjectError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
     numbers = isinstance(metrics, dict) and all(
@@ -236,18 +281,45 @@ def champion_of(params: MlflowParams) -> Candidate | None:
     return champion_candidate(params)
 
 
-def run_gate(version: str | None = None, metrics: Path | None = None) -> tuple[Verdict, str]:
+def base_model(name: str, base: str) -> Candidate | None:
+    """The base branch's model, by the metrics committed at revision `base`; None without them."""
+    from .lineage import committed
+
+    text = committed(base, METRICS_FILE)
+    if text is None:
+        return None
+    metrics = parse_metrics(text, f"{base}:{METRICS_FILE}")
+    return Candidate(name, None, metrics, committed_at=base)
+
+
+def trained_like(base: str) -> bool:
+    """Whether this model was trained from the code, data and parameters of revision `base`."""
+    from .lineage import DVC_LOCK, UNKNOWN, committed, train_inputs
+
+    ours = train_inputs()
+    return ours != UNKNOWN and ours == train_inputs(committed(base, DVC_LOCK) or "")
+
+
+def run_gate(
+    version: str | None = None, metrics: Path | None = None, base: str | None = None
+) -> tuple[Verdict, str]:
     """Judge `version` (default: the challenger), or the unregistered model whose `metrics`
-    file is given, and write the report; both are returned."""
+    file is given, and write the report; both are returned. With `base` (a git revision), an
+    unregistered model is judged against the base branch's committed metrics when the registry
+    has no champion."""
     params = load_params()
+    unchanged = False
     if metrics is not None:
         challenger = Candidate(params.mlflow.model_name, None, read_metrics(metrics))
         champion = champion_of(params.mlflow)
+        if base is not None:
+            champion = champion or base_model(params.mlflow.model_name, base)
+            unchanged = trained_like(base)
     else:
         from .registry import candidates
 
         challenger, champion = candidates(params.mlflow, version)
-    verdict = judge(params.gate, challenger, champion, read_drift())
+    verdict = judge(params.gate, challenger, champion, read_drift(), unchanged)
     report = markdown(verdict, params.gate)
     write_text_atomic(GATE_REPORT, report)
     return verdict, report
@@ -264,8 +336,17 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="judge the evaluated model whose metrics are in this file, before it is registered",
     )
+    parser.add_argument(
+        "--base",
+        help="with --metrics: the base branch's git revision, whose committed metrics are the "
+        "champion to beat when the registry has none",
+    )
     args = parser.parse_args(argv)
-    verdict, report = run_gate(args.version, args.metrics)
+    if args.base is not None and args.metrics is None:
+        parser.error("--base needs --metrics: it judges an unregistered model")
+    if args.base is not None and (not args.base or args.base.startswith("-")):
+        parser.error(f"--base: {args.base!r} is not a git revision")
+    verdict, report = run_gate(args.version, args.metrics, args.base)
     print(report, end="")
     print(f"gate: report in {GATE_REPORT}; '{CHAMPION}' unchanged")
     return 0 if verdict.passed else 1

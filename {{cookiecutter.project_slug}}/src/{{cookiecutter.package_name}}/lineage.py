@@ -1,13 +1,20 @@
 """Where a model came from: the code, data and parameters that produced it."""
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from .config import PARAMS_FILE, RAW_DATA
 from .data import tracked_md5
 
 UNKNOWN = "unknown"
+DVC_LOCK = Path("dvc.lock")
+# The version tag that names a model by what trained it (see `train_inputs`).
+TRAIN_INPUTS = "train_inputs"
 # Files the pipeline itself rewrites: changes to them do not make the code dirty.
 PIPELINE_OUTPUTS = ("dvc.lock", "reports")
 
@@ -22,6 +29,11 @@ def _git(*args: str) -> str | None:
 
 def git_commit() -> str:
     return _git("rev-parse", "HEAD") or UNKNOWN
+
+
+def committed(revision: str, path: Path) -> str | None:
+    """`path` as committed at `revision`; None if git, the revision or the file is missing."""
+    return _git("show", "--end-of-options", f"{revision}:{path.as_posix()}")
 
 
 def git_dirty() -> str:
@@ -48,6 +60,26 @@ def file_md5(path: Path) -> str:
         return hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
+def train_inputs(lock_text: str | None = None) -> str:
+    """One hash of everything the `train` stage read: its code, its data and its parameters, as
+    dvc.lock records them (`lock_text`: another revision's dvc.lock). A retrained model file
+    differs byte for byte (skops names its entries after objects in memory); this does not, so
+    it tells a model trained again from the same inputs from a new one. UNKNOWN without a lock."""
+    try:
+        text = DVC_LOCK.read_text(encoding="utf-8") if lock_text is None else lock_text
+        lock: Any = yaml.safe_load(text)
+    except (FileNotFoundError, yaml.YAMLError):
+        return UNKNOWN
+    stage = lock.get("stages", {}).get("train") if isinstance(lock, dict) else None
+    if not isinstance(stage, dict):
+        return UNKNOWN
+    read = {
+        "deps": sorted((dep["path"], dep.get("md5")) for dep in stage.get("deps", [])),
+        "params": stage.get("params", {}),
+    }
+    return hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()
+
+
 def lineage_tags() -> dict[str, str]:
     """Tags for the MLflow run and model version."""
     return {
@@ -55,4 +87,5 @@ def lineage_tags() -> dict[str, str]:
         "git_dirty": git_dirty(),
         "data_md5": data_md5(),
         "params_sha256": file_sha256(PARAMS_FILE),
+        TRAIN_INPUTS: train_inputs(),
     }

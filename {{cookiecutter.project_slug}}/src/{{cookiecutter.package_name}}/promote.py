@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         args.version = verdict.challenger.version
         tags = {"gate": "passed"}
 
-    champion, previous = promote(settings, args.version, tags)
+    champion, previous = promote(settings, args.version, tags, forced=args.force)
     print(f"promote: {settings.model_name} version {champion} is now '{CHAMPION}'")
     if previous is not None:
         print(f"promote: version {previous} is kept as '{PREVIOUS}'")

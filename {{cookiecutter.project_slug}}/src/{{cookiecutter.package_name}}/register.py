@@ -1,15 +1,14 @@
 """`register`: log the evaluated model to MLflow and register it as the challenger.
 
-A model file is registered once. When reports/model_version.json says this very file (its md5,
-the hash DVC records) is a version of this registry, that version becomes the challenger again
-and nothing new is logged. Pull requests stop before this step (`make evaluate`): only merged
-models reach the registry.
+A model is registered once. When the registry already holds it (the same file, or a model
+trained from the same code, data and parameters), that version becomes the challenger again and
+nothing new is logged: a push that leaves the model alone, or trains a rolled-back model again,
+adds no version. Pull requests stop before this step (`make evaluate`): only merged models reach
+the registry.
 """
 
 import argparse
 import json
-from pathlib import Path
-from typing import Any
 
 from .config import (
     CHALLENGER,
@@ -23,27 +22,10 @@ from .config import (
 from .errors import ProjectError
 from .files import write_text_atomic
 from .gate import read_metrics
-from .lineage import file_md5, lineage_tags
+from .lineage import file_md5, lineage_tags, train_inputs
 from .model_file import load_model
-from .registry import MODEL_MD5, log_and_register, registered_as
+from .registry import MODEL_MD5, log_and_register, same_model
 from .schema import load_schema, read_table
-
-
-def read_record(path: Path = MODEL_VERSION_FILE) -> dict[str, Any]:
-    """What the last registration wrote; empty when there is none or it cannot be read."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
-def recorded_version(record: dict[str, Any], name: str, model_md5: str) -> int | None:
-    """The version the record gives this model file under this name, if it gives one."""
-    version = record.get("version")
-    if record.get("name") != name or record.get(MODEL_MD5) != model_md5:
-        return None
-    return version if isinstance(version, int) else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ProjectError(f"{MODEL_FILE}: not found; run `make evaluate` first")
     md5 = file_md5(MODEL_FILE)
 
-    version = recorded_version(read_record(), params.mlflow.model_name, md5)
-    registered = None if version is None else registered_as(params.mlflow, version, md5)
+    registered = same_model(params.mlflow, md5, train_inputs())
     if registered is not None:
         print(f"register: {MODEL_FILE} is already version {registered.version}")
     else:

@@ -25,6 +25,7 @@ from .config import (
 from .errors import RegistryError
 from .estimators import TRUSTED_TYPES
 from .gate import Candidate
+from .lineage import TRAIN_INPUTS, UNKNOWN
 from .model_file import FILE_NAME, load_model
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 MODEL_MD5 = "model_md5"
 REPLACED = "replaced_champion"
 ROLLED_BACK = "rolled_back"
+ROLLBACK_REASON = "rollback_reason"
 # What a served model needs. Listing it spares MLflow a slow guess in a subprocess.
 MODEL_REQUIREMENTS = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
 
@@ -155,7 +157,10 @@ def _challenger(registry: MlflowClient, name: str, verb: str) -> str:
 def _candidate(registry: MlflowClient, name: str, version: str) -> Candidate:
     found = registry.get_model_version(name, version)
     metrics = registry.get_run(found.run_id).data.metrics if found.run_id else {}
-    return Candidate(name, str(found.version), dict(metrics))
+    rolled_back = None
+    if found.tags.get(ROLLED_BACK) == "true":
+        rolled_back = found.tags.get(ROLLBACK_REASON, "")
+    return Candidate(name, str(found.version), dict(metrics), rolled_back=rolled_back)
 
 
 def candidates(
@@ -177,18 +182,31 @@ def champion_candidate(params: MlflowParams) -> Candidate | None:
         return None if champion is None else _candidate(registry, params.model_name, champion)
 
 
-def registered_as(params: MlflowParams, version: int, model_md5: str) -> "ModelVersion | None":
-    """`version`, when this registry holds it and it is the model file hashed `model_md5`."""
+def same_model(params: MlflowParams, model_md5: str, inputs: str) -> "ModelVersion | None":
+    """The version that is already this model, now the challenger again; None if there is none.
+
+    The same model is the same file (`model_md5`, the hash DVC records) or, since a model
+    trained again is a new file, the same training inputs (`inputs`: code, data, parameters).
+    So a push that leaves the model alone, and a rolled-back model trained again, add no version.
+    """
     registry = client(params)
     with registry_errors(params):
         try:
-            found = registry.get_model_version(params.model_name, str(version))
+            versions = registry.search_model_versions(f"name='{params.model_name}'")
         except MlflowException as error:
             if _not_found(error):
                 return None
             raise
-        if found.tags.get(MODEL_MD5) != model_md5:
+        by_file = [found for found in versions if found.tags.get(MODEL_MD5) == model_md5]
+        by_inputs = [
+            found
+            for found in versions
+            if inputs != UNKNOWN and found.tags.get(TRAIN_INPUTS) == inputs
+        ]
+        matches = sorted(by_file or by_inputs, key=lambda found: int(found.version))
+        if not matches:
             return None
+        found = matches[-1]
         registry.set_registered_model_alias(params.model_name, CHALLENGER, found.version)
         return found
 
@@ -234,12 +252,17 @@ def _put_back(registry: MlflowClient, name: str, alias: str, before: dict[str, s
 
 
 def promote(
-    params: MlflowParams, version: str | None = None, tags: dict[str, str] | None = None
+    params: MlflowParams,
+    version: str | None = None,
+    tags: dict[str, str] | None = None,
+    *,
+    forced: bool = False,
 ) -> tuple[str, str | None]:
     """Point `champion` at `version` (default: the challenger); keep the old one as `previous`.
 
     The new champion is tagged with `tags` and with the version it replaces, which `rollback`
-    follows. Returns the new champion and the previous one (None for the first champion).
+    follows; `forced` (past the gate) also lifts a rollback's ban on the version. Returns the
+    new champion and the previous one (None for the first champion).
     """
     registry = client(params)
     name = params.model_name
@@ -251,6 +274,8 @@ def promote(
             return version, None
         for key, value in {**(tags or {}), REPLACED: current or ""}.items():
             registry.set_model_version_tag(name, version, key, value)
+        if forced and registry.get_model_version(name, version).tags.get(ROLLED_BACK):
+            registry.delete_model_version_tag(name, version, ROLLED_BACK)
         moves = {CHAMPION: version, **({PREVIOUS: current} if current is not None else {})}
         move_aliases(registry, name, moves)
     return version, current
@@ -278,7 +303,7 @@ def rollback(params: MlflowParams, reason: str | None = None) -> tuple[str, str,
         move_aliases(registry, name, {CHAMPION: target, PREVIOUS: further})
         registry.set_model_version_tag(name, current, ROLLED_BACK, "true")
         if reason:
-            registry.set_model_version_tag(name, current, "rollback_reason", reason)
+            registry.set_model_version_tag(name, current, ROLLBACK_REASON, reason)
     return current, target, further
 
 
