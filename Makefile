@@ -23,7 +23,7 @@ DEMO := build/demo
 DEMO_PROJECT := $(DEMO)/tumour-classifier
 
 .PHONY: help demo test test-fast lint bench bench-batch bench-drift bench-serving clean docs \
-	docs-serve test-slow system-tools
+	docs-serve test-slow system-tools taken-names
 
 help: ## Show this list of commands
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -93,6 +93,9 @@ test-slow: .venv/.synced system-tools ## Run the slow tier only, or TESTS=<files
 lint: .venv/.synced ## Lint the template's own Python (hooks, tests, benchmarks)
 	uv run --locked ruff check .
 	uv run --locked ruff format --check .
+
+taken-names: .venv/.synced ## Rewrite the names the pre-generation hook refuses as taken by Python or the project's environment
+	uv run --locked python scripts/taken_names.py
 
 bench: .venv/.synced ## Time the generated pipeline against one plain script (see docs/benchmarks.md)
 	uv run --locked python benchmarks/pipeline.py

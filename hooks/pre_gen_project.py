@@ -19,27 +19,20 @@ from urllib.parse import urlsplit
 # them stay intact. JSON escapes every quote, so the text cannot close this raw string.
 ANSWERS_JSON = r"""{{ cookiecutter | jsonify }}"""
 
-# Top-level modules the generated project or its tools import; a package with one of these names
-# would shadow the real one.
-DEPENDENCY_MODULES = frozenset(
-    {
-        "bentoml",
-        "dvc",
-        "evidently",
-        "mlflow",
-        "numpy",
-        "onnx",
-        "onnxruntime",
-        "pandas",
-        "pydantic",
-        "pytest",
-        "scipy",
-        "skl2onnx",
-        "sklearn",
-        "skops",
-        "yaml",
-    }
-)
+# `python -m <package>` runs from the project root in the project's environment, so Python looks
+# for the name in the root, then the standard library, then site-packages, and only then in src/
+# (an editable install's .pth file). A package named after anything it finds first never runs.
+# Taken names that STANDARD_LIBRARY and ENVIRONMENT (at the end of this file) cannot show.
+RESERVED = {
+    "tests": "is the project's tests folder, a package that `python -m tests` finds in the project "
+    "root before the project's package",
+    "sitecustomize": "is a module Python imports at every start-up: the project's package would "
+    "run in every Python process of its environment",
+    "usercustomize": "is a module Python imports at every start-up: the project's package would "
+    "run in every Python process of its environment",
+    "pip": "is the installer that every `python -m venv` environment holds, where Python finds it "
+    "before the project's package",
+}
 
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 TASKS = ("classification", "regression")
@@ -91,10 +84,28 @@ def check_package_name(name: str) -> str | None:
         )
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         return f"{name!r} is a Python keyword; choose another name"
-    if name in sys.stdlib_module_names:
-        return f"{name!r} would shadow the standard-library module {name}; choose another name"
-    if name in DEPENDENCY_MODULES:
-        return f"{name!r} would shadow the dependency {name}; choose another name"
+    taken = why_taken(name)
+    if taken:
+        return f"{name!r} {taken}; choose another name"
+    return None
+
+
+def why_taken(name: str) -> str | None:
+    """Why the name is taken, as the rest of a sentence that starts with it; None if it is free."""
+    if name in RESERVED:
+        return RESERVED[name]
+    if name in STANDARD_LIBRARY or name in sys.stdlib_module_names:
+        versions = STANDARD_LIBRARY.get(name)
+        of = f" of Python {versions.replace(',', ', ')}" if versions else ""
+        return f"is a standard-library module{of}, which Python finds before the project's package"
+    if name in ENVIRONMENT:
+        *first, last = (ENVIRONMENT[name] or name.replace("_", "-")).split(",")
+        last = f"{last[1:]} more" if last.startswith("+") else last
+        installers = f"{', '.join(first)} and {last}" if first else last
+        return (
+            f"is taken by {installers} in the project's environment, and `import {name}` can "
+            "find only one of the two"
+        )
     return None
 
 
@@ -284,6 +295,97 @@ def main() -> int:
         print(f"ERROR: {problem}", file=sys.stderr)
         return 1
     return 0
+
+
+def names_table(text: str) -> dict[str, str]:
+    """``name`` and ``name=detail`` words as {name: detail}, the detail empty where not given."""
+    return dict(word.partition("=")[::2] for word in text.split())
+
+
+# The top-level modules of the standard library of every Python in PYTHON_VERSIONS (more than
+# sys.stdlib_module_names, which leaves out e.g. `test`), as `name`, or `name=versions` where only
+# those have it. Written by `make taken-names` (scripts/taken_names.py); do not edit by hand.
+STANDARD_LIBRARY = names_table(
+    """
+abc aifc=3.11,3.12 antigravity argparse array ast asynchat=3.11 asyncio asyncore=3.11 atexit
+audioop=3.11,3.12 base64 bdb binascii bisect builtins bz2 calendar cgi=3.11,3.12 cgitb=3.11,3.12
+chunk=3.11,3.12 cmath cmd code codecs codeop collections colorsys compileall concurrent
+configparser contextlib contextvars copy copyreg crypt=3.11,3.12 csv ctypes curses dataclasses
+datetime dbm decimal difflib dis distutils=3.11 doctest email encodings ensurepip enum errno
+faulthandler fcntl filecmp fileinput fnmatch fractions ftplib functools gc genericpath getopt
+getpass gettext glob graphlib grp gzip hashlib heapq hmac html http idlelib imaplib
+imghdr=3.11,3.12 imp=3.11 importlib inspect io ipaddress itertools json keyword lib2to3=3.11,3.12
+linecache locale logging lzma mailbox mailcap=3.11,3.12 marshal math mimetypes mmap modulefinder
+msilib=3.11,3.12 msvcrt multiprocessing netrc nis=3.11,3.12 nntplib=3.11,3.12 nt ntpath nturl2path
+numbers opcode operator optparse os ossaudiodev=3.11,3.12 pathlib pdb pickle pickletools
+pipes=3.11,3.12 pkgutil platform plistlib poplib posix posixpath pprint profile pstats pty pwd
+py_compile pyclbr pydoc pydoc_data pyexpat queue quopri random re readline reprlib resource
+rlcompleter runpy sched secrets select selectors shelve shlex shutil signal site smtpd=3.11 smtplib
+sndhdr=3.11,3.12 socket socketserver spwd=3.11,3.12 sqlite3 sre_compile sre_constants sre_parse ssl
+stat statistics string stringprep struct subprocess sunau=3.11,3.12 symtable sys sysconfig syslog
+tabnanny tarfile telnetlib=3.11,3.12 tempfile termios test textwrap this threading time timeit
+tkinter token tokenize tomllib trace traceback tracemalloc tty turtle turtledemo types typing
+unicodedata unittest urllib uu=3.11,3.12 uuid venv warnings wave weakref webbrowser winreg winsound
+wsgiref xdrlib=3.11,3.12 xml xmlrpc xxlimited xxlimited_35 xxsubtype zipapp zipfile zipimport zlib
+zoneinfo
+"""
+)
+
+# Every top-level name installed in the generated project's environment (all dependency groups,
+# every platform, every Python in PYTHON_VERSIONS), as `name=distributions` (`+N`: N more), or
+# `name` alone when its distribution has the same name. Written by `make taken-names`
+# (scripts/taken_names.py) from a freshly locked default project; do not edit by hand.
+ENVIRONMENT = names_table(
+    """
+a2wsgi adodbapi=pywin32 afxres=pywin32 aiohappyeyeballs aiohttp aiohttp_asgi_connector
+aiohttp_retry aiosignal aiosqlite alembic amqp annotated_doc annotated_types
+antlr4=antlr4-python3-runtime anyio appdirs asgiref ast_serialize asyncssh attr=attrs attrs bentoml
+bentoml_cli=bentoml billiard blinker cachetools cattr=cattrs cattrs celery certifi cffi cfgv
+charset_normalizer circus=kantoku click click_didyoumean click_option_group click_plugins
+click_repl cloudpickle colorama commctrl=pywin32 configobj contourpy cryptography cycler
+databricks=databricks-sdk dateutil=python-dateutil dde=pywin32 defusedxml deprecation dictdiffer
+diskcache distlib distro docker dotenv=python-dotenv dpath dulwich dvc dvc_data dvc_http
+dvc_objects dvc_render dvc_studio_client dvc_task dynaconf entrypoints evidently
+example=nvidia-ml-py faker fastapi filelock flask flask_cors flask_wtf flatbuffers flatten_dict
+flufl=flufl-lock formulaic frozenlist fsspec funcy git=gitpython gitdb google=google-auth,protobuf
+grandalf graphene graphql=graphql-core graphql_relay gto gunicorn h11 harfile httpcore httptools
+httpx httpx_ws huey hydra=hydra-core hypothesis hypothesis_graphql identify idna importlib_metadata
+include=pywin32 iniconfig interface_meta isapi=pywin32 iterative_telemetry itsdangerous jinja2
+joblib jsonschema_rs jupyterlab_plotly=plotly kiwisolver kombu lib=pywin32 librt libs=pywin32
+litestar litestar_htmx mako markdown_it=markdown-it-py markupsafe matplotlib mdurl ml_dtypes
+mlflow=mlflow,mlflow-skinny,mlflow-tracing mmapfile=pywin32 mmsystem=pywin32
+mpl_toolkits=matplotlib msgspec multidict multipart=multipart,python-multipart mypy mypy_extensions
+mypyc=mypy narwhals netbios=pywin32 networkx nltk nodeenv ntsecuritycon=pywin32 numpy odbc=pywin32
+omegaconf onnx onnxruntime opentelemetry=opentelemetry-api,opentelemetry-instrumentation,+6 orjson
+packaging packaging_legacy_version=pip-requirements-parser pandas pathspec patsy perfmon=pywin32
+pip_requirements_parser platformdirs plotly pluggy polyfactory pre_commit prettytable
+prometheus_client prompt_toolkit propcache psutil psycopg psycopg_binary public=atpublic py=pytest
+pyarrow pyasn1 pyasn1_modules pycparser pydantic pydantic_core pydantic_settings
+pydevd_plugins=omegaconf pydot pygit2 pygments pygtrie pylab=matplotlib pynvml=nvidia-ml-py
+pyparsing pyrate_limiter pytest python_discovery python_multipart pythoncom=pywin32
+pythonjsonlogger=python-json-logger pythonwin=pywin32 pytz pywin=pywin32 pywin32_bootstrap=pywin32
+pywin32_system32=pywin32 pywin32_testutil=pywin32 pywintypes=pywin32 rasutil=pywin32
+regcheck=pywin32 regex regutil=pywin32 requests rich rich_click rich_toolkit ruamel=ruamel-yaml
+ruff schema schemathesis scipy scmrepo scripts=pywin32 semver servicemanager=pywin32 setuptools
+shellingham shortuuid shtab simple_di skl2onnx sklearn=scikit-learn skops smmap sniffio
+sortedcontainers sqlalchemy sqlparse sqltrie sspi=pywin32 sspicon=pywin32 starlette statsmodels
+tabulate tenacity threadpoolctl timer=pywin32 tomli_w tomlkit tornado tqdm typer typing_extensions
+typing_inspect typing_inspection tzdata tzlocal ujson urllib3 uuid6 uvicorn uvloop
+validate=configobj vendor_licenses=dynaconf vine virtualenv voluptuous waitress watchdog watchfiles
+wcwidth websockets werkzeug win2kras=pywin32 win32=pywin32 win32api=pywin32 win32clipboard=pywin32
+win32com=pywin32 win32comext=pywin32 win32con=pywin32 win32console=pywin32 win32cred=pywin32
+win32crypt=pywin32 win32cryptcon=pywin32 win32event=pywin32 win32evtlog=pywin32
+win32evtlogutil=pywin32 win32file=pywin32 win32gui=pywin32 win32gui_struct=pywin32
+win32help=pywin32 win32inet=pywin32 win32inetcon=pywin32 win32job=pywin32 win32lz=pywin32
+win32net=pywin32 win32netcon=pywin32 win32pdh=pywin32 win32pdhquery=pywin32 win32pdhutil=pywin32
+win32pipe=pywin32 win32print=pywin32 win32process=pywin32 win32profile=pywin32 win32ras=pywin32
+win32rcparser=pywin32 win32security=pywin32 win32service=pywin32 win32serviceutil=pywin32
+win32timezone=pywin32 win32trace=pywin32 win32traceutil=pywin32 win32transaction=pywin32
+win32ts=pywin32 win32ui=pywin32 win32uiole=pywin32 win32verstamp=pywin32 win32wnet=pywin32
+winerror=pywin32 winioctlcon=pywin32 winnt=pywin32 winperf=pywin32 winxpgui=pywin32
+winxptheme=pywin32 wrapt wsproto wtforms yaml=pyyaml yarl zc=zc-lockfile zipp zmq=pyzmq
+"""
+)
 
 
 if __name__ == "__main__":

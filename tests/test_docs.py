@@ -44,8 +44,10 @@ def test_the_options_page_lists_every_question_prompt_and_rule(options: ModuleTy
         for choice in default if isinstance(default, list) else []:
             assert f"    - `{choice}`" in page
     # The hook's own messages, and its tables, are on the page.
-    assert "`ERROR: package_name: 'mlflow' would shadow the dependency mlflow" in page
-    assert "`skl2onnx`" in page
+    assert "`ERROR: package_name: 'mlflow' is taken by mlflow" in page
+    hook = options.load_hook()
+    assert f"({len(hook.ENVIRONMENT)} names, from a freshly locked project)" in page
+    assert "`make taken-names` rewrites them" in page
     assert "`__dataset`: computed as" in page
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -16,6 +19,8 @@ from cookiecutter.generate import generate_context
 from cookiecutter.main import cookiecutter
 from cookiecutter.prompt import prompt_for_config
 from cookiecutter.utils import create_env_with_context
+
+from .conftest import Bake, python_dirs
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = ROOT / "hooks"
@@ -116,6 +121,8 @@ VALID = [
     *(pytest.param({"dvc_remote": r}, id=f"default-url-{r}") for r in CHOICES["dvc_remote"]),
     pytest.param({"project_slug": "a" * 63, "package_name": "a" * 63}, id="slug-63-chars"),
     pytest.param({"package_name": "model2_v3"}, id="package-with-digits"),
+    # Folders of the project root without an __init__.py: Python passes them by for src/<name>.
+    *(pytest.param({"package_name": n}, id=f"package-{n}") for n in ("data", "models", "src")),
     pytest.param({"github_owner": "A" + "-b" * 19}, id="owner-39-chars"),
     pytest.param({"author_email": "zoë+ml@例え.jp"}, id="email-non-ascii"),
     pytest.param({"dvc_remote_url": "/mnt/dvc store/ml"}, id="local-path-with-space"),
@@ -145,10 +152,37 @@ def test_pre_gen_accepts_valid_answers(tmp_path: Path, answers: dict[str, Any]) 
     assert (result.returncode, result.stderr) == (0, "")
 
 
-DEPENDENCIES = [
-    "mlflow", "dvc", "sklearn", "bentoml", "evidently", "pandas", "numpy", "scipy",
-    "pydantic", "yaml", "skops", "pytest", "onnx", "onnxruntime", "skl2onnx",
-]  # fmt: skip
+# Names Python already takes, and words the hook's message must give as the reason.
+TAKEN = {
+    "tests": ("the project's tests folder", "`python -m tests` finds in the project root"),
+    "sitecustomize": ("imports at every start-up",),
+    "usercustomize": ("imports at every start-up",),
+    "pip": ("`python -m venv`",),
+    "json": ("is a standard-library module, which Python finds before the project's package",),
+    "logging": ("is a standard-library module,",),
+    "test": ("is a standard-library module,",),  # not in sys.stdlib_module_names
+    "imp": ("is a standard-library module of Python 3.11,",),  # removed in 3.12
+    "distutils": ("is a standard-library module of Python 3.11,",),
+    "telnetlib": ("is a standard-library module of Python 3.11, 3.12,",),  # removed in 3.13
+    "setuptools": ("is taken by setuptools in the project's environment",),
+    "google": ("is taken by", "protobuf", "`import google` can find only one of the two"),
+    "attr": ("is taken by attrs in",),
+    "yaml": ("is taken by pyyaml in",),
+    "jinja2": ("is taken by jinja2 in",),
+    "sqlalchemy": ("is taken by sqlalchemy in",),
+    "tomli_w": ("is taken by tomli-w in",),
+    "dateutil": ("is taken by python-dateutil in",),
+    "sklearn": ("is taken by scikit-learn in",),
+    "mlflow": ("is taken by mlflow, ", " and "),  # several distributions
+    "opentelemetry": ("is taken by opentelemetry-api,", "more in"),
+    "win32api": ("is taken by pywin32 in",),  # Windows only, like waitress
+    "waitress": ("is taken by waitress in",),
+    **dict.fromkeys(
+        ["dvc", "bentoml", "evidently", "pandas", "numpy", "scipy", "pydantic", "skops", "pytest",
+         "onnx", "onnxruntime", "skl2onnx", "pyarrow", "prometheus_client", "hypothesis", "ruff"],
+        ("is taken by", "in the project's environment"),
+    ),
+}  # fmt: skip
 
 
 def bad(field: str, value: Any, case: str, **others: Any) -> Any:
@@ -183,9 +217,7 @@ BAD = [
     bad("package_name", "tumour\n", "trailing-newline"),
     bad("package_name", "class", "keyword"),
     bad("package_name", "match", "soft-keyword"),
-    bad("package_name", "json", "stdlib"),
-    bad("package_name", "logging", "stdlib-logging"),
-    *(bad("package_name", name, f"shadows-{name}") for name in DEPENDENCIES),
+    *(bad("package_name", name, f"taken-{name}") for name in TAKEN),
     bad("description", "Nul\0byte", "nul"),
     bad("author_name", "Two\nlines", "newline"),
     bad("author_email", "you", "no-at"),
@@ -250,6 +282,90 @@ def test_pre_gen_rejects_bad_answer_with_one_line(
     assert result.stderr.startswith(f"ERROR: {field}: ")
     assert result.stderr.endswith("\n")
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(("name", "reasons"), TAKEN.items(), ids=list(TAKEN))
+def test_pre_gen_says_why_a_package_name_is_taken(
+    tmp_path: Path, name: str, reasons: tuple[str, ...]
+) -> None:
+    result = run_pre_gen(tmp_path, make_context({"package_name": name}))
+
+    assert result.stderr.startswith(f"ERROR: package_name: {name!r} ")
+    assert result.stderr.endswith("; choose another name\n")
+    for reason in reasons:
+        assert reason in result.stderr
+
+
+def pre_gen_hook() -> ModuleType:
+    """The pre-generation hook as a module, unrendered: its tables and checks, not its main()."""
+    spec = importlib.util.spec_from_file_location("pre_gen_project", HOOKS / "pre_gen_project.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("table", ["STANDARD_LIBRARY", "ENVIRONMENT"])
+def test_taken_name_lists_are_sorted_without_duplicates(table: str) -> None:
+    source = (HOOKS / "pre_gen_project.py").read_text(encoding="utf-8")
+    text = re.search(rf'^{table} = names_table\(\s*"""(.*?)"""', source, re.S | re.M)
+
+    assert text is not None
+    names = [word.partition("=")[0] for word in text.group(1).split()]
+    assert len(names) > 100
+    assert names == sorted(set(names))
+
+
+def python_of(version: str) -> str | None:
+    """An interpreter of this version: pyenv's own (its shims hide all but one), else PATH's."""
+    return shutil.which(f"python{version}", path=os.pathsep.join(python_dirs())) or shutil.which(
+        f"python{version}"
+    )
+
+
+# Every top-level module the interpreter's standard library holds (pkgutil also sees `test`,
+# which sys.stdlib_module_names leaves out); -S: no site-packages.
+LIST_STANDARD_LIBRARY = (
+    "import pkgutil, sys; "
+    "print(*sys.stdlib_module_names, *(m.name for m in pkgutil.iter_modules()))"
+)
+
+
+@pytest.mark.parametrize("version", CHOICES["python_version"])
+def test_hook_knows_every_standard_library_module_of_each_python(version: str) -> None:
+    python = python_of(version)
+    if python is None:
+        pytest.skip(f"Python {version} is not installed")
+    listed = subprocess.run(
+        [python, "-I", "-S", "-c", LIST_STANDARD_LIBRARY],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    hook = pre_gen_hook()
+
+    candidates = {name for name in listed if hook.PACKAGE_NAME.fullmatch(name) and name[0] != "_"}
+    assert "test" in candidates
+    missing = sorted(candidates - hook.STANDARD_LIBRARY.keys())
+    assert not missing, f"run `make taken-names`: the hook does not know {missing}"
+    for name in candidates:
+        versions = hook.STANDARD_LIBRARY[name]
+        assert not versions or version in versions.split(","), name
+
+
+def test_pre_gen_refuses_every_package_in_the_project_root(bake: Bake) -> None:
+    project = bake()
+    importable = {
+        path.name.removesuffix(".py")
+        for path in project.iterdir()
+        if path.suffix == ".py" or (path / "__init__.py").is_file()
+    }
+    hook = pre_gen_hook()
+
+    assert "tests" in importable
+    for name in importable:
+        assert hook.why_taken(name) is not None, name
 
 
 def test_pre_gen_rejects_file_store_and_points_to_sqlite(tmp_path: Path) -> None:

@@ -58,8 +58,13 @@ REFUSED: dict[str, list[dict[str, str]]] = {
         {"package_name": "_private"},
         {"package_name": "3d_model"},
         {"package_name": "match"},
+        {"package_name": "tests"},
         {"package_name": "json"},
+        {"package_name": "imp"},
         {"package_name": "mlflow"},
+        {"package_name": "yaml"},
+        {"package_name": "google"},
+        {"package_name": "sitecustomize"},
     ],
     "description": [{"description": "nul\0byte"}],
     "author_name": [{"author_name": "Ada\nLovelace"}],
@@ -221,11 +226,16 @@ def rule_lines(name: str, hook: ModuleType, defaults: dict[str, Any]) -> list[st
 def extra_rule(name: str, hook: ModuleType) -> list[str]:
     """Rules the examples alone do not spell out, read from the hook's own tables."""
     if name == "package_name":
-        modules = ", ".join(code(module) for module in sorted(hook.DEPENDENCY_MODULES))
+        reserved = ", ".join(code(module) for module in hook.RESERVED)
         return [
             "- Rule: a lowercase identifier, not private (`_x`), not a keyword (soft keywords "
-            "included), not a module of the standard library of the Python running "
-            f"cookiecutter, and not a module the project imports: {modules}"
+            "included), and no name that Python already takes when `python -m <package_name>` "
+            "runs from the project root in the project's environment: a module of the standard "
+            f"library of Python {', '.join(hook.PYTHON_VERSIONS)} "
+            f"({len(hook.STANDARD_LIBRARY)} names), a top-level name installed in the "
+            "environment by any dependency group on any platform "
+            f"({len(hook.ENVIRONMENT)} names, from a freshly locked project), or one of "
+            f"{reserved}. The hook carries both lists; `make taken-names` rewrites them"
         ]
     if name == "mlflow_tracking_uri":
         schemes = ", ".join(code(scheme) for scheme in hook.MLFLOW_SCHEMES)
