@@ -348,11 +348,12 @@ diskcache distlib distro docker dotenv=python-dotenv dpath dulwich dvc dvc_data 
 dvc_objects dvc_render dvc_studio_client dvc_task dynaconf entrypoints evidently
 example=nvidia-ml-py faker fastapi filelock flask flask_cors flask_wtf flatbuffers flatten_dict
 flufl=flufl-lock formulaic frozenlist fsspec funcy git=gitpython gitdb google=google-auth,protobuf
-grandalf graphene graphql=graphql-core graphql_relay gto gunicorn h11 harfile httpcore httptools
-httpx httpx_ws huey hydra=hydra-core hypothesis hypothesis_graphql identify idna importlib_metadata
-include=pywin32 iniconfig interface_meta isapi=pywin32 iterative_telemetry itsdangerous jinja2
-joblib jsonschema_rs jupyterlab_plotly=plotly kiwisolver kombu lib=pywin32 librt libs=pywin32
-litestar litestar_htmx mako markdown_it=markdown-it-py markupsafe matplotlib mdurl ml_dtypes
+grandalf graphene graphql=graphql-core graphql_relay grimp gto gunicorn h11 harfile httpcore
+httptools httpx httpx_ws huey hydra=hydra-core hypothesis hypothesis_graphql identify idna
+importlib_metadata importlinter=import-linter include=pywin32 iniconfig interface_meta
+isapi=pywin32 iterative_telemetry itsdangerous jinja2 joblib jsonschema_rs jupyterlab_plotly=plotly
+kiwisolver kombu lib=pywin32 librt libs=pywin32 litestar litestar_htmx mako
+markdown_it=markdown-it-py markupsafe matplotlib mdurl ml_dtypes
 mlflow=mlflow,mlflow-skinny,mlflow-tracing mmapfile=pywin32 mmsystem=pywin32
 mpl_toolkits=matplotlib msgspec multidict multipart=multipart,python-multipart mypy mypy_extensions
 mypyc=mypy narwhals netbios=pywin32 networkx nltk nodeenv ntsecuritycon=pywin32 numpy odbc=pywin32
