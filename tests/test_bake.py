@@ -12,6 +12,8 @@ import yaml
 
 from .conftest import CHOICES, MATRIX, ROOT, Bake, run
 
+# What `make lint` runs in a generated project besides ruff; the package is found on PYTHONPATH.
+LINT_IMPORTS = ["lint-imports", "--no-logo", "--no-cache"]
 JINJA_LEFTOVER = re.compile(r"\{\{|\{%|%\}")
 # GitHub's own expressions; the workflows are copied without rendering.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
@@ -91,6 +93,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "lineage",
         "metrics",
         "middleware",
+        "model_file",
         "prepare",
         "promote",
         "register",
@@ -156,6 +159,22 @@ def test_bake(bake: Bake, bake_env: dict[str, str], case: str) -> None:
     run(["ruff", "check", "--no-cache", "."], project, bake_env)
     run(["ruff", "format", "--check", "--no-cache", "."], project, bake_env)
     run(["mypy", "--cache-dir", str(ROOT / "build" / "mypy-cache")], project, bake_env)
+    run(LINT_IMPORTS, project, {**bake_env, "PYTHONPATH": "src"})
+
+
+def test_the_import_contract_stops_the_service_reaching_mlflow(
+    bake: Bake, bake_env: dict[str, str]
+) -> None:
+    """The service's image has no MLflow: an import path to it, however indirect, fails lint."""
+    project = bake()
+    env = {**bake_env, "PYTHONPATH": "src"}
+    run(LINT_IMPORTS, project, env)
+    middleware = project / "src" / "tumour_classifier" / "middleware.py"
+    middleware.write_text(middleware.read_text() + "\nfrom .champion import store  # noqa\n")
+    broken = run(LINT_IMPORTS, project, env, check=False)
+    assert broken.returncode != 0
+    assert "tumour_classifier.service is not allowed to import mlflow" in broken.stdout
+    assert "tumour_classifier.champion -> tumour_classifier.registry" in broken.stdout
 
 
 def test_default_local_remote_is_outside_the_project(bake: Bake) -> None:

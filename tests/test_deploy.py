@@ -231,7 +231,7 @@ def test_the_deployment_runs_the_released_image_as_the_service_expects(
 
 def promtool_check(rules: Path) -> subprocess.CompletedProcess[str]:
     promtool = shutil.which("promtool")
-    assert promtool, "promtool comes with Debian's `prometheus` package (.ci/run installs it)"
+    assert promtool, "promtool comes with Debian's `prometheus` (`make system-tools` installs it)"
     return subprocess.run(
         [promtool, "check", "rules", str(rules)], capture_output=True, text=True, check=False
     )
@@ -298,6 +298,22 @@ def snapshot(folders: list[Path]) -> dict[str, tuple[int, int]]:
     }
 
 
+def image_environment(bento: Path, venv: Path, env: dict[str, str]) -> str:
+    """A virtual environment holding exactly what the bento's image installs; its `bentoml`."""
+    spec = yaml.safe_load((bento / "bento.yaml").read_text(encoding="utf-8"))
+    python = spec["image"]["python_version"]
+    run(["uv", "venv", "--quiet", "--python", python, str(venv)], bento, env)
+    requirements = bento / "env" / "python" / "requirements.txt"
+    install = ["uv", "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
+    run([*install, "--requirement", str(requirements)], bento, env)
+    for absent in ("mlflow", "dvc", "evidently"):
+        found = run(
+            [str(venv / "bin" / "python"), "-c", f"import {absent}"], bento, env, check=False
+        )
+        assert found.returncode != 0, f"the image's requirements install {absent}"
+    return str(venv / "bin" / "bentoml")
+
+
 def request(url: str, body: bytes | None = None) -> tuple[int, bytes]:
     headers = {"content-type": "application/json"}
     try:
@@ -312,8 +328,9 @@ def request(url: str, body: bytes | None = None) -> tuple[int, bytes]:
 def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_queries_read(
     bake: Bake, bake_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """The bento as the image holds it, with the Deployment's environment, writing only to its
-    volumes; requests good and bad; then /metrics against the dashboard's and alerts' PromQL."""
+    """The bento as the image holds it, served from exactly the packages the image installs,
+    with the Deployment's environment, writing only to its volumes; requests good and bad; then
+    /metrics against the dashboard's and alerts' PromQL."""
     from prometheus_client.parser import text_string_to_metric_families
 
     project = bake(dvc_remote_url=str(tmp_path / "dvc-remote"))
@@ -337,6 +354,10 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
     bento = tmp_path / "bento"
     with tarfile.open(archive) as bundle:
         bundle.extractall(bento, filter="data")
+    # What the image installs, and nothing else: a virtual environment made from the bento's
+    # own requirements file, on the bento's Python. The project's .venv, which has MLflow, DVC
+    # and Evidently, would hide a service that cannot start in its image.
+    served_by = image_environment(bento, tmp_path / "image-venv", bake_env)
     # The image's filesystem is read-only: the bento and the home folder must stay as they are
     # (compared afterwards, since file modes do not stop root, which CI runs as).
     home = tmp_path / "home"
@@ -372,7 +393,7 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
     output = tmp_path / "service.log"
     with output.open("wb") as log_file:
         process = subprocess.Popen(
-            [bentoml, "serve", str(bento), "--host", "127.0.0.1", "--port", str(port)],
+            [served_by, "serve", str(bento), "--host", "127.0.0.1", "--port", str(port)],
             cwd=volumes["/tmp"],
             env=env,
             stdout=log_file,
@@ -509,7 +530,7 @@ def test_alerts_fire_on_what_they_describe_and_not_otherwise(
         yaml.safe_dump({"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": tests})
     )
     promtool = shutil.which("promtool")
-    assert promtool, "promtool comes with Debian's `prometheus` package (.ci/run installs it)"
+    assert promtool, "promtool comes with Debian's `prometheus` (`make system-tools` installs it)"
     result = subprocess.run(
         [promtool, "test", "rules", str(unit)], capture_output=True, text=True, check=False
     )

@@ -11,9 +11,9 @@ from sklearn.dummy import Dummy{{ "Classifier" if classification else "Regressor
 from {{ cookiecutter.package_name }}.config import load_params
 from {{ cookiecutter.package_name }}.estimators import TrainParams, build_pipeline
 from {{ cookiecutter.package_name }}.metrics import score
+from {{ cookiecutter.package_name }}.model_file import load_model, save_model
 from {{ cookiecutter.package_name }}.prepare import split
 from {{ cookiecutter.package_name }}.schema import Schema
-from {{ cookiecutter.package_name }}.train import load_model, save_model
 
 from .conftest import ROOT
 

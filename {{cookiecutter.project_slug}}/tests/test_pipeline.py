@@ -27,9 +27,9 @@ from {{ cookiecutter.package_name }}.config import (
     load_params,
 )
 from {{ cookiecutter.package_name }}.errors import RegistryError
+from {{ cookiecutter.package_name }}.model_file import load_model
 from {{ cookiecutter.package_name }}.registry import MODEL_MD5, load_registered, move_aliases
 from {{ cookiecutter.package_name }}.schema import load_schema, read_table
-from {{ cookiecutter.package_name }}.train import load_model
 
 LINEAGE_TAGS = {"git_commit", "git_dirty", "data_md5", "params_sha256", "run_id", MODEL_MD5}
 

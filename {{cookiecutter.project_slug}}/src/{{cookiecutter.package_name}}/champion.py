@@ -10,14 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import load_params
+from .model_file import BENTO_MODEL, FILE_NAME
 from .registry import RegisteredModel, load_registered
 
 if TYPE_CHECKING:
     from bentoml import Model
-
-# The service and the bento look the champion up under this BentoML model name.
-BENTO_MODEL = "{{ cookiecutter.project_slug }}"
-MODEL_FILE = "model.skops"
 
 
 def latest(name: str) -> "Model | None":
@@ -45,7 +42,7 @@ def store(champion: RegisteredModel) -> tuple[str, bool]:
         "alias": champion.alias,
     }
     with bentoml.models.create(name, labels=labels) as model:
-        skops.io.dump(champion.estimator, Path(model.path) / MODEL_FILE)
+        skops.io.dump(champion.estimator, Path(model.path) / FILE_NAME)
     return str(model.tag), True
 
 

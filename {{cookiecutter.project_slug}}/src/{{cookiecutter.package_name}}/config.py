@@ -10,12 +10,13 @@ from pydantic_core import ErrorDetails
 
 from .errors import ParamsError
 from .estimators import TrainParams
+from .model_file import FILE_NAME
 
 PARAMS_FILE = Path("params.yaml")
 RAW_DATA = Path("data/raw/{{ cookiecutter.__dataset }}.csv")
 TRAIN_DATA = Path("data/prepared/train.csv")
 TEST_DATA = Path("data/prepared/test.csv")
-MODEL_FILE = Path("models/model.skops")
+MODEL_FILE = Path("models") / FILE_NAME
 METRICS_FILE = Path("reports/metrics.json")
 PLOTS_DIR = Path("reports/plots")
 MODEL_VERSION_FILE = Path("reports/model_version.json")

@@ -6,8 +6,8 @@ import json
 from .config import METRICS_FILE, MODEL_FILE, PLOTS_DIR, TEST_DATA
 from .files import write_text_atomic
 from .metrics import score, write_plots
+from .model_file import load_model
 from .schema import load_schema, read_table
-from .train import load_model
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,9 +24,9 @@ from .errors import ProjectError
 from .files import write_text_atomic
 from .gate import read_metrics
 from .lineage import file_md5, lineage_tags
+from .model_file import load_model
 from .registry import MODEL_MD5, log_and_register, registered_as
 from .schema import load_schema, read_table
-from .train import load_model
 
 
 def read_record(path: Path = MODEL_VERSION_FILE) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from .config import (
 from .errors import RegistryError
 from .estimators import TRUSTED_TYPES
 from .gate import Candidate
-from .train import load_model
+from .model_file import FILE_NAME, load_model
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -309,4 +309,4 @@ def load_registered(params: MlflowParams, alias: str = CHAMPION) -> RegisteredMo
         folder = download_artifacts(
             artifact_uri=f"models:/{name}/{version}", tracking_uri=tracking_uri(params)
         )
-    return RegisteredModel(name, version, alias, load_model(Path(folder) / "model.skops"))
+    return RegisteredModel(name, version, alias, load_model(Path(folder) / FILE_NAME))

@@ -18,7 +18,6 @@ from bentoml.validators import ContentType
 from pydantic import BaseModel, Field
 
 from .api_schema import prediction_model, row_model
-from .champion import BENTO_MODEL, MODEL_FILE
 from .inference_log import InferenceLog
 from .middleware import (
     DEFAULT_MAX_BODY_BYTES,
@@ -28,9 +27,9 @@ from .middleware import (
     OwnFilesOnly,
     ValidationErrors,
 )
+from .model_file import BENTO_MODEL, FILE_NAME, load_model
 from .schema import MAX_ROWS, load_schema
 from .scoring import PREDICTION, PROBABILITY, predict
-from .train import load_model
 
 # BentoML reads the API's signature when this module loads, to validate requests and write the
 # OpenAPI document: the row type is built here, from the data contract.
@@ -115,7 +114,7 @@ class Champion:
     def __init__(self) -> None:
         stored: Any = self.model
         self.version = str(stored.info.labels["mlflow_version"])
-        self.estimator = load_model(Path(stored.path) / MODEL_FILE)
+        self.estimator = load_model(Path(stored.path) / FILE_NAME)
         self.features = SCHEMA.feature_names
         fitted_on = list(getattr(self.estimator, "feature_names_in_", self.features))
         if fitted_on != self.features:

@@ -1,31 +1,11 @@
 """`train`: fit the pipeline chosen in params.yaml on the training set."""
 
 import argparse
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .config import MODEL_FILE, TRAIN_DATA, load_params
-from .estimators import TRUSTED_TYPES, build_pipeline
-from .files import write_atomic
+from .estimators import build_pipeline
+from .model_file import save_model
 from .schema import load_schema, read_table
-
-if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
-
-
-def save_model(model: "Pipeline", path: Path) -> None:
-    """Save with skops: loading it back never runs code from the file."""
-    import skops.io
-
-    write_atomic(path, lambda tmp: skops.io.dump(model, tmp))
-
-
-def load_model(path: Path) -> "Pipeline":
-    """Load a model saved by `save_model`."""
-    import skops.io
-
-    model: Pipeline = skops.io.load(path, trusted=TRUSTED_TYPES)
-    return model
 
 
 def main(argv: list[str] | None = None) -> int:
