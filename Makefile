@@ -40,6 +40,10 @@ $(TOOLS)/bin/uv:
 # from PyPI with the test environment). Installed with apt-get when make runs as root; otherwise
 # one line says what to install. PostgreSQL's programs live outside PATH on Debian.
 SYSTEM_TOOLS := git:git npm:npm promtool:prometheus initdb:postgresql
+# The service's image (tests/test_image_slow.py): built with buildah from a base made with
+# mmdebstrap, run with podman on runc, pushed to Debian's docker-registry, checked with skopeo.
+SYSTEM_TOOLS += buildah:buildah podman:podman runc:runc skopeo:skopeo mmdebstrap:mmdebstrap \
+	docker-registry:docker-registry
 export POSTGRES_BIN_GLOB ?= /usr/lib/postgresql/*/bin
 
 system-tools: ## Install the programs the tests need that PyPI lacks (apt-get as root)

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -255,23 +254,3 @@ def test_make_demo(bake_env: dict[str, str]) -> None:
     assert "roc_auc" in output
     assert "Registered in MLflow: tumour-classifier version 1 as @challenger" in output
     assert (demo / "dvc-remote").is_dir()
-
-
-def docker_daemon() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
-
-
-@pytest.mark.skipif(
-    not docker_daemon(),
-    reason="no Docker daemon here (`docker info` fails); buildah builds need a local base "
-    "image and the host CA bundle, see docs/serving.md",
-)
-def test_container_image_builds(bake: Bake, bake_env: dict[str, str], tmp_path: Path) -> None:
-    project = bake(dvc_remote_url=str(tmp_path / "remote"))
-    make(project, bake_env, "setup")
-    make(project, bake_env, "repro")
-    make(project, bake_env, "promote")
-    output = make(project, bake_env, "container")
-    assert "Successfully built" in output or "tumour-classifier" in output

@@ -15,6 +15,9 @@ from .conftest import ROOT
 BASICS = ("bash", "make", "env", "id", "mkdir", "tail")
 # What each Debian package brings, for the apt-get stand-in to "install".
 PACKAGES = {"git": "git", "npm": "npm", "prometheus": "promtool", "postgresql": "initdb"}
+# The image test's packages each bring the command of their own name.
+IMAGE_PACKAGES = ("buildah", "podman", "runc", "skopeo", "mmdebstrap", "docker-registry")
+PACKAGES |= {package: package for package in IMAGE_PACKAGES}
 APT_GET = """#!/usr/bin/env bash
 echo "apt-get $*" >> "$APT_LOG"
 if [ "$1" = install ]; then
