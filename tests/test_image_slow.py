@@ -50,11 +50,9 @@ def base_recipe(suite: str) -> dict[str, Any]:
     SSL_CERT_FILE so that uv, which has its own roots, trusts the host's CA bundle too."""
     return {
         "suite": suite,
-        "sources": [
-            f"deb http://deb.debian.org/debian {suite} main",
-            f"deb http://deb.debian.org/debian {suite}-updates main",
-            f"deb http://deb.debian.org/debian-security {suite}-security main",
-        ],
+        # None given: mmdebstrap's default Debian mirror, with updates and security for a
+        # stable release, as the host's own apt sources have.
+        "sources": [],
         "include": ["ca-certificates", "python3", "python3-pip", "python-is-python3"],
         "hooks": [
             'mkdir -p "$1/usr/local/share/ca-certificates"',
