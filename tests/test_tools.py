@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, Bake
 
 BASICS = ("bash", "make", "env", "id", "mkdir", "tail")
 # What each Debian package brings, for the apt-get stand-in to "install".
@@ -106,3 +106,34 @@ def test_shellcheck_comes_with_the_test_environment() -> None:
     shellcheck = shutil.which("shellcheck")
     assert shellcheck is not None
     assert Path(shellcheck).is_relative_to(Path(sys.prefix))
+
+
+def test_a_project_gets_uv_on_a_machine_without_it(bake: Bake, tmp_path: Path) -> None:
+    """A generated project's `make setup` starts with `make uv`: with only Python 3 on the
+    machine it installs the workflows' uv from PyPI into .tools/; without Python, one line."""
+    project = bake()
+    env = machine(tmp_path, uid=1000, apt=False)
+    python = Path(sys.base_prefix) / "bin" / "python3"
+    (Path(env["FAKE_BIN"]) / "python3").symlink_to(python)
+    result = subprocess.run(
+        ["make", "uv"], cwd=project, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "uv is not on PATH: installing uv" in result.stdout
+    version = subprocess.run(
+        [project / ".tools" / "bin" / "uv", "--version"], capture_output=True, text=True, check=True
+    )
+    makefile = (project / "Makefile").read_text(encoding="utf-8")
+    assert f"UV_VERSION := {version.stdout.split()[1]}" in makefile
+    # Found on PATH now (.tools/bin comes first): nothing is installed twice.
+    again = subprocess.run(["make", "uv"], cwd=project, env=env, capture_output=True, text=True)
+    assert again.returncode == 0
+    assert again.stdout == ""
+
+    (Path(env["FAKE_BIN"]) / "python3").unlink()
+    shutil.rmtree(project / ".tools")
+    result = subprocess.run(["make", "uv"], cwd=project, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0].startswith(
+        "ERROR: uv is not installed and there is no python3 to install it with: install uv"
+    )
