@@ -331,8 +331,6 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
     """The bento as the image holds it, served from exactly the packages the image installs,
     with the Deployment's environment, writing only to its volumes; requests good and bad; then
     /metrics against the dashboard's and alerts' PromQL."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     project = bake(dvc_remote_url=str(tmp_path / "dvc-remote"))
     answers = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
     make(project, bake_env, "setup", "repro", "promote", "bento")
@@ -444,6 +442,14 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
         "terminationGracePeriodSeconds"
     ]
     assert stopped < grace - service["lifecycle"]["preStop"]["sleep"]["seconds"]
+
+    assert_serves_every_queried_metric(project, scrape)
+
+
+def assert_serves_every_queried_metric(project: Path, scrape: bytes) -> None:
+    """Every series the dashboard and the alerts read is in a /metrics answer, but the ones
+    Prometheus itself makes."""
+    from prometheus_client.parser import text_string_to_metric_families
 
     exposed = {
         sample.name

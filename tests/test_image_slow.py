@@ -29,7 +29,7 @@ import yaml
 from mlflow import MlflowClient
 
 from .conftest import ROOT, Bake, free_port, make, run, wait_for_http
-from .test_deploy import PROMETHEUS_SERIES, alert_exprs, container, dashboard_exprs, metric_names
+from .test_deploy import assert_serves_every_queried_metric, container
 from .test_deploy import resources as manifests
 
 pytestmark = pytest.mark.slow
@@ -304,8 +304,6 @@ def sample_rows(project: Path) -> list[dict[str, float]]:
 def test_the_image_builds_pushes_with_the_release_tags_and_serves_as_the_deployment_runs_it(
     bake: Bake, bake_env: dict[str, str], engine_env: dict[str, str], registry: str, tmp_path: Path
 ) -> None:
-    from prometheus_client.parser import text_string_to_metric_families
-
     timings: dict[str, float] = {}
     started = time.monotonic()
     project = bake(dvc_remote_url=str(tmp_path / "dvc-remote"))
@@ -400,11 +398,5 @@ def test_the_image_builds_pushes_with_the_release_tags_and_serves_as_the_deploym
     ]
     logs = (volumes / inference).glob("inference-*.jsonl")
     assert sum(len(path.read_text(encoding="utf-8").splitlines()) for path in logs) == 9
-    exposed = {
-        sample.name
-        for family in text_string_to_metric_families(scrape.decode())
-        for sample in family.samples
-    }
-    wanted = set().union(*map(metric_names, dashboard_exprs(project) + alert_exprs(project)))
-    assert wanted - exposed == PROMETHEUS_SERIES
+    assert_serves_every_queried_metric(project, scrape)
     print("\n".join(f"{seconds:7.1f} s  {step}" for step, seconds in timings.items()))

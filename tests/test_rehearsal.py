@@ -125,6 +125,17 @@ def pushes_and_releases(calls: Path) -> list[str]:
     return [line for line in lines if line.startswith(publishing)]
 
 
+def release_on_main(
+    project: Path, env: dict[str, str], scratch: Path, caches: Path, **variables: str
+) -> Job:
+    """The release job of a push to main, in a new runner's checkout; it must succeed."""
+    workspace = checkout(project, env, scratch / "runner")
+    rehearsal = Rehearsal(workspace, "release.yml", scratch, env, caches)
+    job = rehearsal.run_job("release", event_name="push", variables=variables)
+    assert job.result == "success", failed_steps(job)
+    return job
+
+
 def test_two_pull_requests_and_two_merges_on_the_embedded_defaults(
     pushed: tuple[Path, str], bake_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -156,11 +167,7 @@ def test_two_pull_requests_and_two_merges_on_the_embedded_defaults(
 
     # Merge 1: the release job registers in a store that dies with it, so publishes nothing.
     merge(project, bake_env, "better")
-    workspace = checkout(project, bake_env, tmp_path / "runner")
-    release = Rehearsal(workspace, "release.yml", tmp_path, bake_env, caches).run_job(
-        "release", event_name="push"
-    )
-    assert release.result == "success", failed_steps(release)
+    release = release_on_main(project, bake_env, tmp_path, caches)
     assert "### Release: nothing published" in release.summary
     assert "set the repository variable `MLFLOW_TRACKING_URI`" in release.summary
     assert pushes_and_releases(calls) == []
@@ -193,11 +200,7 @@ def test_two_pull_requests_and_two_merges_on_the_embedded_defaults(
 
     # Merge 2 (a documentation change): again nothing published, nothing claimed.
     edit_readme(project, bake_env, "Owned by the data team.")
-    workspace = checkout(project, bake_env, tmp_path / "runner")
-    release = Rehearsal(workspace, "release.yml", tmp_path, bake_env, caches).run_job(
-        "release", event_name="push"
-    )
-    assert release.result == "success", failed_steps(release)
+    release = release_on_main(project, bake_env, tmp_path, caches)
     assert "### Release: nothing published" in release.summary
     assert pushes_and_releases(calls) == []
 
@@ -218,12 +221,9 @@ def test_releases_remember_and_a_rollback_sticks(
     image = f"ghcr.io/data-team/{MODEL}"
 
     def release(step: str) -> tuple[Job, list[str]]:
-        """The release job in a new runner's checkout of main; what it published."""
+        """The release job of a push to main (`step`); what it published."""
         before = len(pushes_and_releases(calls))
-        workspace = checkout(project, bake_env, tmp_path / "runner")
-        rehearsal = Rehearsal(workspace, "release.yml", tmp_path, bake_env, tmp_path / "caches")
-        job = rehearsal.run_job("release", event_name="push", variables=shared)
-        assert job.result == "success", (step, failed_steps(job))
+        job = release_on_main(project, bake_env, tmp_path, tmp_path / "caches", **shared)
         return job, pushes_and_releases(calls)[before:]
 
     first = git(project, bake_env, "rev-parse", "HEAD")
