@@ -259,7 +259,7 @@ def test_releases_remember_and_a_rollback_sticks(
     before = len(pushes_and_releases(calls))
     workspace = checkout(project, bake_env, tmp_path / "runner")
     rollback = Rehearsal(workspace, "rollback.yml", tmp_path, bake_env, tmp_path / "caches")
-    reason = 'AUC fell on "cohort B"'
+    reason = 'AUC fell on "cohort B" $(shell id) `id` $$(id)'
     done = rollback.run_job(
         "rollback", event_name="workflow_dispatch", inputs={"reason": reason}, variables=shared
     )
