@@ -9,13 +9,20 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.ci import DRIFT_MARKDOWN, MAX_COLUMNS, PR_COMMENT, not_new
+from {{ cookiecutter.package_name }}.ci import (
+    DRIFT_MARKDOWN,
+    MAX_COLUMNS,
+    PR_COMMENT,
+    not_new,
+    registry_version,
+)
 from {{ cookiecutter.package_name }}.config import (
     DRIFT_SUMMARY,
     METRICS_FILE,
     PARAMS_FILE,
     load_params,
 )
+from {{ cookiecutter.package_name }}.errors import ProjectError
 
 from .conftest import ROOT
 
@@ -47,6 +54,12 @@ def test_remotes_use_the_repository_variable_and_say_so(
     told = repository.read_text(encoding="utf-8")
     assert "params.yaml's default" in told
     assert "Set the repository variables" in told
+
+    monkeypatch.setenv("DVC_REMOTE_URL", "https://user:dvc-secret@dvc.example.com/store")
+    assert main(["ci", "remotes"]) == 0
+    told = repository.read_text(encoding="utf-8").split("### Remotes")[-1]
+    assert "`https://dvc.example.com/store`" in told
+    assert "dvc-secret" not in told
 
     shared = workdir / "shared-remote"
     monkeypatch.setenv("DVC_REMOTE_URL", str(shared))
@@ -254,3 +267,14 @@ def test_only_a_model_never_released_is_published(
     else:
         assert why_not is not None
         assert expected in why_not
+
+
+@pytest.mark.parametrize("given", ["3", "12"])
+def test_a_registry_version_is_a_number(given: str) -> None:
+    assert registry_version(given) == given
+
+
+@pytest.mark.parametrize("given", ["", "3\ntags=x", "v3", "$(id)", "٣"])
+def test_anything_else_never_names_an_image(given: str) -> None:
+    with pytest.raises(ProjectError, match="as a version number"):
+        registry_version(given)

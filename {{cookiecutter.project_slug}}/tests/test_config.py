@@ -57,6 +57,7 @@ def test_shipped_params_are_valid() -> None:
         ("mlflow", ..., "mlflow: missing"),
         ("mlflow.model_name", "", "mlflow.model_name: String should have at least 1"),
         ("mlflow.model_name", "Churn Model", "mlflow.model_name: 'Churn Model': use lowercase"),
+        ("gate.min_improvement", -0.01, "gate.min_improvement: Input should be greater than or"),
         ("mlflow.model_name", "x' or name='y", "mlflow.model_name: \"x' or name='y\": use"),
     ],
     ids=lambda value: str(value),

@@ -164,3 +164,14 @@ def test_the_base_branch_model_is_the_champion_to_beat(gate: GateParams) -> None
     name, floor = next(iter(gate.floors.items()))
     below = {**base.metrics, name: floor - 1 if METRICS[name] else floor + 1}
     assert not judge(gate, Candidate(NAME, None, below), base, drift(0.0), unchanged=True).passed
+
+
+@pytest.mark.parametrize("share", [float("nan"), float("inf"), "0.1", None, True])
+def test_a_drift_summary_without_a_valid_share_fails(gate: GateParams, share: object) -> None:
+    summary = {"drifted_share": share, "drifted_columns": 0, "columns": 10}
+    verdict = judge(gate, Candidate(NAME, "1", good(gate)), None, summary)
+    assert verdict.reasons == (
+        f"the drift summary gives no share of drifted columns "
+        f"({round(gate.max_drift_share * 100)}% allowed)",
+    )
+    assert "Drift: the drift summary gives no share" in markdown(verdict, gate)

@@ -82,7 +82,7 @@ def remotes() -> str:
     uri = tracking_uri(load_params().mlflow)
     mlflow = f"`{without_credentials(uri)}`" + ("" if configured else " (params.yaml's default)")
     dvc = _run("dvc", "remote", "list").split()
-    storage = f"`{dvc[1]}`" if len(dvc) > 1 else "none"
+    storage = f"`{without_credentials(dvc[1])}`" if len(dvc) > 1 else "none"
     lines = [
         "### Remotes",
         "",
@@ -159,6 +159,13 @@ def drift() -> tuple[bool, str]:
     return bool(summary["drift"]), "\n".join(lines) + "\n"
 
 
+def registry_version(version: str) -> str:
+    """A version number from the registry, checked before it names an image or a release."""
+    if not version.isdigit() or not version.isascii():
+        raise ProjectError(f"the registry gave {version!r} as a version number")
+    return version
+
+
 def image_name(settings: MlflowParams) -> str:
     owner = os.environ.get("GITHUB_REPOSITORY_OWNER", "local")
     return f"{REGISTRY}/{owner}/{settings.model_name}".lower()
@@ -179,7 +186,7 @@ def image() -> str:
     version = version_by_alias(client(settings), settings.model_name, CHAMPION)
     if version is None:
         raise ProjectError(f"{settings.model_name}: no champion to ship; run `make promote`")
-    tags = image_tags(name, version, CHAMPION_TAG)
+    tags = image_tags(name, registry_version(version), CHAMPION_TAG)
     return f"image={name}\nversion={version}\ntags={tags}\n"
 
 
@@ -233,6 +240,7 @@ def plan() -> tuple[str, str]:
             raise ProjectError(f"{model}: no challenger to publish; run `make register` first")
         tags = dict(registry.get_model_version(model, version).tags)
         champion = version_by_alias(registry, model, CHAMPION)
+    version = registry_version(version)
     why_not = not_new(version, champion, tags)
     if why_not is not None:
         return f"publish=false\nversion={version}\n", (

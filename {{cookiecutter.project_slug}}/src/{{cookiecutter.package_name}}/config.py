@@ -87,7 +87,7 @@ def _known_metric(name: str) -> str:
 class GateParams(Section):
     floors: dict[str, float]
     primary: str
-    min_improvement: float
+    min_improvement: float = Field(ge=0)
     max_drift_share: float = Field(ge=0, le=1)
 
     @field_validator("floors")

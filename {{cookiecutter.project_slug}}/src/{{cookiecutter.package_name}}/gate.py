@@ -118,19 +118,31 @@ def judge_metric(
     return Row(metric, value, before, floor, primary, tuple(problems))
 
 
+def drift_share(drift: dict[str, Any]) -> float | None:
+    """The share of drifted columns; None when the summary holds no finite number for it."""
+    share = drift.get("drifted_share")
+    if isinstance(share, bool) or not isinstance(share, int | float) or not math.isfinite(share):
+        return None
+    return float(share)
+
+
 def drifted(drift: dict[str, Any], gate: GateParams) -> str:
     """'3 of 30 columns drifted (10%; at most 50% allowed)'."""
-    share, allowed = round(float(drift["drifted_share"]) * 100), round(gate.max_drift_share * 100)
+    share, allowed = drift_share(drift), round(gate.max_drift_share * 100)
+    if share is None:
+        return f"the drift summary gives no share of drifted columns ({allowed}% allowed)"
     return (
-        f"{drift['drifted_columns']} of {drift['columns']} columns drifted "
-        f"({share}%; at most {allowed}% allowed)"
+        f"{drift.get('drifted_columns')} of {drift.get('columns')} columns drifted "
+        f"({round(share * 100)}%; at most {allowed}% allowed)"
     )
 
 
 def judge_drift(gate: GateParams, drift: dict[str, Any] | None) -> list[str]:
+    """A missing summary, or one without a valid share (NaN, text), fails like drift does."""
     if drift is None:
         return [f"no drift summary ({DRIFT_SUMMARY}); run `make drift`"]
-    if float(drift["drifted_share"]) > gate.max_drift_share:
+    share = drift_share(drift)
+    if share is None or share > gate.max_drift_share:
         return [drifted(drift, gate)]
     return []
 
@@ -228,7 +240,7 @@ def markdown(verdict: Verdict, gate: GateParams) -> str:
         lines.append(f"Drift: no summary ({DRIFT_SUMMARY}).")
     else:
         sampled = " (sampled)" if drift.get("sampled") else ""
-        ok = "✅" if float(drift["drifted_share"]) <= gate.max_drift_share else "❌"
+        ok = "✅" if not judge_drift(gate, drift) else "❌"
         lines.append(f"Drift: {drifted(drift, gate)} {ok}{sampled}")
     lines.append("")
     if verdict.passed:

@@ -120,6 +120,7 @@ def log_and_register(
                 signature=infer_signature(example, model.predict(example)),
                 input_example=example,
                 pip_requirements=[f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS],
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
                 skops_trusted_types=TRUSTED_TYPES,
             )
         registered = mlflow.register_model(
