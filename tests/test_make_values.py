@@ -43,7 +43,13 @@ CASES = [
     ),
     (
         "batch",
-        {"INPUT": HOSTILE, "OUTPUT": HOSTILE + ".csv", "CHUNK_SIZE": HOSTILE, "ALIAS": HOSTILE},
+        {
+            "INPUT": HOSTILE,
+            "OUTPUT": HOSTILE + ".csv",
+            "CHUNK_SIZE": HOSTILE,
+            "ALIAS": HOSTILE,
+            "OVERWRITE": HOSTILE,
+        },
         [
             *UV,
             *PACKAGE,
@@ -54,6 +60,7 @@ CASES = [
             HOSTILE,
             "--alias",
             HOSTILE,
+            "--overwrite",
         ],
     ),
     ("onnx", {"ALIAS": HOSTILE}, [*UV, *PACKAGE, "onnx", "--alias", HOSTILE]),

@@ -9,7 +9,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.batch import MODEL_NAME, MODEL_VERSION, ROW
-from {{ cookiecutter.package_name }}.config import load_params
+from {{ cookiecutter.package_name }}.config import RAW_DATA, load_params
 from {{ cookiecutter.package_name }}.registry import RegisteredModel, load_registered
 from {{ cookiecutter.package_name }}.schema import Schema
 from {{ cookiecutter.package_name }}.scoring import PREDICTION, PROBABILITY
@@ -244,9 +244,43 @@ def test_bad_file_leaves_an_existing_output_as_it_was(
     source = write(set_cells((260, 0, -1e6))(raw_data.copy(), schema), tmp_path / "rows.csv")
     output = tmp_path / f"predictions{output_suffix}"
     output.write_bytes(b"yesterday's predictions")
-    assert batch(source, output, "--chunk-size", CHUNK) == 1
+    assert batch(source, output, "--chunk-size", CHUNK, "--overwrite") == 1
     assert output.read_bytes() == b"yesterday's predictions"
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([source.name, output.name])
+
+
+def test_an_existing_output_is_replaced_only_when_asked(
+    tmp_path: Path,
+    raw_data: pd.DataFrame,
+    champion: RegisteredModel,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = write(raw_data.head(50), tmp_path / "rows.csv")
+    output = tmp_path / "predictions.csv"
+    output.write_bytes(b"yesterday's predictions")
+    assert batch(source, output) == 1
+    assert capsys.readouterr().err == (
+        f"ERROR: {output}: exists; pass --overwrite (make batch ... OVERWRITE=1) to replace it\n"
+    )
+    assert output.read_bytes() == b"yesterday's predictions"
+    assert batch(source, output, "--overwrite") == 0
+    assert len(read(output)) == 50
+
+
+def test_predictions_never_land_in_the_tracked_data(
+    tmp_path: Path,
+    raw_data: pd.DataFrame,
+    champion: RegisteredModel,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = write(raw_data.head(50), tmp_path / "rows.csv")
+    tracked = Path.cwd() / RAW_DATA
+    before = tracked.read_bytes()
+    for output in (RAW_DATA, Path("data/predictions.parquet"), tracked.parent / "p.csv"):
+        assert batch(source, output, "--overwrite") == 1
+        assert "is inside data/, the data DVC tracks" in capsys.readouterr().err
+        assert output == RAW_DATA or not output.exists()
+    assert tracked.read_bytes() == before
 
 
 def header_only(path: Path, raw_data: pd.DataFrame) -> None:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from .config import CHAMPION, load_params
+from .config import CHAMPION, DATA_DIR, load_params
 from .errors import DataError
 from .files import write_atomic
 from .registry import RegisteredModel, load_registered
@@ -117,12 +117,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--alias", default=CHAMPION, help="the registered version to use (default: %(default)s)"
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the output file if it exists"
+    )
     args = parser.parse_args(argv)
     file_format(args.output, "output")
     if args.output.resolve() == args.input.resolve():
         raise DataError(f"{args.output}: is the input too; write the predictions to another file")
     if args.output.is_dir():
         raise DataError(f"{args.output}: is a folder; name the predictions file")
+    if args.output.resolve().is_relative_to(DATA_DIR.resolve()):
+        raise DataError(
+            f"{args.output}: is inside {DATA_DIR}/, the data DVC tracks; write the predictions "
+            "elsewhere (for example predictions/)"
+        )
+    if args.output.exists() and not args.overwrite:
+        raise DataError(
+            f"{args.output}: exists; pass --overwrite (make batch ... OVERWRITE=1) to replace it"
+        )
     # The input's columns are checked before the model is downloaded.
     chunks = open_input(args.input, load_schema(), args.chunk_size)
     model = load_registered(load_params().mlflow, args.alias)

@@ -14,6 +14,8 @@ from .estimators import TrainParams
 from .model_file import FILE_NAME
 
 PARAMS_FILE = Path("params.yaml")
+# What DVC tracks and the pipeline reads: nothing else writes under it.
+DATA_DIR = Path("data")
 RAW_DATA = Path("data/raw/{{ cookiecutter.__dataset }}.csv")
 TRAIN_DATA = Path("data/prepared/train.csv")
 TEST_DATA = Path("data/prepared/test.csv")
