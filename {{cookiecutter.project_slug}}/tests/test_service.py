@@ -77,6 +77,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             assert main([command]) == 0, command
         port = free_port()
         env = {**os.environ, "SERVICE_MAX_BODY_BYTES": str(BODY_LIMIT)}
+        log = (folder / "service.log").open("wb")
         process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "bentoml", "serve"),
@@ -85,10 +86,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             ],
             cwd=folder,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        log.close()  # the service holds its own copy
         running = Service(f"http://127.0.0.1:{port}", folder, process)
         try:
             deadline = time.monotonic() + 120
@@ -420,6 +422,56 @@ def test_schemathesis_finds_no_fault_against_the_openapi_document(
         command, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def group_rss_bytes(leader: int) -> int:
+    """The resident memory of every process in the service's process group (its workers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # a process that ended meanwhile
+        if int(fields[2]) == leader:  # the process group, after the name and state
+            total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_row_with_a_hundred_thousand_unknown_fields_costs_next_to_nothing(
+    service: Service,
+) -> None:
+    """One error for the row, not one per field: a small 400, soon, in one log line, and the
+    workers' memory as it was."""
+    body = json.dumps({"rows": [{f"u{i}": 1 for i in range(100_000)}]}).encode()
+    assert len(body) < BODY_LIMIT
+    log = service.folder / "service.log"
+    service.predict([])  # a warm-up refusal, so that memory is measured after the first one
+    logged, rss = log.stat().st_size, group_rss_bytes(service.process.pid)
+    began = time.monotonic()
+    status, _, answer = service.post(body)
+    seconds = time.monotonic() - began
+    assert status == 400
+    features = len(load_schema().feature_names)
+    assert answer["detail"] == (
+        f"rows.0: Value error, 100000 unknown and {features} missing fields (missing: "
+        f"{', '.join(load_schema().feature_names[:5])}, ...); a row has exactly the {features} "
+        "fields of the schema"
+    )
+    assert len(json.dumps(answer)) < 2_000
+    assert seconds < 5
+    time.sleep(0.5)  # the log line is written after the answer
+    assert log.stat().st_size - logged < 2_000
+    assert "u99999" not in log.read_text(encoding="utf-8", errors="replace")
+    assert group_rss_bytes(service.process.pid) - rss < 64 * 1024 * 1024
+
+
+def test_a_400_lists_twenty_errors_and_counts_the_rest(service: Service) -> None:
+    status, _, answer = service.predict([{}] * MAX_ROWS)
+    assert status == 400
+    assert len(answer["errors"]) == 20
+    assert answer["detail"].endswith(f"; and {MAX_ROWS - 20} more errors")
+    assert len(json.dumps(answer)) < 20_000
 
 
 def test_sigterm_drains_and_stops(service: Service) -> None:

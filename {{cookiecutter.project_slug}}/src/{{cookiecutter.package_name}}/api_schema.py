@@ -2,15 +2,40 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from .schema import Column, Schema
+
+# Beyond this many unknown or missing fields a row is refused in one error, not one per field:
+# a row with 100,000 unknown keys would otherwise make 100,000 errors (tens of MB to answer and
+# log), and `[{}, {}, ...]` thirty "Field required" per row.
+MAX_FIELD_ERRORS = 10
+# Field names a refused row's one error shows.
+SHOWN_NAMES = 5
 
 
 class Strict(BaseModel):
     """Unknown fields, NaN, infinities and strings posing as numbers are all refused."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _close_to_the_schema(cls, data: Any) -> Any:
+        """A row far from the schema is one error; a few wrong fields are one error each."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        unknown = sum(1 for name in data if name not in fields)
+        missing = [name for name in fields if name not in data]
+        if unknown + len(missing) <= MAX_FIELD_ERRORS:
+            return data
+        shown = ", ".join(missing[:SHOWN_NAMES]) + (", ..." if len(missing) > SHOWN_NAMES else "")
+        raise ValueError(
+            f"{unknown} unknown and {len(missing)} missing fields"
+            + (f" (missing: {shown})" if missing else "")
+            + f"; a row has exactly the {len(fields)} fields of the schema"
+        )
 
 
 def _field(column: Column) -> tuple[Any, Any]:

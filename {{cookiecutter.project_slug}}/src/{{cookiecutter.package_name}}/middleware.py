@@ -6,8 +6,11 @@ elsewhere.
 """
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from pydantic import ValidationError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -19,6 +22,8 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # How much of an oversized streamed body is read (and dropped) before giving up on the client.
 DRAIN_LIMIT_FACTOR = 4
+# The validation errors a 400 lists; the rest are counted.
+MAX_ERRORS = 20
 # Methods whose requests carry a body.
 WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 # For BentoML's API page: its own scripts, styles and images, nothing from another site.
@@ -183,8 +188,11 @@ def readable(body: bytes) -> bytes:
     if not isinstance(answer, dict) or not isinstance(answer.get("detail"), list):
         return body
     errors = answer["detail"]
-    lines = [where_and_why(error) for error in errors]
-    return json.dumps({**answer, "detail": "; ".join(lines), "errors": errors}).encode()
+    shown = errors[:MAX_ERRORS]
+    lines = [where_and_why(error) for error in shown]
+    if len(errors) > len(shown):
+        lines.append(f"and {len(errors) - len(shown)} more errors")
+    return json.dumps({**answer, "detail": "; ".join(lines), "errors": shown}).encode()
 
 
 def where_and_why(error: Any) -> str:
@@ -238,3 +246,17 @@ def with_header(send: Send, name: bytes, value: bytes) -> Send:
         await send(message)
 
     return send_with_header
+
+
+class RefusedRequestsInOneLine(logging.Filter):
+    """BentoML logs each refused request with its traceback, which prints every validation error
+    and the values that failed it: one line with their count instead, and no request data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            record.msg = f"{record.msg}: refused, %d validation errors"
+            record.args = (*(record.args or ()), error.error_count())
+            record.exc_info = None
+            record.exc_text = None
+        return True

@@ -7,6 +7,7 @@ one `{"prediction": ..., "probability": ...}` per row, with the model version in
 """
 
 import gc
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -25,6 +26,7 @@ from .middleware import (
     JsonBody,
     ModelVersionHeader,
     OwnFilesOnly,
+    RefusedRequestsInOneLine,
     ValidationErrors,
 )
 from .model_file import BENTO_MODEL, FILE_NAME, load_model
@@ -43,6 +45,8 @@ else:
 # A fixed answer media type: without it BentoML 1.4 rebuilds the answer's JSON schema for every
 # response, about a quarter of the service's time (docs/benchmarks-serving.md).
 JSON = ContentType("application/json")
+# The logger BentoML 1.4 reports a refused request to, with its traceback.
+BENTOML_REQUEST_LOG = "bentoml._internal.server.http_app"
 # The version being served, for the response header; set once the model has loaded.
 SERVING: dict[str, str] = {"version": "loading"}
 # The model gets a float array with the columns in the order it was fitted on (checked when it
@@ -124,6 +128,7 @@ class Champion:
             )
         # BentoML numbers its workers from 1; each writes its own inference log file.
         self.log = InferenceLog.from_environment(bentoml.server_context.worker_index or 1)
+        logging.getLogger(BENTOML_REQUEST_LOG).addFilter(RefusedRequestsInOneLine())
         self.metrics = Metrics(self.version)
         SERVING["version"] = self.version
         # What is loaded by now lives as long as the worker. Left to the garbage collector, its
