@@ -467,10 +467,14 @@ def test_a_row_with_a_hundred_thousand_unknown_fields_costs_next_to_nothing(
 
 
 def test_a_400_lists_twenty_errors_and_counts_the_rest(service: Service) -> None:
+    """Every row of `[{}, ...]` misses every field: one error per row, or one per field where
+    the schema has few of them; 20 are listed either way."""
     status, _, answer = service.predict([{}] * MAX_ROWS)
     assert status == 400
     assert len(answer["errors"]) == 20
-    assert answer["detail"].endswith(f"; and {MAX_ROWS - 20} more errors")
+    counted = re.search(r"; and (\d+) more errors$", answer["detail"])
+    assert counted is not None, answer["detail"][-200:]
+    assert int(counted[1]) >= MAX_ROWS - 20
     assert len(json.dumps(answer)) < 20_000
 
 
