@@ -77,6 +77,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "api_schema",
         "batch",
         "bento",
+        "access",
         "champion",
         "ci",
         "config",

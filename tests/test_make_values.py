@@ -110,6 +110,7 @@ CASES = [
         ],
     ),
     ("report", {"BASE": HOSTILE}, [*UV, *PACKAGE, "ci", "report", "--base", HOSTILE]),
+    ("remotes", {"READ_ONLY": HOSTILE}, [*UV, *PACKAGE, "ci", "remotes", "--read-only"]),
     ("push-image", {"TAGS": f"{HOSTILE},second"}, ["docker", "push", HOSTILE]),
     (
         "retag-champion",

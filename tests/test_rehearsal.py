@@ -281,7 +281,7 @@ def test_releases_remember_and_a_rollback_sticks(
     assert client.get_model_version(MODEL, "2").tags["rollback_reason"] == reason
 
 
-def test_drift_on_shifted_data_writes_the_issue_and_retrains(
+def test_drift_on_shifted_data_writes_the_issue(
     pushed: tuple[Path, str], bake_env: dict[str, str], tmp_path: Path
 ) -> None:
     project, _ = pushed

