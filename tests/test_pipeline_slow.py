@@ -196,6 +196,60 @@ def test_a_killed_repro_reruns_to_the_same_outputs_and_a_locked_registry_moves_n
     assert aliases(project, name) == before
 
 
+def test_an_interrupted_dvc_push_leaves_whole_objects_and_the_next_push_completes(
+    bake: Bake, bake_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The release job pushes the data before it registers (checklist item 26): a push killed
+    half-way must leave no object a later pull would take for whole, and pushing again must
+    give a fresh clone every file."""
+    remote = tmp_path / "remote"
+    project = bake(dvc_remote_url=str(remote))
+    make(project, bake_env, "setup")
+    # Many objects, so that the push is still running when it is killed.
+    extra = project / "data" / "extra"
+    extra.mkdir()
+    for index in range(2000):
+        (extra / f"{index}.bin").write_bytes(os.urandom(8192))
+    dvc(project, bake_env, "add", "data/extra")
+    venv = project / ".venv" / "bin"
+    push = subprocess.Popen(
+        [str(venv / "dvc"), "push", "--jobs", "1"],
+        cwd=project,
+        env={**bake_env, "PATH": f"{venv}{os.pathsep}{bake_env['PATH']}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    objects = remote / "files" / "md5"
+    with push:
+        while push.poll() is None and sum(1 for _ in objects.rglob("*")) < 200:
+            time.sleep(0.01)
+        os.killpg(push.pid, signal.SIGKILL)
+    assert push.returncode == -signal.SIGKILL, "the push ended before it could be killed"
+    files = [path for path in objects.rglob("*") if path.is_file()]
+    # DVC writes each object to a hidden temporary file and renames it: the kill can leave
+    # such a file behind (on a folder remote; an S3 upload is all or nothing), never a partial
+    # object. Every object's name is the md5 of its bytes.
+    stored = [path for path in files if not path.name.startswith(".")]
+    assert all(path.name.endswith(".tmp") for path in set(files) - set(stored))
+    assert 0 < len(stored) < 2000
+    for path in stored:
+        assert md5(path) == path.parent.name + path.name.removesuffix(".dir"), path
+
+    # The next push uploads the rest: a fresh clone pulls every file as it was.
+    dvc(project, bake_env, "push")
+    git = ["git", "-c", "user.name=Team", "-c", "user.email=team@example.com"]
+    run([*git, "add", "-A"], project, bake_env)
+    run([*git, "commit", "-qm", "The sample and many more files"], project, bake_env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path, bake_env)
+    make(clone, bake_env, "setup")
+    dvc(clone, bake_env, "pull", "data/extra")
+    assert {path.name: md5(path) for path in (clone / "data" / "extra").iterdir()} == {
+        path.name: md5(path) for path in extra.iterdir()
+    }
+
+
 @pytest.mark.parametrize(
     "case", [case for case in MATRIX if case != "default" and "server" not in case]
 )
