@@ -40,6 +40,12 @@ DVC_REMOTES = ("local", "s3", "gcs", "azure")
 LICENSES = ("MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary")
 MLFLOW_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "databricks")
 
+# Jinja's delimiters, opening and closing, written with escapes because cookiecutter renders this
+# file. Cookiecutter has rendered the answers before this hook runs; a delimiter left in one now
+# (typed at the prompt, which cookiecutter does not render, or kept by a raw block) would be
+# rendered again, as code, by `make update-template`, which passes the recorded answers back.
+JINJA_DELIMITERS = ("\x7b\x7b", "\x7d\x7d", "\x7b%", "%\x7d", "\x7b#", "#\x7d")
+
 PROJECT_SLUG = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 PACKAGE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -257,6 +263,16 @@ def check_mlflow_tracking_uri(uri: str) -> str | None:
     return None
 
 
+def jinja_problem(value: str) -> str | None:
+    found = next((delimiter for delimiter in JINJA_DELIMITERS if delimiter in value), None)
+    if found:
+        return (
+            f"must not hold {found!r}, a Jinja delimiter: cookiecutter would run what it "
+            "encloses as code when `make update-template` renders the recorded answers"
+        )
+    return None
+
+
 def check_description(description: str) -> str | None:
     if "\0" in description:
         return "must not contain a NUL character"
@@ -281,6 +297,10 @@ def first_problem(answers: dict[str, object]) -> str | None:
         "mlflow_tracking_uri": check_mlflow_tracking_uri,
         "license": check_choice(LICENSES),
     }
+    for field, value in answers.items():
+        problem = jinja_problem(value) if isinstance(value, str) else None
+        if problem and not field.startswith("_"):
+            return f"{field}: {problem}"
     for field, check in checks.items():
         value = answers[field]
         problem = check(value) if isinstance(value, str) else f"must be text, got {value!r}"

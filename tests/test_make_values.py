@@ -126,7 +126,7 @@ CASES = [
     ),
     (
         "update-template",
-        {"TEMPLATE": HOSTILE, "CHECKOUT": HOSTILE, "FROM": HOSTILE},
+        {"TEMPLATE": HOSTILE, "CHECKOUT": HOSTILE, "FROM": HOSTILE, "YES": HOSTILE},
         [
             "uv",
             "run",
@@ -141,6 +141,7 @@ CASES = [
             HOSTILE,
             "--from",
             HOSTILE,
+            "--yes",
         ],
     ),
 ]

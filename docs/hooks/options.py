@@ -66,7 +66,7 @@ REFUSED: dict[str, list[dict[str, str]]] = {
         {"package_name": "google"},
         {"package_name": "sitecustomize"},
     ],
-    "description": [{"description": "nul\0byte"}],
+    "description": [{"description": "nul\0byte"}, {"description": "Shows {{ x }}"}],
     "author_name": [{"author_name": "Ada\nLovelace"}],
     "author_email": [{"author_email": "ada.example.com"}],
     "github_owner": [{"github_owner": "-data-team"}, {"github_owner": "data_team"}],
