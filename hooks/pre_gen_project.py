@@ -50,6 +50,7 @@ PROJECT_SLUG = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 PACKAGE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 GITHUB_OWNER = re.compile(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*")
+TEAM_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]")
 GCS_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]*[a-z0-9]")
@@ -273,6 +274,28 @@ def jinja_problem(value: str) -> str | None:
     return None
 
 
+def check_code_owners(owners: str) -> str | None:
+    names = owners.split()
+    if not names:
+        return "must name a GitHub user (@name) or team (@org/team)"
+    wrong = [name for name in names if not is_code_owner(name)]
+    if wrong:
+        return (
+            f"{wrong[0]!r} is not a GitHub user (@name) or team (@org/team); separate several "
+            "with spaces"
+        )
+    return None
+
+
+def is_code_owner(name: str) -> bool:
+    user, slash, team = name.removeprefix("@").partition("/")
+    return (
+        name.startswith("@")
+        and check_github_owner(user) is None
+        and (not slash or bool(TEAM_SLUG.fullmatch(team)))
+    )
+
+
 def check_description(description: str) -> str | None:
     if "\0" in description:
         return "must not contain a NUL character"
@@ -290,6 +313,7 @@ def first_problem(answers: dict[str, object]) -> str | None:
         "author_name": check_author_name,
         "author_email": check_author_email,
         "github_owner": check_github_owner,
+        "code_owners": check_code_owners,
         "python_version": check_choice(PYTHON_VERSIONS),
         "task": check_choice(TASKS),
         "dvc_remote": check_choice(DVC_REMOTES),
