@@ -40,10 +40,17 @@ DVC_REMOTES = ("local", "s3", "gcs", "azure")
 LICENSES = ("MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary")
 MLFLOW_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "databricks")
 
+# Jinja's delimiters, opening and closing, written with escapes because cookiecutter renders this
+# file. Cookiecutter has rendered the answers before this hook runs; a delimiter left in one now
+# (typed at the prompt, which cookiecutter does not render, or kept by a raw block) would be
+# rendered again, as code, by `make update-template`, which passes the recorded answers back.
+JINJA_DELIMITERS = ("\x7b\x7b", "\x7d\x7d", "\x7b%", "%\x7d", "\x7b#", "#\x7d")
+
 PROJECT_SLUG = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 PACKAGE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 GITHUB_OWNER = re.compile(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*")
+TEAM_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]")
 GCS_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]*[a-z0-9]")
@@ -257,6 +264,38 @@ def check_mlflow_tracking_uri(uri: str) -> str | None:
     return None
 
 
+def jinja_problem(value: str) -> str | None:
+    found = next((delimiter for delimiter in JINJA_DELIMITERS if delimiter in value), None)
+    if found:
+        return (
+            f"must not hold {found!r}, a Jinja delimiter: cookiecutter would run what it "
+            "encloses as code when `make update-template` renders the recorded answers"
+        )
+    return None
+
+
+def check_code_owners(owners: str) -> str | None:
+    names = owners.split()
+    if not names:
+        return "must name a GitHub user (@name) or team (@org/team)"
+    wrong = [name for name in names if not is_code_owner(name)]
+    if wrong:
+        return (
+            f"{wrong[0]!r} is not a GitHub user (@name) or team (@org/team); separate several "
+            "with spaces"
+        )
+    return None
+
+
+def is_code_owner(name: str) -> bool:
+    user, slash, team = name.removeprefix("@").partition("/")
+    return (
+        name.startswith("@")
+        and check_github_owner(user) is None
+        and (not slash or bool(TEAM_SLUG.fullmatch(team)))
+    )
+
+
 def check_description(description: str) -> str | None:
     if "\0" in description:
         return "must not contain a NUL character"
@@ -274,6 +313,7 @@ def first_problem(answers: dict[str, object]) -> str | None:
         "author_name": check_author_name,
         "author_email": check_author_email,
         "github_owner": check_github_owner,
+        "code_owners": check_code_owners,
         "python_version": check_choice(PYTHON_VERSIONS),
         "task": check_choice(TASKS),
         "dvc_remote": check_choice(DVC_REMOTES),
@@ -281,6 +321,10 @@ def first_problem(answers: dict[str, object]) -> str | None:
         "mlflow_tracking_uri": check_mlflow_tracking_uri,
         "license": check_choice(LICENSES),
     }
+    for field, value in answers.items():
+        problem = jinja_problem(value) if isinstance(value, str) else None
+        if problem and not field.startswith("_"):
+            return f"{field}: {problem}"
     for field, check in checks.items():
         value = answers[field]
         problem = check(value) if isinstance(value, str) else f"must be text, got {value!r}"

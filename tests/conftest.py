@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHOICES: dict[str, list[str]] = {
     key: value
     for key, value in json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8")).items()
-    if isinstance(value, list)
+    if isinstance(value, list) and not key.startswith("_")  # `_copy_without_render` is no option
 }
 # Answers for every bake: one entry per combination we test, every option value at least once.
 MATRIX: dict[str, dict[str, str]] = {

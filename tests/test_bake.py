@@ -17,6 +17,8 @@ LINT_IMPORTS = ["lint-imports", "--no-logo", "--no-cache"]
 JINJA_LEFTOVER = re.compile(r"\{\{|\{%|%\}")
 # GitHub's own expressions; the workflows are copied without rendering.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+# Copied without rendering, and names Jinja's delimiters to refuse them in the recorded answers.
+NAMES_JINJA = {"scripts/update_template.py"}
 
 
 def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[str]:
@@ -139,7 +141,8 @@ def test_bake(bake: Bake, bake_env: dict[str, str], case: str) -> None:
 
     assert project_files(project) == expected_files(answers, package, dataset)
     for path in project.rglob("*"):
-        if path.is_file() and ".git" not in path.parts:
+        relative = path.relative_to(project).as_posix()
+        if path.is_file() and ".git" not in path.parts and relative not in NAMES_JINJA:
             text = path.read_text(encoding="utf-8")
             if path.parent.name == "workflows":
                 text = GITHUB_EXPRESSION.sub("", text)
@@ -185,7 +188,7 @@ def test_default_local_remote_is_outside_the_project(bake: Bake) -> None:
 
 HOSTILE = {
     "project_name": "Données ML 数据",
-    "description": 'Say "hi", \'bye\', """triple""",\nC:\\path\\ and a trailing \\',
+    "description": 'Say "hi", \'bye\', """triple""", {x} {a: 1},\nC:\\path\\ and a trailing \\',
     "author_name": 'Zoë "Ace" O\'Brien \\ 数据',
 }
 
@@ -201,3 +204,51 @@ def test_hostile_answers_give_a_valid_project(bake: Bake, bake_env: dict[str, st
     yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
     run(["python", "-m", "compileall", "-q", "src", "tests"], project, bake_env)
     run(["ruff", "check", "--no-cache", "."], project, bake_env)
+
+
+# Files of a bake that no job of the `production` environment reads. Every other file must match
+# a line of CODEOWNERS, so that a new file is placed on one side or the other, not forgotten.
+OUTSIDE_PRODUCTION = ("README.md", "LICENSE", ".gitignore", ".pre-commit-config.yaml", "tests/")
+# What `make setup` and `make repro` add, which the production job reads too.
+WRITTEN_LATER = ["uv.lock", "dvc.lock", "data/raw/breast_cancer.csv.dvc"]
+
+
+def code_owner_rules(project: Path) -> dict[str, list[str]]:
+    """CODEOWNERS as {pattern: owners}, in the file's order."""
+    text = (project / ".github" / "CODEOWNERS").read_text(encoding="utf-8")
+    rules = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            pattern, *owners = line.split()
+            rules[pattern] = owners
+    return rules
+
+
+def is_owned(path: str, patterns: list[str]) -> bool:
+    """Whether one of these root-anchored patterns (`/file` or `/folder/`) covers the path."""
+    return any(
+        path.startswith(pattern[1:]) if pattern.endswith("/") else path == pattern[1:]
+        for pattern in patterns
+    )
+
+
+def test_code_owners_review_everything_production_runs(bake: Bake) -> None:
+    project = bake()
+    rules = code_owner_rules(project)
+
+    assert all(pattern.startswith("/") for pattern in rules)
+    assert set(map(tuple, rules.values())) == {("@your-github-user",)}
+    files = sorted(project_files(project)) + WRITTEN_LATER
+    production = [path for path in files if not path.startswith(OUTSIDE_PRODUCTION)]
+    assert [path for path in production if not is_owned(path, list(rules))] == []
+    assert {".cookiecutter.json", "Makefile", "params.yaml", "uv.lock"} <= set(production)
+    assert [pattern for pattern in rules if not is_owned(pattern[1:], list(rules))] == []
+
+
+def test_code_owners_can_be_teams_and_users(bake: Bake) -> None:
+    project = bake(github_owner="data-team", code_owners="@data-team/ml-reviewers @ada")
+    rules = code_owner_rules(project)
+
+    assert set(map(tuple, rules.values())) == {("@data-team/ml-reviewers", "@ada")}
+    text = (project / ".github" / "CODEOWNERS").read_text(encoding="utf-8")
+    assert "(@org) is not a valid\n# owner" in text

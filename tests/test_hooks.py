@@ -124,6 +124,8 @@ VALID = [
     # Folders of the project root without an __init__.py: Python passes them by for src/<name>.
     *(pytest.param({"package_name": n}, id=f"package-{n}") for n in ("data", "models", "src")),
     pytest.param({"github_owner": "A" + "-b" * 19}, id="owner-39-chars"),
+    pytest.param({"code_owners": "@data-team/ml-reviewers @Ada-L"}, id="code-owners-team-user"),
+    pytest.param({"description": "Weights {feature: w} per {x}; a set {1, 2}"}, id="braces"),
     pytest.param({"author_email": "zoë+ml@例え.jp"}, id="email-non-ascii"),
     pytest.param({"dvc_remote_url": "/mnt/dvc store/ml"}, id="local-path-with-space"),
     pytest.param({"dvc_remote_url": "C:\\dvc\\store"}, id="local-windows-path"),
@@ -231,6 +233,13 @@ BAD = [
     bad("github_owner", "own--er", "double-hyphen"),
     bad("github_owner", "own_er", "underscore"),
     bad("github_owner", "a" * 40, "40-chars"),
+    bad("code_owners", "", "empty"),
+    bad("code_owners", "data-team", "no-at"),
+    bad("code_owners", "@data-team/ml/x", "two-slashes"),
+    bad("code_owners", "@data-team/", "empty-team"),
+    bad("code_owners", "@-owner", "leading-hyphen"),
+    bad("code_owners", "@ada,@bob", "comma"),
+    bad("code_owners", "ada@example.com", "e-mail"),
     bad("python_version", "3.10", "too-old"),
     bad("python_version", "3.14", "unlisted"),
     bad("task", "clustering", "unknown"),
@@ -282,6 +291,51 @@ def test_pre_gen_rejects_bad_answer_with_one_line(
     assert result.stderr.startswith(f"ERROR: {field}: ")
     assert result.stderr.endswith("\n")
     assert result.stderr.count("\n") == 1
+
+
+# Jinja's delimiters, as cookiecutter leaves them in an answer typed at its prompt (which it does
+# not render) or kept by a raw block: set past its rendering.
+DELIMITERS = ["{{", "}}", "{%", "%}", "{#", "#}"]
+TEXT_FIELDS = ["project_name", "description", "author_name", "dvc_remote_url"]
+
+
+@pytest.mark.parametrize("delimiter", DELIMITERS)
+@pytest.mark.parametrize("field", TEXT_FIELDS)
+def test_pre_gen_refuses_a_jinja_delimiter_in_any_answer(
+    tmp_path: Path, field: str, delimiter: str
+) -> None:
+    text = f"Before {delimiter} cycler.__init__ after"
+    result = run_pre_gen(tmp_path, make_context(override={field: text}))
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"ERROR: {field}: must not hold {delimiter!r}, a Jinja delimiter: cookiecutter would run "
+        "what it encloses as code when `make update-template` renders the recorded answers\n"
+    )
+
+
+def test_a_jinja_payload_kept_by_a_raw_block_writes_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    payload = "{{ cycler.__init__.__globals__.os.system('touch PWNED') }}"
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+
+    with pytest.raises(FailedHookException):
+        cookiecutter(
+            str(ROOT),
+            no_input=True,
+            extra_context={"description": "{% raw %}" + payload + "{% endraw %}"},
+            output_dir=str(output_dir),
+            config_file=str(cookiecutter_config_in(tmp_path)),
+        )
+
+    assert list(output_dir.iterdir()) == []
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR")]
+    assert errors == [
+        "ERROR: description: must not hold '{{', a Jinja delimiter: cookiecutter would run what "
+        "it encloses as code when `make update-template` renders the recorded answers"
+    ]
 
 
 @pytest.mark.parametrize(("name", "reasons"), TAKEN.items(), ids=list(TAKEN))
@@ -597,6 +651,17 @@ def test_post_gen_prints_next_steps(tmp_path: Path) -> None:
     ]
 
 
+def cookiecutter_config_in(tmp_path: Path) -> Path:
+    """A cookiecutter config that keeps its clones and replay files in `tmp_path`."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {json.dumps(str(tmp_path / 'cookiecutters'))}\n"
+        f"replay_dir: {json.dumps(str(tmp_path / 'replay'))}\n",
+        encoding="utf-8",
+    )
+    return config
+
+
 # One bad answer per text field, through real cookiecutter (choices are refused by cookiecutter
 # itself before the hook runs).
 BAD_THROUGH_COOKIECUTTER = {
@@ -607,6 +672,7 @@ BAD_THROUGH_COOKIECUTTER = {
     "author_name": {"author_name": "Two\nlines"},
     "author_email": {"author_email": "you"},
     "github_owner": {"github_owner": "-owner"},
+    "code_owners": {"code_owners": "data-team"},
     "dvc_remote_url": {"dvc_remote": "s3", "dvc_remote_url": "gs://bucket/x"},
     "mlflow_tracking_uri": {"mlflow_tracking_uri": "file:./mlruns"},
 }
@@ -616,12 +682,6 @@ BAD_THROUGH_COOKIECUTTER = {
 def test_cookiecutter_writes_nothing_when_pre_gen_fails(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], field: str
 ) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"cookiecutters_dir: {json.dumps(str(tmp_path / 'cookiecutters'))}\n"
-        f"replay_dir: {json.dumps(str(tmp_path / 'replay'))}\n",
-        encoding="utf-8",
-    )
     output_dir = tmp_path / "out"
     output_dir.mkdir()
 
@@ -631,7 +691,7 @@ def test_cookiecutter_writes_nothing_when_pre_gen_fails(
             no_input=True,
             extra_context=BAD_THROUGH_COOKIECUTTER[field],
             output_dir=str(output_dir),
-            config_file=str(config),
+            config_file=str(cookiecutter_config_in(tmp_path)),
         )
 
     assert list(output_dir.iterdir()) == []

@@ -127,7 +127,7 @@ CASES = [
     ),
     (
         "update-template",
-        {"TEMPLATE": HOSTILE, "CHECKOUT": HOSTILE, "FROM": HOSTILE},
+        {"TEMPLATE": HOSTILE, "CHECKOUT": HOSTILE, "FROM": HOSTILE, "YES": HOSTILE},
         [
             "uv",
             "run",
@@ -142,6 +142,7 @@ CASES = [
             HOSTILE,
             "--from",
             HOSTILE,
+            "--yes",
         ],
     ),
 ]

@@ -10,9 +10,11 @@ PostgreSQL takes both.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -95,6 +97,7 @@ def server(bake: Bake, bake_env: dict[str, str], tmp_path: Path) -> Iterator[Ser
 
         output = run(start, project, env).stdout
         assert f"MLflow server at {uri} (PostgreSQL on 127.0.0.1:{pg_port}" in output
+        assert_private(folder)
         client_env = {
             **env,
             "MLFLOW_TRACKING_USERNAME": "admin",
@@ -104,6 +107,24 @@ def server(bake: Bake, bake_env: dict[str, str], tmp_path: Path) -> Iterator[Ser
     finally:
         run(["make", "mlflow-server-stop"], project, env, check=False)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def assert_private(folder: Path) -> None:
+    """Only the owner may enter the server's folder (and, under root, pass PostgreSQL's user
+    through to its cluster); its files are the owner's alone, though the folder was 0755."""
+    modes = {
+        name: stat.S_IMODE((folder / name).stat().st_mode)
+        for name in (".", "artifacts", "secrets.json", "auth.ini", "mlflow.log", "mlflow.pid")
+    }
+    root_mode = 0o710 if os.geteuid() == 0 else 0o700
+    assert modes == {
+        ".": root_mode,
+        "artifacts": 0o700,
+        **dict.fromkeys(["secrets.json", "auth.ini", "mlflow.log", "mlflow.pid"], 0o600),
+    }
+    pid, started = (folder / "mlflow.pid").read_text(encoding="utf-8").split()
+    stat_fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rpartition(")")[2].split()
+    assert stat_fields[22 - 3] == started
 
 
 def registry(server: Server, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:

@@ -7,6 +7,8 @@ then a newer commit that changes, adds and deletes generated files. Only bakes a
 from __future__ import annotations
 
 import json
+import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -264,10 +266,11 @@ def test_update_uses_and_keeps_the_recorded_template_location(
     answers_file.write_text(json.dumps({**answers, "_template": location}), encoding="utf-8")
     git("commit", "--quiet", "--all", "-m", "Record the template", cwd=case.project, env=env)
 
-    script = [sys.executable, "scripts/update_template.py"]
+    script = [sys.executable, "scripts/update_template.py", "--yes"]
     result = run(script, case.project, env, check=False)
 
     assert result.returncode == 0, result.stderr
+    assert f"Template: {location} (recorded in .cookiecutter.json)" in result.stdout
     updated = json.loads(answers_file.read_text(encoding="utf-8"))
     assert updated == {**answers, "_template": location, "_commit": case.new}
     assert (case.project / NEW_FILE).is_file()
@@ -323,3 +326,121 @@ def test_update_refuses_an_answers_file_that_is_not_json(case: Case, env: dict[s
 
     assert result.returncode == 1
     assert "ERROR: .cookiecutter.json is not valid JSON" in result.stderr
+
+
+# The security review's payload: cookiecutter renders every answer it is given as a template.
+PAYLOAD = "{{ cycler.__init__.__globals__.os.system('touch PWNED') }}"
+
+
+def test_update_refuses_jinja_in_a_recorded_answer_and_runs_none_of_it(
+    case: Case, env: dict[str, str]
+) -> None:
+    answers_file = case.project / ".cookiecutter.json"
+    answers = json.loads(answers_file.read_text(encoding="utf-8"))
+    answers_file.write_text(json.dumps({**answers, "description": PAYLOAD}), encoding="utf-8")
+    git("commit", "--quiet", "--all", "-m", "A hostile description", cwd=case.project, env=env)
+    head = git("rev-parse", "HEAD", cwd=case.project, env=env)
+
+    result = update(case, env)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "ERROR: .cookiecutter.json: the answer 'description' holds '{{', which cookiecutter "
+        "would run as a template: remove the Jinja delimiters from it, commit, and run the "
+        "update again"
+    ]
+    assert not (case.project / "PWNED").exists()
+    assert not list(case.project.parent.rglob("PWNED"))
+    assert git("rev-parse", "HEAD", cwd=case.project, env=env) == head
+    assert git("status", "--porcelain", cwd=case.project, env=env) == ""
+
+
+def record_location(case: Case, env: dict[str, str], location: str) -> str:
+    """Commit `location` as the project's recorded template; return the commit."""
+    answers_file = case.project / ".cookiecutter.json"
+    answers = json.loads(answers_file.read_text(encoding="utf-8"))
+    answers_file.write_text(json.dumps({**answers, "_template": location}), encoding="utf-8")
+    git("commit", "--quiet", "--all", "-m", "Record the template", cwd=case.project, env=env)
+    return git("rev-parse", "HEAD", cwd=case.project, env=env)
+
+
+def test_a_recorded_template_location_needs_a_yes(case: Case, env: dict[str, str]) -> None:
+    location = f"git+{case.template.as_uri()}"
+    head = record_location(case, env, location)
+
+    result = run([sys.executable, "scripts/update_template.py"], case.project, env, check=False)
+
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"Template: {location} (recorded in .cookiecutter.json)",
+        f"  from commit {case.old[:12]} Older template",
+        f"  to commit   {case.new[:12]} Newer template",
+    ]
+    assert result.stderr.splitlines() == [
+        "ERROR: the template location above comes from .cookiecutter.json, which any commit can "
+        "change, and the update runs the template's code: check it, then run again with "
+        "`make update-template YES=1`, or name the template (TEMPLATE=<location>)"
+    ]
+    assert git("rev-parse", "HEAD", cwd=case.project, env=env) == head
+    assert git("status", "--porcelain", cwd=case.project, env=env) == ""
+
+
+def update_at_a_terminal(case: Case, env: dict[str, str], answer: str) -> tuple[int, str]:
+    """Run the update with a terminal as its input, answer its question; status and output."""
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, answer.encode() + b"\n")
+        result = subprocess.run(
+            [sys.executable, "scripts/update_template.py"],
+            cwd=case.project,
+            env=env,
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("answer", ["", "n", "no thanks"])
+def test_anything_but_yes_at_the_terminal_changes_nothing(
+    case: Case, env: dict[str, str], answer: str
+) -> None:
+    head = record_location(case, env, f"git+{case.template.as_uri()}")
+
+    status, output = update_at_a_terminal(case, env, answer)
+
+    assert status == 1
+    assert f"Run the code of the template at git+{case.template.as_uri()}? [y/N]" in output
+    assert "ERROR: not confirmed: nothing changed" in output
+    assert git("rev-parse", "HEAD", cwd=case.project, env=env) == head
+    assert git("status", "--porcelain", cwd=case.project, env=env) == ""
+
+
+def test_yes_at_the_terminal_updates(case: Case, env: dict[str, str]) -> None:
+    record_location(case, env, f"git+{case.template.as_uri()}")
+
+    status, output = update_at_a_terminal(case, env, "y")
+
+    assert status == 0, output
+    assert f"to {case.new[:12]} in one commit" in output
+    assert (case.project / NEW_FILE).is_file()
+
+
+def test_a_recorded_location_that_git_would_read_as_an_option_is_refused(
+    case: Case, env: dict[str, str]
+) -> None:
+    record_location(case, env, "--upload-pack=touch PWNED")
+    command = [sys.executable, "scripts/update_template.py", "--yes"]
+
+    result = run(command, case.project, env, check=False)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "ERROR: '--upload-pack=touch PWNED' is not a template location"
+    ]
+    assert not (case.project / "PWNED").exists()

@@ -120,6 +120,7 @@ def test_every_workflow_is_hardened(repository: Path) -> None:
         assert "concurrency" in workflow, name
         triggers = workflow[True]  # PyYAML reads the key `on` as True
         assert "pull_request_target" not in triggers, name
+        assert "workflow_run" not in triggers, name
         for job_name, job in workflow["jobs"].items():
             where = f"{name}: {job_name}"
             assert isinstance(job.get("timeout-minutes"), int), f"{where}: no timeout"

@@ -34,8 +34,14 @@ CHANGES = {
     "author_name": "`pyproject.toml`, `LICENSE`",
     "author_email": "`pyproject.toml`",
     "github_owner": (
-        "`.github/CODEOWNERS` (reviewer of the workflows); the image goes to "
-        "`ghcr.io/<owner>/<slug>`, read at run time from `GITHUB_REPOSITORY_OWNER`"
+        "the default of `code_owners`; the image goes to `ghcr.io/<owner>/<slug>`, read at run "
+        "time from `GITHUB_REPOSITORY_OWNER`"
+    ),
+    "code_owners": (
+        "`.github/CODEOWNERS`: who reviews changes to what the `production` environment runs "
+        "(workflows, Makefile, `src/`, `scripts/`, pipeline, parameters, data pointers, lock "
+        "file, deploy files, `.cookiecutter.json`). For an organisation, give a team "
+        "(`@org/team`): GitHub ignores `@org` alone"
     ),
     "python_version": "`requires-python`, `.python-version`, ruff and mypy targets",
     "task": "sample data, schema, estimators, metrics, plots, model tests",
@@ -66,10 +72,11 @@ REFUSED: dict[str, list[dict[str, str]]] = {
         {"package_name": "google"},
         {"package_name": "sitecustomize"},
     ],
-    "description": [{"description": "nul\0byte"}],
+    "description": [{"description": "nul\0byte"}, {"description": "Shows {{ x }}"}],
     "author_name": [{"author_name": "Ada\nLovelace"}],
     "author_email": [{"author_email": "ada.example.com"}],
     "github_owner": [{"github_owner": "-data-team"}, {"github_owner": "data_team"}],
+    "code_owners": [{"code_owners": "data-team"}, {"code_owners": "@data-team/ml/reviewers"}],
     "dvc_remote_url": [
         {"dvc_remote": "local", "dvc_remote_url": "s3://my-bucket/dvc"},
         {"dvc_remote": "s3", "dvc_remote_url": "s3://My_Bucket/dvc"},

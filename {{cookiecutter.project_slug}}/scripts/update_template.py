@@ -6,6 +6,11 @@ answers, and cherry-picks the difference onto the current branch: git merges it 
 so your own edits stay, and lines that both you and the template changed become ordinary
 merge conflicts. `make update-template` runs it with cookiecutter installed; see the README.
 
+Cookiecutter runs code from both inputs: the template's hooks, and every answer, which it
+renders as a Jinja template without a sandbox. So an answer holding a Jinja delimiter is
+refused, and a template location read from `.cookiecutter.json` (which any commit can change)
+is used only once a person has seen it and said yes.
+
 Standard library only, apart from cookiecutter, which it runs in a child process.
 """
 
@@ -28,6 +33,8 @@ ABBREVIATIONS = {
     "gl": "https://gitlab.com/{}.git",
     "bb": "https://bitbucket.org/{}",
 }
+# Jinja's delimiters, opening and closing: in an answer, cookiecutter would run what they hold.
+JINJA_DELIMITERS = ("{{", "}}", "{%", "%}", "{#", "#}")
 # Runs in a child process so that the answers reach cookiecutter as JSON, types intact.
 GENERATE = """
 import json, sys
@@ -111,6 +118,57 @@ def read_answers(project: Path) -> dict[str, object]:
     return answers
 
 
+def jinja_delimiter(value: object) -> str | None:
+    """The first Jinja delimiter in a text, or in the texts of a list or object; None if none."""
+    if isinstance(value, str):
+        return next((found for found in JINJA_DELIMITERS if found in value), None)
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list):
+        return next(filter(None, map(jinja_delimiter, value)), None)
+    return None
+
+
+def check_answers(answers: dict[str, object]) -> None:
+    """Refuse answers that cookiecutter would run as code when it renders them."""
+    for key, value in answers.items():
+        found = jinja_delimiter(key) or jinja_delimiter(value)
+        if found:
+            raise UpdateError(
+                f"{ANSWERS_FILE}: the answer {key!r} holds {found!r}, which cookiecutter would "
+                "run as a template: remove the Jinja delimiters from it, commit, and run the "
+                "update again"
+            )
+
+
+def printable(text: str) -> str:
+    """The text with control characters (terminal escapes among them) shown as `?`."""
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
+def describe(clone: Path, commit: str) -> str:
+    subject = git("log", "-1", "--format=%s", commit, cwd=clone)
+    return f"{commit[:12]} {printable(subject)}"
+
+
+def confirm(location: str, yes: bool) -> None:
+    """Go on with a template location read from the answers file only once a person agrees."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UpdateError(
+            f"the template location above comes from {ANSWERS_FILE}, which any commit can "
+            "change, and the update runs the template's code: check it, then run again with "
+            "`make update-template YES=1`, or name the template (TEMPLATE=<location>)"
+        )
+    try:
+        answer = input(f"Run the code of the template at {printable(location)}? [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise UpdateError("not confirmed: nothing changed")
+
+
 def clone_location(template: str) -> str:
     """What `git clone` understands for a template location cookiecutter understands."""
     prefix, _, rest = template.partition(":")
@@ -186,15 +244,30 @@ def commit_tree(project: Path, files: Path, message: str, parent: str | None, wo
     return git("commit-tree", tree, *parents, "-F", "-", cwd=project, stdin=message)
 
 
-def update(project: Path, template: str | None, checkout: str | None, since: str | None) -> int:
+def update(
+    project: Path,
+    template: str | None,
+    checkout: str | None,
+    since: str | None,
+    *,
+    yes: bool = False,
+) -> int:
+    """Merge the template's changes from the recorded commit to `checkout` into the project.
+
+    A template location that comes from the answers file rather than from `template` is
+    used only when `yes` is true or a person confirms it at the terminal.
+    """
     check_project(project)
     answers = read_answers(project)
+    check_answers(answers)
     location = template or answers.get("_template")
     if not isinstance(location, str) or not location:
         raise UpdateError(
             f"{ANSWERS_FILE} records no template location (it was generated from a local path): "
             "pass it, e.g. `make update-template TEMPLATE=../mlops-template`"
         )
+    if location.startswith("-"):
+        raise UpdateError(f"{printable(location)!r} is not a template location")
     old_revision = since or answers.get("_commit")
     if not isinstance(old_revision, str) or not old_revision:
         raise UpdateError(
@@ -210,8 +283,10 @@ def update(project: Path, template: str | None, checkout: str | None, since: str
     with tempfile.TemporaryDirectory(prefix="update-template-") as tmp:
         work = Path(tmp)
         clone = work / "template"
+        # `--`: a location is never read as an option of git clone.
+        command = ["git", "clone", "--quiet", "--no-checkout", "--", clone_location(location)]
         result = subprocess.run(
-            ["git", "clone", "--quiet", "--no-checkout", clone_location(location), str(clone)],
+            [*command, str(clone)],
             cwd=project,
             capture_output=True,
             text=True,
@@ -219,12 +294,18 @@ def update(project: Path, template: str | None, checkout: str | None, since: str
         )
         if result.returncode != 0:
             reason = " ".join(result.stderr.split())
-            raise UpdateError(f"cannot clone the template from {location}: {reason}")
+            raise UpdateError(f"cannot clone the template from {printable(location)}: {reason}")
         old = resolve(clone, old_revision, "commit")
         new = resolve(clone, checkout or "HEAD", "branch, tag or commit")
         if old == new:
             print(f"Already at template commit {new[:12]}: nothing to update.")
             return 0
+        origin = "given" if template else f"recorded in {ANSWERS_FILE}"
+        print(f"Template: {printable(location)} ({origin})")
+        print(f"  from commit {describe(clone, old)}")
+        print(f"  to commit   {describe(clone, new)}", flush=True)
+        if not template:
+            confirm(location, yes)
 
         before, after = generate(clone, [old, new], answers, work)
         # The answers file changes only where the template moved: the commit, new questions.
@@ -280,12 +361,17 @@ def main(argv: list[str] | None = None) -> int:
         dest="since",
         help=f"template commit this project was generated from (default: {ANSWERS_FILE})",
     )
+    parser.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"use the template location recorded in {ANSWERS_FILE} without asking",
+    )
     args = parser.parse_args(argv)
     if shutil.which("git") is None:
         print("ERROR: git is not on PATH", file=sys.stderr)
         return 1
     try:
-        return update(Path.cwd(), args.template, args.checkout, args.since)
+        return update(Path.cwd(), args.template, args.checkout, args.since, yes=args.yes)
     except UpdateError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 1

@@ -7,10 +7,14 @@
 - `mlflow-server stop`: stops both; the data stays.
 
 The admin's password comes from MLFLOW_AUTH_ADMIN_PASSWORD (MLflow's own variable). The database
-password and the server's secret key are generated once and kept in the folder (mode 0600).
+password and the server's secret key are generated once and kept in the folder. Only its owner
+may enter the folder (0700, whatever the umask), and its files are 0600: it holds the models,
+their input examples and the log. A host other than loopback is refused unless --allow-remote
+says a TLS proxy is in front, because basic auth sends the password with every request.
 """
 
 import argparse
+import ipaddress
 import json
 import os
 import pwd
@@ -28,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import ProjectError
 
@@ -38,6 +43,10 @@ DATABASES = ("mlflow", "mlflow_auth")
 # PostgreSQL refuses to run as root; root runs it as this user instead.
 POSTGRES_OS_USER = "postgres"
 MIN_PASSWORD = 12  # MLflow's rule for basic-auth passwords
+REMOTE_HOST = (
+    "basic auth sends the password with every request, in cleartext over plain HTTP: put a TLS "
+    "proxy (https) in front of the server"
+)
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,31 @@ def admin_password() -> str:
     return password
 
 
+def is_loopback(host: str) -> bool:
+    """Whether every address the host name stands for is this machine's loopback."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(found) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in found)
+
+
+def check_host(host: str, allow_remote: bool) -> str | None:
+    """Refuse a host other machines reach unless allowed; then return the warning to print."""
+    if is_loopback(host):
+        return None
+    if not allow_remote:
+        raise ProjectError(
+            f"--host {host} lets other machines reach the server, and {REMOTE_HOST}; "
+            "then pass --allow-remote too"
+        )
+    return f"the server listens on {host}: {REMOTE_HOST}"
+
+
 def check_port_free(host: str, port: int, what: str, option: str) -> None:
     with socket.socket() as sock:
         # As the servers themselves do: connections of a server just stopped do not count.
@@ -131,17 +165,49 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", POSTGRES_OS_USER, "--", *command] if os.geteuid() == 0 else command
 
 
-def _give_to_postgres(path: Path) -> None:
-    if os.geteuid() != 0:
-        return
+def _postgres_user() -> pwd.struct_passwd:
     try:
-        user = pwd.getpwnam(POSTGRES_OS_USER)
+        return pwd.getpwnam(POSTGRES_OS_USER)
     except KeyError:
         raise ProjectError(
             f"PostgreSQL does not run as root, and there is no {POSTGRES_OS_USER!r} user to run "
             "it as: start the server as a regular user"
         ) from None
+
+
+def _give_to_postgres(path: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    user = _postgres_user()
     os.chown(path, user.pw_uid, user.pw_gid)
+
+
+def make_private_folders(layout: Layout) -> None:
+    """The server's folder and its artifacts, for their owner only, whatever the umask.
+
+    Started by root, PostgreSQL runs as its own user, whose group may pass through the
+    folder (0710) to reach its cluster, and do nothing else there.
+    """
+    layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    layout.root.chmod(0o700)
+    if os.geteuid() == 0:
+        os.chown(layout.root, -1, _postgres_user().pw_gid)
+        layout.root.chmod(0o710)
+    layout.artifacts.mkdir(mode=0o700, exist_ok=True)
+    layout.artifacts.chmod(0o700)
+
+
+def open_private(path: Path, append: bool = False) -> BinaryIO:
+    """The file opened for writing, readable by its owner only (0600), whatever the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    descriptor = os.open(path, flags, 0o600)
+    os.fchmod(descriptor, 0o600)  # an older file may have been made with a wider mode
+    return os.fdopen(descriptor, "ab" if append else "wb")
+
+
+def _write_private(path: Path, text: str) -> None:
+    with open_private(path) as file:
+        file.write(text.encode("utf-8"))
 
 
 def _run(command: list[str], env: dict[str, str] | None = None) -> None:
@@ -157,8 +223,7 @@ def _load_secrets(layout: Layout) -> dict[str, str]:
         stored: dict[str, str] = json.loads(layout.secrets.read_text(encoding="utf-8"))
         return stored
     generated = {"database": secrets.token_hex(24), "flask": secrets.token_hex(32)}
-    layout.secrets.touch(mode=0o600)
-    layout.secrets.write_text(json.dumps(generated), encoding="utf-8")
+    _write_private(layout.secrets, json.dumps(generated))
     return generated
 
 
@@ -189,8 +254,7 @@ def _init_postgres(bin_dir: Path, layout: Layout, port: int, password: str) -> N
     layout.data.mkdir(mode=0o700)
     _give_to_postgres(layout.data)
     password_file = layout.root / "initdb-password"
-    password_file.touch(mode=0o600)
-    password_file.write_text(password, encoding="utf-8")
+    _write_private(password_file, password)
     _give_to_postgres(password_file)
     try:
         _run(
@@ -225,25 +289,49 @@ def _init_postgres(bin_dir: Path, layout: Layout, port: int, password: str) -> N
 
 def _write_auth_config(layout: Layout, database_uri: str) -> None:
     username = os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin"
-    layout.auth_config.touch(mode=0o600)
-    layout.auth_config.write_text(
+    _write_private(
+        layout.auth_config,
         "[mlflow]\n"
         "default_permission = READ\n"
         f"database_uri = {database_uri}\n"
         f"admin_username = {username}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
-        encoding="utf-8",
     )
 
 
-def _server_pid(layout: Layout) -> int | None:
-    """The running server's process id, if the pid file names a live `mlflow server`."""
+def process_start_time(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (/proc/<pid>/stat, field 22).
+
+    A pid is reused once its process ends; the pid and this time together name one process.
+    """
     try:
-        pid = int(layout.pid.read_text(encoding="utf-8"))
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    # Field 2, the command name in parentheses, may hold spaces and parentheses itself.
+    fields = stat.rpartition(")")[2].split()
+    return int(fields[22 - 3])
+
+
+def _record_server(layout: Layout, pid: int) -> None:
+    _write_private(layout.pid, f"{pid} {process_start_time(pid)}\n")
+
+
+def _server_pid(layout: Layout) -> int | None:
+    """The running server's process id, if the pid file names the very process start() began.
+
+    Both the pid and the process's start time must match: after the server ends, its pid may
+    go to any other process, and a stale file must not name that one.
+    """
+    try:
+        pid_text, started_text = layout.pid.read_text(encoding="utf-8").split()
+        pid, started = int(pid_text), int(started_text)
         command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    return pid if b"mlflow" in command else None
+    if b"mlflow" not in command or process_start_time(pid) != started:
+        return None
+    return pid
 
 
 def _healthy(url: str) -> bool:
@@ -284,7 +372,8 @@ def _admin_can_log_in(url: str, username: str, password: str) -> bool:
         return False
 
 
-def start(host: str, port: int, pg_port: int, workers: int) -> None:
+def start(host: str, port: int, pg_port: int, workers: int, allow_remote: bool = False) -> None:
+    remote_warning = check_host(host, allow_remote)
     password = admin_password()
     for package in ("psycopg", "flask_wtf"):
         if find_spec(package) is None:
@@ -299,8 +388,7 @@ def start(host: str, port: int, pg_port: int, workers: int) -> None:
         print(f"The MLflow server is already running at {url}; `make mlflow-server-stop` stops it")
         return
     check_port_free(host, port, "the MLflow server", "--port")
-    layout.root.mkdir(parents=True, exist_ok=True)
-    layout.artifacts.mkdir(exist_ok=True)
+    make_private_folders(layout)
     stored = _load_secrets(layout)
     if not (layout.data / "PG_VERSION").exists():
         check_port_free("127.0.0.1", pg_port, "PostgreSQL", "--pg-port")
@@ -321,7 +409,9 @@ def start(host: str, port: int, pg_port: int, workers: int) -> None:
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
     command = mlflow_command(host, port, workers, allowed)
-    with layout.log.open("ab") as log:
+    if remote_warning:
+        print(f"WARNING: {remote_warning}", file=sys.stderr)
+    with open_private(layout.log, append=True) as log:
         server = subprocess.Popen(
             [sys.executable, "-m", *command],
             env=env,
@@ -329,7 +419,7 @@ def start(host: str, port: int, pg_port: int, workers: int) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    layout.pid.write_text(str(server.pid), encoding="utf-8")
+    _record_server(layout, server.pid)
     try:
         _wait_until_healthy(url, server, layout)
     except ProjectError:
@@ -353,6 +443,11 @@ def stop() -> None:
     layout = server_dir()
     stopped = []
     pid = _server_pid(layout)
+    if pid is None and layout.pid.exists():
+        print(
+            f"{layout.pid} names no server that `mlflow-server start` began (it ended, and its "
+            "pid may be another process's now): removed it, killed nothing"
+        )
     if pid is not None:
         os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
@@ -373,14 +468,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlflow-server", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     starting = commands.add_parser("start", help="start PostgreSQL and the MLflow server")
-    starting.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to share it on a network")
+    starting.add_argument(
+        "--host", default="127.0.0.1", help="0.0.0.0 to share it on a network (--allow-remote)"
+    )
+    starting.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a host other machines reach: put a TLS proxy in front, or passwords travel "
+        "in cleartext",
+    )
     starting.add_argument("--port", type=int, default=5000)
     starting.add_argument("--pg-port", type=int, default=5432)
     starting.add_argument("--workers", type=int, default=2)
     commands.add_parser("stop", help="stop both; the data stays")
     args = parser.parse_args(argv)
     if args.command == "start":
-        start(args.host, args.port, args.pg_port, args.workers)
+        start(args.host, args.port, args.pg_port, args.workers, args.allow_remote)
     else:
         stop()
     return 0
