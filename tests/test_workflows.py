@@ -205,6 +205,9 @@ def test_release_runs_one_at_a_time_in_an_environment(project: Path) -> None:
     ]
     at = [next(i for i, name in enumerate(names) if name.startswith(step)) for step in order]
     assert at == sorted(at), names
+    container = next(step for step in job["steps"] if step.get("run") == "make container")
+    # The image holds the model file this job gated (dvc.lock's md5), not just "the challenger".
+    assert container["env"]["EXPECT_DVC_LOCK"] == "1"
     plan = next(step for step in job["steps"] if step.get("id") == "plan")
     after_plan = job["steps"][job["steps"].index(plan) + 1 :]
     assert all(step["if"] == "steps.plan.outputs.publish == 'true'" for step in after_plan)

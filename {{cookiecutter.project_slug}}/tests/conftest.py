@@ -13,6 +13,35 @@ from {{ cookiecutter.package_name }}.config import PARAMS_FILE, RAW_DATA, load_p
 from {{ cookiecutter.package_name }}.schema import Schema, load_schema, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
+# What a skops file that runs code holds, as this project's loading names it.
+UNTRUSTED = ("posix.system", f"{__name__}.Trap")
+
+
+class Trap:
+    """Writes its marker file when it is created from a file: proof that loading ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        Path(state["marker"]).write_text("code from the model file ran", encoding="utf-8")
+        self.__dict__.update(state)
+
+
+def malicious_model(path: Path, marker: Path) -> bytes:
+    """Write a skops file that calls os.system when it scores and writes `marker` when it is
+    loaded; check that it would, and return its bytes."""
+    import skops.io
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    steps = [("run", FunctionTransformer(func=os.system)), ("trap", Trap(marker))]
+    skops.io.dump(Pipeline(steps), path)
+    loaded = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    assert marker.is_file()
+    assert loaded.steps[0][1].func is os.system
+    marker.unlink()
+    return path.read_bytes()
 
 
 @pytest.fixture(scope="session")

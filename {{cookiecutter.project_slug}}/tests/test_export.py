@@ -15,7 +15,7 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from {{ cookiecutter.package_name }} import export
+from {{ cookiecutter.package_name }} import export, handler
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.config import PARAMS_FILE, TEST_DATA, load_params
 from {{ cookiecutter.package_name }}.errors import RegistryError
@@ -72,9 +72,10 @@ def test_champion_exports_with_parity_and_its_hash(
 
     data = export.ONNX_FILE.read_bytes()
     assert export.ONNX_FILE.stat().st_mode & 0o777 == 0o644
-    assert client.get_model_version(name, "1").tags[export.SHA256_TAG] == (
-        hashlib.sha256(data).hexdigest()
-    )
+    recorded = client.get_model_version(name, "1").tags[export.SHA256_TAG]
+    assert recorded == hashlib.sha256(data).hexdigest()
+    # The deployment passes the tag as MODEL_ONNX_SHA256: the handler loads this file with it.
+    assert handler.load_model(str(export.ONNX_FILE.resolve()), recorded).version == "1"
     summary = capsys.readouterr().out.splitlines()
     assert len(summary) == 1
     assert summary[0].startswith(f"onnx: {name} version 1 (")

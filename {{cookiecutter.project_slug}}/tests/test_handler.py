@@ -2,6 +2,7 @@
 
 import base64
 import dataclasses
+import hashlib
 import json
 import subprocess
 import sys
@@ -229,6 +230,36 @@ def test_a_model_for_other_features_gets_500(
     answer = handler.handler(event({"rows": rows_of(trained[1].head(1))}), None)
     assert answer["statusCode"] == 500
     assert "exported for other features than schema.yaml's" in caplog.text
+
+
+def test_the_model_loads_only_with_the_sha256_it_is_given(
+    trained: tuple[Pipeline, pd.DataFrame],
+    model_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """MODEL_ONNX_SHA256, the `onnx_sha256` tag of the version, is checked before onnxruntime."""
+    body = {"rows": rows_of(trained[1].head(1))}
+    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    monkeypatch.setenv(handler.MODEL_SHA256_VARIABLE, digest)
+    assert handler.handler(event(body), None)["statusCode"] == 200
+
+    other = "0" * 64
+    monkeypatch.setenv(handler.MODEL_SHA256_VARIABLE, other)
+    answer = handler.handler(event(body), None)
+    assert answer["statusCode"] == 500
+    assert json.loads(answer["body"])["error"].startswith("the model is not available")
+    refusal = f"{model_file} has sha256 {digest}, not the {other} that MODEL_ONNX_SHA256 expects"
+    assert refusal in caplog.text
+
+    # A file onnxruntime cannot read is refused by its hash, before onnxruntime opens it.
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    monkeypatch.setenv(handler.MODEL_PATH_VARIABLE, str(tmp_path / "broken.onnx"))
+    caplog.clear()
+    assert handler.handler(event(body), None)["statusCode"] == 500
+    assert "broken.onnx has sha256 " in caplog.text
+    assert "scoring failed" not in caplog.text
 
 
 def test_the_model_loads_once_per_path(model_file: Path) -> None:

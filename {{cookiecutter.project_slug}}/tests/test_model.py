@@ -9,13 +9,14 @@ import pytest
 from sklearn.dummy import Dummy{{ "Classifier" if classification else "Regressor" }}
 
 from {{ cookiecutter.package_name }}.config import load_params
+from {{ cookiecutter.package_name }}.errors import ModelError
 from {{ cookiecutter.package_name }}.estimators import TrainParams, build_pipeline
 from {{ cookiecutter.package_name }}.metrics import score
 from {{ cookiecutter.package_name }}.model_file import load_model, save_model
 from {{ cookiecutter.package_name }}.prepare import split
 from {{ cookiecutter.package_name }}.schema import Schema
 
-from .conftest import ROOT
+from .conftest import ROOT, UNTRUSTED, malicious_model
 
 # The sample data is easy: a model below these floors is broken, not merely weak.
 {%- if classification %}
@@ -93,3 +94,23 @@ def test_same_seed_same_model(data: Split, params: TrainParams) -> None:
     first = build_pipeline(chosen).fit(x_train, y_train).predict(x_test)
     second = build_pipeline(chosen).fit(x_train, y_train).predict(x_test)
     np.testing.assert_array_equal(first, second)
+
+
+def test_a_model_file_that_would_run_code_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+    """The service's BentoML model, models/model.skops and registry downloads all load here."""
+    marker = tmp_path / "marker"
+    malicious_model(tmp_path / "model.skops", marker)
+    with pytest.raises(ModelError) as refused:
+        load_model(tmp_path / "model.skops")
+    assert str(refused.value) == (
+        f"{tmp_path / 'model.skops'}: refused: it holds types this project does not trust "
+        f"({', '.join(UNTRUSTED)}), which no model it trains contains; it was made elsewhere "
+        "or altered"
+    )
+    assert not marker.exists()
+
+
+def test_a_file_that_is_no_skops_model_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "model.skops").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match=r"model\.skops: refused: not a skops model file"):
+        load_model(tmp_path / "model.skops")

@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from {{ cookiecutter.package_name }}.__main__ import COMMANDS, LOAD_MODELS, main
+from {{ cookiecutter.package_name }}.bento import from_checkout
 from {{ cookiecutter.package_name }}.config import (
     CHALLENGER,
     CHAMPION,
@@ -24,15 +25,34 @@ from {{ cookiecutter.package_name }}.config import (
     PARAMS_FILE,
     PREVIOUS,
     TEST_DATA,
+    TRAIN_DATA,
     load_params,
 )
-from {{ cookiecutter.package_name }}.errors import RegistryError
-from {{ cookiecutter.package_name }}.lineage import TRAIN_INPUTS
-from {{ cookiecutter.package_name }}.model_file import load_model
+from {{ cookiecutter.package_name }}.errors import ModelError, RegistryError
+from {{ cookiecutter.package_name }}.estimators import build_pipeline
+from {{ cookiecutter.package_name }}.lineage import TRAIN_INPUTS, md5
+from {{ cookiecutter.package_name }}.model_file import (
+    BENTO_MODEL,
+    FILE_NAME,
+    MODEL_SHA256,
+    load_model,
+    save_model,
+    sha256,
+)
 from {{ cookiecutter.package_name }}.registry import MODEL_MD5, load_registered, move_aliases
 from {{ cookiecutter.package_name }}.schema import load_schema, read_table
 
-LINEAGE_TAGS = {"git_commit", "git_dirty", "data_md5", "params_sha256", "run_id", MODEL_MD5}
+from .conftest import UNTRUSTED, malicious_model
+
+LINEAGE_TAGS = {
+    "git_commit",
+    "git_dirty",
+    "data_md5",
+    "params_sha256",
+    "run_id",
+    MODEL_MD5,
+    MODEL_SHA256,
+}
 
 
 def aliases(client: MlflowClient, name: str) -> dict[str, str]:
@@ -81,6 +101,10 @@ def test_register_logs_the_evaluated_model_as_the_challenger(
     version = client.get_model_version(name, "1")
     assert set(version.tags) >= LINEAGE_TAGS
     assert version.tags[MODEL_MD5] == md5
+    # The registry keeps the file DVC tracks, byte for byte: the hashes are those of its copy.
+    model_file = (workdir / MODEL_FILE).read_bytes()
+    assert version.tags[MODEL_SHA256] == sha256(model_file)
+    assert registry_file(client, name, "1").read_bytes() == model_file
     assert aliases(client, name) == {CHALLENGER: "1"}
     run = client.get_run(record["run_id"])
     assert run.data.metrics == pytest.approx(metrics)
@@ -121,13 +145,14 @@ def test_a_model_file_is_registered_once(
     assert json.loads(MODEL_VERSION_FILE.read_text(encoding="utf-8"))["version"] == 1
 
 
-def write_lock(seed: int) -> None:
-    """A dvc.lock whose train stage read this project's code and data and `seed`."""
+def write_lock(seed: int, model_md5: str | None = None) -> None:
+    """A dvc.lock whose train stage read this project's code and data and `seed`, and wrote a
+    model file with `model_md5`."""
     train = {
         "cmd": "python -m package train",
         "deps": [{"path": "data/prepared/train.csv", "hash": "md5", "md5": "0" * 32}],
         "params": {"params.yaml": {"train": {"seed": seed}}},
-        "outs": [{"path": str(MODEL_FILE), "hash": "md5", "md5": str(seed) * 32}],
+        "outs": [{"path": str(MODEL_FILE), "hash": "md5", "md5": model_md5 or str(seed) * 32}],
     }
     lock = {"schema": "2.0", "stages": {"train": train}}
     Path("dvc.lock").write_text(yaml.safe_dump(lock), encoding="utf-8")
@@ -364,3 +389,181 @@ def test_the_champion_loads_and_predicts_like_the_trained_model(
     features = read_table(workdir / TEST_DATA, schema)[schema.feature_names]
     trained = load_model(workdir / MODEL_FILE)
     np.testing.assert_array_equal(champion.estimator.predict(features), trained.predict(features))
+
+
+def registry_file(client: MlflowClient, name: str, version: str) -> Path:
+    """Where the registry's store keeps the model file of `version`, on disk."""
+    model_id = str(client.get_model_version(name, version).source).removeprefix("models:/")
+    [found] = Path("mlruns").glob(f"*/models/{model_id}/artifacts/{FILE_NAME}")
+    return found
+
+
+def another_model(path: Path) -> None:
+    """Save a valid model at `path` that predicts otherwise than the registered one."""
+    schema = load_schema()
+    train = read_table(TRAIN_DATA, schema)
+    params = load_params().train.model_copy(update={"estimator": "random_forest", "seed": 99})
+    other = build_pipeline(params).fit(train[schema.feature_names], train[schema.target.name])
+    save_model(other, path)
+
+
+# Every command that downloads a registered model: what `make serve` runs first, `make bento`,
+# `make batch` and `make onnx`.
+DOWNLOADS = [["champion"], ["bento"], ["batch", str(TEST_DATA), "predictions.csv"], ["onnx"]]
+
+
+def assert_refused(command: list[str], error: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`command` fails with `error` as its one line, and writes no output and no BentoML model."""
+    capsys.readouterr()
+    assert main(command) == 1, command
+    assert capsys.readouterr().err == f"ERROR: {error}\n", command
+    assert not Path("predictions.csv").exists()
+    # BentoML fixes its store's folder for the process when first used: nothing here uses it.
+    assert not (Path(os.environ["BENTOML_HOME"]) / "models").exists()
+
+
+def command(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m <package> *args` in its own process (its own BentoML store: BENTOML_HOME)."""
+    package = main.__module__.rpartition(".")[0]
+    source = str(Path(sys.modules[package].__file__ or "").parents[1])
+    return subprocess.run(
+        [sys.executable, "-m", package, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": source},
+        check=False,
+    )
+
+
+def test_serving_stores_the_checked_file_byte_for_byte(
+    pipeline_run: tuple[MlflowClient, str],
+) -> None:
+    """What `make serve` and `make bento` put in BentoML's store is the registered file."""
+    client, name = pipeline_run
+    assert main(["promote"]) == 0
+    result = command("champion")
+    assert result.returncode == 0, result.stderr
+    [stored] = (Path(os.environ["BENTOML_HOME"]) / "models" / BENTO_MODEL).glob(f"*/{FILE_NAME}")
+    assert stored.read_bytes() == registry_file(client, name, "1").read_bytes()
+    labels = yaml.safe_load((stored.parent / "model.yaml").read_text(encoding="utf-8"))["labels"]
+    assert labels[MODEL_SHA256] == sha256(stored.read_bytes())
+    assert labels["mlflow_version"] == "1"
+
+
+def test_a_registered_file_changed_in_the_store_is_refused_by_every_download(
+    pipeline_run: tuple[MlflowClient, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, name = pipeline_run
+    assert main(["promote"]) == 0
+    swapped = registry_file(client, name, "1")
+    registered = sha256(swapped.read_bytes())
+    another_model(swapped)
+    changed = sha256(swapped.read_bytes())
+    error = (
+        f"{name} version 1: refused: the downloaded {FILE_NAME} has sha256 {changed}, but the "
+        f"version was registered with {MODEL_SHA256} {registered}; the registry's artifact was "
+        "changed after registration"
+    )
+    for command in DOWNLOADS:
+        assert_refused(command, error, capsys)
+
+
+def test_a_version_without_a_file_hash_is_refused_until_one_is_recorded(
+    pipeline_run: tuple[MlflowClient, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A version registered before versions recorded their file's hash (older code)."""
+    client, name = pipeline_run
+    assert main(["promote"]) == 0
+    recorded = client.get_model_version(name, "1").tags[MODEL_SHA256]
+    client.delete_model_version_tag(name, "1", MODEL_SHA256)
+    error = (
+        f"{name} version 1: refused: the version has no {MODEL_SHA256} tag (it was registered "
+        "before versions recorded their file's hash), so its file cannot be checked; if you "
+        f"trust the file the registry holds, tag the version {MODEL_SHA256}={recorded} (see "
+        "docs: Serving, model integrity)"
+    )
+    for download in DOWNLOADS:
+        assert_refused(download, error, capsys)
+    client.set_model_version_tag(name, "1", MODEL_SHA256, recorded)
+    assert load_registered(load_params().mlflow).version == "1"
+
+
+def test_a_registered_file_that_would_run_code_is_refused_by_every_download(
+    tmp_path: Path, pipeline_run: tuple[MlflowClient, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Even with its hash tag changed to match, as someone who may edit the registry could."""
+    client, name = pipeline_run
+    assert main(["promote"]) == 0
+    marker = tmp_path / "marker"
+    data = malicious_model(registry_file(client, name, "1"), marker)
+    client.set_model_version_tag(name, "1", MODEL_SHA256, sha256(data))
+    error = (
+        f"{name} version 1: refused: it holds types this project does not trust "
+        f"({', '.join(UNTRUSTED)}), which no model it trains contains; it was made elsewhere or "
+        "altered"
+    )
+    for command in DOWNLOADS:
+        assert_refused(command, error, capsys)
+    assert not marker.exists()
+
+
+def test_evaluate_and_register_refuse_a_model_file_that_would_run_code(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for stage in ("prepare", "train", "evaluate"):
+        assert main([stage]) == 0, stage
+    marker = workdir / "marker"
+    malicious_model(MODEL_FILE, marker)
+    for stage in ("evaluate", "register"):
+        capsys.readouterr()
+        assert main([stage]) == 1, stage
+        error = capsys.readouterr().err
+        assert error.startswith(f"ERROR: {MODEL_FILE}: refused: it holds types "), error
+        assert error.count("\n") == 1
+    assert not marker.exists()
+    assert not MODEL_VERSION_FILE.exists()
+
+
+def test_the_release_bento_holds_the_file_dvc_lock_records(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make bento EXPECT_DVC_LOCK=1`: the model this checkout trained, or nothing."""
+    for stage in ("prepare", "train", "evaluate"):
+        assert main([stage]) == 0, stage
+    write_lock(seed=1, model_md5=md5(MODEL_FILE.read_bytes()))
+    assert main(["register"]) == 0
+    settings = load_params().mlflow
+
+    # The version is this checkout's file: the bento gets it, byte for byte (`champion.store`
+    # writes `model_file` as it is).
+    shipped = from_checkout(load_registered(settings, CHALLENGER))
+    assert shipped.model_file == MODEL_FILE.read_bytes()
+
+    # Trained again from the same inputs (another file): the version it is, this run's file.
+    assert main(["train"]) == 0
+    write_lock(seed=1, model_md5=md5(MODEL_FILE.read_bytes()))
+    assert main(["register"]) == 0
+    shipped = from_checkout(load_registered(settings, CHALLENGER))
+    assert shipped.version == "1"
+    assert shipped.model_file == MODEL_FILE.read_bytes()
+    registered_file = registry_file(MlflowClient(), settings.model_name, "1").read_bytes()
+    assert shipped.model_file != registered_file
+
+    # Other inputs (the shape of a rollback: the version is not this checkout's model): refused
+    # with the flag, built from the registry's own checked file without it.
+    write_lock(seed=2, model_md5=md5(MODEL_FILE.read_bytes()))
+    capsys.readouterr()
+    assert main(["bento", "--alias", CHALLENGER, "--expect-dvc-lock"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"ERROR: {settings.model_name} version 1 ('{CHALLENGER}') is not")
+    assert "and it was trained from other code, data or parameters" in error
+    registered = load_registered(settings, CHALLENGER)
+    assert sha256(registered.model_file) == registered.tags[MODEL_SHA256]
+
+    # A model file that is not the one dvc.lock records is refused before anything else.
+    write_lock(seed=1)
+    assert main(["bento", "--alias", CHALLENGER, "--expect-dvc-lock"]) == 1
+    assert "that dvc.lock records; run `make evaluate` again" in capsys.readouterr().err
+    Path("dvc.lock").unlink()
+    with pytest.raises(ModelError, match=r"dvc\.lock: records no models/model\.skops"):
+        from_checkout(registered)

@@ -2,18 +2,22 @@
 
 The bento is built from build/bento/: a copy of this package and the `serve` dependency group
 exported from uv.lock, so the container installs exactly the locked versions. Its version and
-labels name the model version it serves.
+labels name the model version it serves. With --expect-dvc-lock (the release), the model it
+holds is the models/model.skops that dvc.lock records: the file this run trained and gated.
 """
 
 import argparse
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
 
 from .champion import store
-from .config import load_params
-from .errors import ProjectError
-from .registry import load_registered
+from .config import MODEL_FILE, load_params
+from .errors import ModelError, ProjectError
+from .lineage import DVC_LOCK, TRAIN_INPUTS, UNKNOWN, locked_md5, md5, train_inputs
+from .model_file import MODEL_SHA256, model_from_bytes, sha256
+from .registry import RegisteredModel, load_registered
 
 BUILD_DIR = Path("build/bento")
 BENTOFILE = Path("bentofile.yaml")
@@ -33,11 +37,55 @@ def export_requirements(target: Path) -> None:
         raise ProjectError(f"uv export failed: {result.stderr.strip()}")
 
 
+def from_checkout(model: RegisteredModel) -> RegisteredModel:
+    """`model` as the models/model.skops of this checkout, which must be the file dvc.lock records.
+
+    The version must be that file (the same md5) or a model trained from this checkout's code,
+    data and parameters (its `train_inputs` tag), which is the same model in another file: the
+    release registers a model once, and a run that trains it again finds the version it has.
+    Anything else, such as a rollback's champion, is refused: it is not this checkout's model.
+    """
+    locked = locked_md5(MODEL_FILE)
+    if locked is None:
+        raise ModelError(f"{DVC_LOCK}: records no {MODEL_FILE}; run `make evaluate` first")
+    if not MODEL_FILE.is_file():
+        raise ModelError(f"{MODEL_FILE}: not found; run `make evaluate` first")
+    data = MODEL_FILE.read_bytes()
+    if md5(data) != locked:
+        raise ModelError(
+            f"{MODEL_FILE}: md5 {md5(data)} is not the {locked} that {DVC_LOCK} records; "
+            "run `make evaluate` again"
+        )
+    if md5(model.model_file) == locked:
+        return model
+    inputs = train_inputs()
+    if inputs == UNKNOWN or model.tags.get(TRAIN_INPUTS) != inputs:
+        raise ModelError(
+            f"{model.name} version {model.version} ('{model.alias}') is not this checkout's "
+            f"model: its file's md5 {md5(model.model_file)} is not the {locked} that {DVC_LOCK} "
+            f"records for {MODEL_FILE}, and it was trained from other code, data or parameters; "
+            "build a rollback's champion without --expect-dvc-lock"
+        )
+    return dataclasses.replace(
+        model, estimator=model_from_bytes(data, str(MODEL_FILE)), model_file=data
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bento", description=__doc__)
     parser.add_argument("--alias", default="champion", help="the registry alias to serve")
+    parser.add_argument(
+        "--expect-dvc-lock",
+        action="store_true",
+        help=f"ship the {MODEL_FILE} that {DVC_LOCK} records, and refuse if the version is "
+        "not that model (the release)",
+    )
     args = parser.parse_args(argv)
     champion = load_registered(load_params().mlflow, args.alias)
+    if args.expect_dvc_lock:
+        champion = from_checkout(champion)
+        shipped = md5(champion.model_file)
+        print(f"bento: the model is {MODEL_FILE} as {DVC_LOCK} records it (md5 {shipped})")
     model_tag, _ = store(champion)
 
     shutil.rmtree(BUILD_DIR, ignore_errors=True)
@@ -49,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     bento = bentoml.bentos.build_bentofile(
         str(BENTOFILE.resolve()),
         build_ctx=str(BUILD_DIR),
-        labels={"mlflow_model": champion.name, "mlflow_version": champion.version},
+        labels={
+            "mlflow_model": champion.name,
+            "mlflow_version": champion.version,
+            MODEL_SHA256: sha256(champion.model_file),
+        },
     )
     print(f"bento: {bento.tag} serves {champion.name} version {champion.version} ({model_tag})")
     print(f"bento: {bento.path}")

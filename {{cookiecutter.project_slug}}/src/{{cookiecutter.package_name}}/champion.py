@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import load_params
-from .model_file import BENTO_MODEL, FILE_NAME
+from .model_file import BENTO_MODEL, FILE_NAME, MODEL_SHA256, sha256
 from .registry import RegisteredModel, load_registered
 
 if TYPE_CHECKING:
@@ -28,21 +28,28 @@ def latest(name: str) -> "Model | None":
 
 
 def store(champion: RegisteredModel) -> tuple[str, bool]:
-    """Make the champion the newest BentoML model; return its tag and whether it was added."""
+    """Make the champion the newest BentoML model; return its tag and whether it was added.
+
+    The BentoML model holds the champion's checked file byte for byte, its sha256 in a label.
+    """
     import bentoml
-    import skops.io
 
     name = BENTO_MODEL
+    digest = sha256(champion.model_file)
     newest = latest(name)
-    if newest is not None and newest.info.labels.get("mlflow_version") == champion.version:
+    if newest is not None and (
+        newest.info.labels.get("mlflow_version"),
+        newest.info.labels.get(MODEL_SHA256),
+    ) == (champion.version, digest):
         return str(newest.tag), False
     labels = {
         "mlflow_model": champion.name,
         "mlflow_version": champion.version,
         "alias": champion.alias,
+        MODEL_SHA256: digest,
     }
     with bentoml.models.create(name, labels=labels) as model:
-        skops.io.dump(champion.estimator, Path(model.path) / FILE_NAME)
+        (Path(model.path) / FILE_NAME).write_bytes(champion.model_file)
     return str(model.tag), True
 
 

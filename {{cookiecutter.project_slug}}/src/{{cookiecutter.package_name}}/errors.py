@@ -15,3 +15,8 @@ class DataError(ProjectError):
 
 class RegistryError(ProjectError):
     """The MLflow registry cannot be reached or refused a change."""
+
+
+class ModelError(ProjectError):
+    """A model file is refused: it is not the file that was recorded, or it holds types that
+    this project does not trust."""

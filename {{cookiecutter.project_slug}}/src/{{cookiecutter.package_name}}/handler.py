@@ -5,11 +5,13 @@ one `{"prediction": ..., "probability": ...}` per row (the probability of the po
 a classifier), with the model version in the `X-Model-Version` header. Bad input gets a 400
 answer that says what is wrong; the function never raises. It needs numpy, onnxruntime and
 PyYAML only, no pandas, scikit-learn or MLflow, so a cold start stays short. The model loads on
-the first request and stays loaded for the life of the process.
+the first request and stays loaded for the life of the process; with MODEL_ONNX_SHA256 set (the
+`onnx_sha256` tag `make onnx` records), only a file with that sha256 is loaded.
 """
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import math
@@ -27,6 +29,8 @@ from .schema import MAX_ROWS, Column, load_schema
 # `make onnx` writes the model here; the environment variable points elsewhere.
 MODEL_PATH_VARIABLE = "MODEL_ONNX_PATH"
 DEFAULT_MODEL_PATH = "models/model.onnx"
+# The sha256 the model file must have, when set: the `onnx_sha256` tag of the model version.
+MODEL_SHA256_VARIABLE = "MODEL_ONNX_SHA256"
 # How many problems a 400 answer lists before it summarises the rest.
 MAX_PROBLEMS = 10
 HEADERS = {"Content-Type": "application/json"}
@@ -39,7 +43,8 @@ class BadRequest(Exception):
 
 
 class ModelUnavailable(Exception):
-    """The model file is missing or does not fit the schema: a 500 answer, the detail logged."""
+    """The model file is missing, not the expected file or does not fit the schema: a 500 answer,
+    the detail logged."""
 
 
 def problem(column: Column, value: object) -> str | None:
@@ -95,13 +100,24 @@ def load_features() -> tuple[Column, ...]:
 
 
 @cache
-def load_model(path: str) -> Model:
-    """Open the ONNX model once per process (per path); failures are not cached."""
+def load_model(path: str, expected_sha256: str | None = None) -> Model:
+    """Open the ONNX model once per process (per path and hash); failures are not cached.
+
+    With `expected_sha256`, the file's bytes must have that sha256 before onnxruntime sees them.
+    """
     import onnxruntime as ort
 
     if not Path(path).is_file():
         raise ModelUnavailable(f"no model at {path}; run `make onnx` or set {MODEL_PATH_VARIABLE}")
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    data = Path(path).read_bytes()
+    if expected_sha256 is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected_sha256.strip().lower():
+            raise ModelUnavailable(
+                f"{path} has sha256 {actual}, not the {expected_sha256} that "
+                f"{MODEL_SHA256_VARIABLE} expects; refusing to load it"
+            )
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     metadata = {
         key: json.loads(value) for key, value in session.get_modelmeta().custom_metadata_map.items()
     }
@@ -123,7 +139,10 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     """Score the rows of an API Gateway proxy event: 200 with predictions, 400 for bad input."""
     try:
         rows = read_rows(event, load_features())
-        model = load_model(os.environ.get(MODEL_PATH_VARIABLE) or DEFAULT_MODEL_PATH)
+        model = load_model(
+            os.environ.get(MODEL_PATH_VARIABLE) or DEFAULT_MODEL_PATH,
+            os.environ.get(MODEL_SHA256_VARIABLE) or None,
+        )
         return respond(200, model.score(rows), {"X-Model-Version": model.version})
     except BadRequest as error:
         return respond(400, {"error": str(error)})

@@ -54,10 +54,25 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def file_md5(path: Path) -> str:
-    """The md5 of a file, the hash DVC records for the pipeline's outputs."""
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+def md5(data: bytes) -> str:
+    """The md5 of a file's bytes, the hash DVC records for the pipeline's outputs."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def locked_md5(path: Path, lock_text: str | None = None) -> str | None:
+    """The md5 dvc.lock (or `lock_text`) records for the stage output `path`; None if none."""
+    try:
+        text = DVC_LOCK.read_text(encoding="utf-8") if lock_text is None else lock_text
+        lock: Any = yaml.safe_load(text)
+    except (FileNotFoundError, yaml.YAMLError):
+        return None
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    for stage in stages.values() if isinstance(stages, dict) else []:
+        for out in stage.get("outs", []) if isinstance(stage, dict) else []:
+            if isinstance(out, dict) and out.get("path") == path.as_posix():
+                found = out.get("md5")
+                return found if isinstance(found, str) else None
+    return None
 
 
 def train_inputs(lock_text: str | None = None) -> str:

@@ -22,8 +22,8 @@ from .config import (
 from .errors import ProjectError
 from .files import write_text_atomic
 from .gate import read_metrics
-from .lineage import file_md5, lineage_tags, train_inputs
-from .model_file import load_model
+from .lineage import lineage_tags, md5, train_inputs
+from .model_file import MODEL_SHA256, model_from_bytes, sha256
 from .registry import MODEL_MD5, log_and_register, same_model
 from .schema import load_schema, read_table
 
@@ -34,17 +34,25 @@ def main(argv: list[str] | None = None) -> int:
     metrics = read_metrics(METRICS_FILE)
     if not MODEL_FILE.is_file():
         raise ProjectError(f"{MODEL_FILE}: not found; run `make evaluate` first")
-    md5 = file_md5(MODEL_FILE)
+    # Read once: the hashes, the model logged and the file the registry keeps are these bytes.
+    model_file = MODEL_FILE.read_bytes()
+    model_md5 = md5(model_file)
 
-    registered = same_model(params.mlflow, md5, train_inputs())
+    registered = same_model(params.mlflow, model_md5, train_inputs())
     if registered is not None:
         print(f"register: {MODEL_FILE} is already version {registered.version}")
     else:
         schema = load_schema()
         example = read_table(TEST_DATA, schema)[schema.feature_names].head(5)
-        tags = {**lineage_tags(), MODEL_MD5: md5}
+        tags = {**lineage_tags(), MODEL_MD5: model_md5, MODEL_SHA256: sha256(model_file)}
         registered = log_and_register(
-            load_model(MODEL_FILE), params, metrics, example, tags, PLOTS_DIR
+            model_from_bytes(model_file, str(MODEL_FILE)),
+            params,
+            metrics,
+            example,
+            tags,
+            PLOTS_DIR,
+            model_file=model_file,
         )
 
     record = {
@@ -52,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "version": int(registered.version),
         "alias": CHALLENGER,
         "run_id": registered.run_id,
-        MODEL_MD5: md5,
+        MODEL_MD5: model_md5,
     }
     write_text_atomic(MODEL_VERSION_FILE, json.dumps(record, indent=2) + "\n")
     print(f"register: {registered.name} version {registered.version} is the '{CHALLENGER}'")

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,19 +23,20 @@ from .config import (
     tracking_uri,
     without_credentials,
 )
-from .errors import RegistryError
+from .errors import ModelError, RegistryError
 from .estimators import TRUSTED_TYPES
 from .gate import Candidate
 from .lineage import TRAIN_INPUTS, UNKNOWN
-from .model_file import FILE_NAME, load_model
+from .model_file import FILE_NAME, MODEL_SHA256, model_from_bytes, sha256
 
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow.entities.model_registry import ModelVersion
     from sklearn.pipeline import Pipeline
 
-# Version tags: the md5 of the model file (the hash DVC records), the champion a version
-# replaced when it was promoted, and a rolled-back champion.
+# Version tags: the md5 of the model file (the hash DVC records; with MODEL_SHA256, the hashes
+# of the very file the registry keeps), the champion a version replaced when it was promoted,
+# and a rolled-back champion.
 MODEL_MD5 = "model_md5"
 REPLACED = "replaced_champion"
 ROLLED_BACK = "rolled_back"
@@ -98,8 +100,15 @@ def log_and_register(
     example: "pd.DataFrame",
     tags: dict[str, str],
     plots: Path,
+    *,
+    model_file: bytes,
 ) -> "ModelVersion":
-    """Log a run with the model, register it as a new version and point `challenger` at it."""
+    """Log a run with the model, register it as a new version and point `challenger` at it.
+
+    The version keeps `model_file`, the model's skops file byte for byte (MLflow's own copy is
+    written again, and skops never writes the same bytes twice), so its hash tags and DVC's
+    hash are those of the file every download gets.
+    """
     from mlflow.models import infer_signature
 
     settings = params.mlflow
@@ -123,6 +132,10 @@ def log_and_register(
                 serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
                 skops_trusted_types=TRUSTED_TYPES,
             )
+            with tempfile.TemporaryDirectory() as folder:
+                exact = Path(folder) / FILE_NAME
+                exact.write_bytes(model_file)
+                client(settings).log_model_artifact(logged.model_id, str(exact))
         registered = mlflow.register_model(
             logged.model_uri, settings.model_name, tags={**tags, "run_id": run.info.run_id}
         )
@@ -316,13 +329,36 @@ class RegisteredModel:
     version: str
     alias: str
     estimator: "Pipeline"
+    # The skops file, as checked against the version's MODEL_SHA256 tag, and the version's tags.
+    model_file: bytes
+    tags: dict[str, str]
+
+
+def checked_file(name: str, version: str, tags: Mapping[str, str], data: bytes) -> None:
+    """Refuse a downloaded model file that is not the one registered as `version`."""
+    actual = sha256(data)
+    expected = tags.get(MODEL_SHA256)
+    if expected is None:
+        raise ModelError(
+            f"{name} version {version}: refused: the version has no {MODEL_SHA256} tag (it was "
+            "registered before versions recorded their file's hash), so its file cannot be "
+            f"checked; if you trust the file the registry holds, tag the version "
+            f"{MODEL_SHA256}={actual} (see docs: Serving, model integrity)"
+        )
+    if actual != expected:
+        raise ModelError(
+            f"{name} version {version}: refused: the downloaded {FILE_NAME} has sha256 {actual}, "
+            f"but the version was registered with {MODEL_SHA256} {expected}; the registry's "
+            "artifact was changed after registration"
+        )
 
 
 def load_registered(params: MlflowParams, alias: str = CHAMPION) -> RegisteredModel:
-    """Download the version behind `alias` and load its scikit-learn estimator.
+    """Download the version behind `alias`, check its file and load its scikit-learn estimator.
 
-    The estimator comes straight from the model's skops file, with this project's trusted
-    types: no pickle, and no MLflow wrapper between the caller and `predict`.
+    The file must have the sha256 recorded at registration (ModelError otherwise). The estimator
+    comes straight from the model's skops file, with this project's trusted types: no pickle,
+    and no MLflow wrapper between the caller and `predict`.
     """
     from mlflow.artifacts import download_artifacts
 
@@ -332,7 +368,11 @@ def load_registered(params: MlflowParams, alias: str = CHAMPION) -> RegisteredMo
         version = version_by_alias(registry, name, alias)
         if version is None:
             raise RegistryError(f"{name}: no version is '{alias}' yet; run `make promote` first")
+        tags = dict(registry.get_model_version(name, version).tags)
         folder = download_artifacts(
             artifact_uri=f"models:/{name}/{version}", tracking_uri=tracking_uri(params)
         )
-    return RegisteredModel(name, version, alias, load_model(Path(folder) / FILE_NAME))
+    data = (Path(folder) / FILE_NAME).read_bytes()
+    checked_file(name, version, tags, data)
+    estimator = model_from_bytes(data, f"{name} version {version}")
+    return RegisteredModel(name, version, alias, estimator, data, tags)
