@@ -102,8 +102,10 @@ def reset_storage(env: dict[str, str]) -> None:
     """Remove the containers and images earlier runs left; keep the base images (the cache)."""
     run(["podman", "rm", "--all", "--force"], STORE, env)
     run(["buildah", "rm", "--all"], STORE, env)
-    images = run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"], STORE, env)
-    others = [name for name in images.stdout.split() if not name.startswith("docker.io/library/")]
+    # By ID: an image pulled by digest has no tag to name it by.
+    images = run(["podman", "images", "--format", "{{.ID}} {{.Repository}}"], STORE, env)
+    listed = [line.split() for line in images.stdout.splitlines()]
+    others = sorted({image for image, name in listed if not name.startswith("docker.io/library/")})
     if others:
         run(["podman", "rmi", "--force", *others], STORE, env)
     run(["podman", "image", "prune", "--force"], STORE, env)
