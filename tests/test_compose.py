@@ -51,6 +51,16 @@ def test_compose_file_is_valid_and_matches_the_local_server(
     ]
     for flag in ("--app-name", "--host", "--port", "--workers"):
         assert command[command.index(flag) + 1] == local[local.index(flag) + 1], flag
+    # PostgreSQL by digest (Dependabot's docker-compose ecosystem proposes new ones), and the
+    # MLflow image built from base images by digest.
+    assert re.fullmatch(
+        r"postgres:17@sha256:[0-9a-f]{64}", compose["services"]["postgres"]["image"]
+    )
+    dockerfile = (project / "deploy" / "mlflow.Dockerfile").read_text(encoding="utf-8")
+    stages = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert stages
+    assert all(re.fullmatch(r"\S+:[\w.-]+@sha256:[0-9a-f]{64}", stage) for stage in stages)
+    assert "pip install" not in dockerfile  # uv is copied from its pinned image
     healthy = compose["services"]["mlflow"]["depends_on"]["postgres"]["condition"]
     assert healthy == "service_healthy"
     assert set(compose["volumes"]) == {"postgres-data", "mlflow-artifacts"}

@@ -2,10 +2,13 @@
 Dockerfile), pushed with the tags `make image-name` computes to a registry on 127.0.0.1, pulled
 back and run with podman the way deploy/kubernetes/deployment.yaml runs it.
 
-No Docker daemon and no Docker Hub are needed: the Dockerfile's base (`python:3.11-slim`) is made
-from Debian's packages with mmdebstrap and stored under exactly that name, in a container storage
+No Docker daemon and no Docker Hub are needed. The bentofile names its base by digest
+(`python:3.11-slim@sha256:...`), which cannot be pulled here and which no image made here can
+have: the test checks that pin, then writes the same name without the digest into the bake's
+bentofile, and makes that image from Debian's packages with mmdebstrap, in a container storage
 of these tests' own under build/, where it stays between runs (rebuilt when its recipe or the
-host's CA bundle changes). Everything after the FROM line is the Dockerfile that ships.
+host's CA bundle changes). The FROM line is the only difference from the Dockerfile that ships,
+which the test checks against the Dockerfile BentoML generates from the pinned bentofile.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -29,7 +33,7 @@ import yaml
 from mlflow import MlflowClient
 
 from .conftest import ROOT, Bake, free_port, make, run, wait_for_http
-from .test_deploy import assert_serves_every_queried_metric, container
+from .test_deploy import assert_serves_every_queried_metric, container, quantity
 from .test_deploy import resources as manifests
 
 pytestmark = pytest.mark.slow
@@ -98,8 +102,10 @@ def reset_storage(env: dict[str, str]) -> None:
     """Remove the containers and images earlier runs left; keep the base images (the cache)."""
     run(["podman", "rm", "--all", "--force"], STORE, env)
     run(["buildah", "rm", "--all"], STORE, env)
-    images = run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"], STORE, env)
-    others = [name for name in images.stdout.split() if not name.startswith("docker.io/library/")]
+    # By ID: an image pulled by digest has no tag to name it by.
+    images = run(["podman", "images", "--format", "{{.ID}} {{.Repository}}"], STORE, env)
+    listed = [line.split() for line in images.stdout.splitlines()]
+    others = sorted({image for image, name in listed if not name.startswith("docker.io/library/")})
     if others:
         run(["podman", "rmi", "--force", *others], STORE, env)
     run(["podman", "image", "prune", "--force"], STORE, env)
@@ -161,16 +167,6 @@ def registry(tmp_path: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def quantity(value: str | int) -> float:
-    """A Kubernetes quantity ("1Gi", "768Mi", "500m", "1") as a number."""
-    suffixes = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 1e3, "M": 1e6, "G": 1e9, "m": 1e-3}
-    text = str(value)
-    for suffix, factor in suffixes.items():
-        if text.endswith(suffix):
-            return float(text.removesuffix(suffix)) * factor
-    return float(text)
 
 
 def machine_limits() -> list[str]:
@@ -239,8 +235,8 @@ def release_tags(project: Path, registry: str, env: dict[str, str]) -> dict[str,
     return {"image": image, "version": named["version"], "tags": tags, "ghcr": named["image"]}
 
 
-def push(tags: list[str], registry: str, env: dict[str, str], folder: Path) -> None:
-    """Push every tag; the registry lists each, all pointing at one manifest."""
+def push(tags: list[str], registry: str, env: dict[str, str], folder: Path) -> str:
+    """Push every tag; the registry lists each, all pointing at one manifest: its digest."""
     digests = set()
     for tag in tags:
         digest = folder / "digest"
@@ -254,6 +250,52 @@ def push(tags: list[str], registry: str, env: dict[str, str], folder: Path) -> N
     inspect = ["skopeo", "inspect", "--tls-verify=false", "--format={{.Digest}}"]
     for tag in tags:
         assert run([*inspect, f"docker://{tag}"], folder, env).stdout.strip() in digests
+    (digest,) = digests
+    return digest
+
+
+PINNED_BASE = re.compile(r"(python:3\.\d+-slim)@sha256:[0-9a-f]{64}")
+
+
+def unpinned_base(project: Path) -> tuple[str, str]:
+    """(the bentofile's pinned base, the same name without its digest), after writing the latter
+    into the bake's bentofile.yaml: Docker Hub's image by digest cannot be had here, and the
+    stand-in made from Debian's packages cannot have its digest."""
+    bentofile = project / "bentofile.yaml"
+    text = bentofile.read_text(encoding="utf-8")
+    pinned = yaml.safe_load(text)["docker"]["base_image"]
+    match = PINNED_BASE.fullmatch(pinned)
+    assert match, f"bentofile.yaml: docker.base_image {pinned} is not pinned by digest"
+    bentofile.write_text(text.replace(pinned, match.group(1)), encoding="utf-8")
+    return pinned, match.group(1)
+
+
+def assert_only_the_base_differs(
+    project: Path, dockerfile: Path, pinned: str, env: dict[str, str]
+) -> None:
+    """The Dockerfile built here, line by line, is the one BentoML generates for this bento with
+    the shipped bentofile's base image, but for its FROM line."""
+    script = (
+        "import sys, yaml; from pathlib import Path\n"
+        "from bentoml._internal.bento.bento import ImageInfo\n"
+        "from _bentoml_impl.docker import generate_dockerfile\n"
+        "bento = Path(sys.argv[2])\n"
+        "spec = yaml.safe_load((bento / 'bento.yaml').read_text())\n"
+        "assert not spec.get('envs'), spec['envs']\n"
+        "image = ImageInfo(**{**spec['image'], 'base_image': sys.argv[1]})\n"
+        "print(generate_dockerfile(image, bento, enable_buildkit=False, envs=[], secret_envs=[]),"
+        " end='')"
+    )
+    python = str(project / ".venv" / "bin" / "python")
+    shipped = run([python, "-c", script, pinned, str(dockerfile.parents[2])], project, env).stdout
+    built = dockerfile.read_text(encoding="utf-8")
+    differ = [
+        (ours, theirs)
+        for ours, theirs in zip(built.splitlines(), shipped.splitlines(), strict=True)
+        if ours != theirs
+    ]
+    (base,) = [line for line in shipped.splitlines() if line.startswith("FROM ")]
+    assert differ == [(base.replace(pinned, pinned.split("@")[0]), base)], differ
 
 
 @contextmanager
@@ -307,6 +349,7 @@ def test_the_image_builds_pushes_with_the_release_tags_and_serves_as_the_deploym
     timings: dict[str, float] = {}
     started = time.monotonic()
     project = bake(dvc_remote_url=str(tmp_path / "dvc-remote"))
+    pinned, unpinned = unpinned_base(project)
     make(project, bake_env, "setup", "repro", "promote", "bento")
     release = release_tags(project, registry, bake_env)
     timings["bake; make setup repro promote bento image-name"] = time.monotonic() - started
@@ -315,7 +358,9 @@ def test_the_image_builds_pushes_with_the_release_tags_and_serves_as_the_deploym
     # test skips, in podman's words.
     started = time.monotonic()
     dockerfile = next((project / ".bentoml" / "bentos").glob("*/*/env/docker/Dockerfile"))
+    assert_only_the_base_differs(project, dockerfile, pinned, bake_env)
     base = base_image(dockerfile, engine_env, tmp_path)
+    assert base == f"docker.io/library/{unpinned}"
     runtime = ["--runtime=runc", *machine_limits()]
     probe = ["podman", "run", "--rm", *runtime, base, "true"]
     tried = run(probe, tmp_path, engine_env, check=False)
@@ -330,7 +375,7 @@ def test_the_image_builds_pushes_with_the_release_tags_and_serves_as_the_deploym
     run(container_make, project, engine_env, timeout=1800)
     timings["make container BACKEND=buildah"] = time.monotonic() - started
     started = time.monotonic()
-    push(tags, registry, engine_env, tmp_path)
+    digest = push(tags, registry, engine_env, tmp_path)
     timings["push every tag"] = time.monotonic() - started
 
     # The image the Deployment names, pulled back from the registry (nothing of it left here),
@@ -338,8 +383,14 @@ def test_the_image_builds_pushes_with_the_release_tags_and_serves_as_the_deploym
     started = time.monotonic()
     run(["podman", "rmi", *tags], tmp_path, engine_env)
     service = container(project)
-    deployed = service["image"].replace(release["ghcr"], release["image"], 1)
-    assert deployed in tags
+    # The reference the release's notes give (`make deploy-notes`), which kustomize writes
+    # over the Deployment's image name: the pushed digest.
+    assert service["image"] == release["ghcr"]
+    notes_env = {**bake_env, "IMAGE": release["ghcr"], "DIGEST": digest}
+    notes = make(project, notes_env, "deploy-notes")
+    (reference,) = re.findall(r'kustomize edit set image "([^"]+)"', notes)
+    assert reference == f"{release['ghcr']}@{digest}"
+    deployed = reference.replace(release["ghcr"], release["image"], 1)
     pull = ["--pull=always", "--tls-verify=false", *runtime]
     pod = manifests(project)["Deployment"]["spec"]["template"]["spec"]
     whoami = ["podman", "run", "--rm", *pull, "--entrypoint=id", deployed]

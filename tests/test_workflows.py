@@ -93,9 +93,24 @@ def test_the_project_has_the_five_workflows_and_their_companions(project: Path) 
     assert "/.github/ @data-team" in (github / "CODEOWNERS").read_text(encoding="utf-8")
     assert (github / "pull_request_template.md").is_file()
     dependabot = yaml.safe_load((github / "dependabot.yml").read_text(encoding="utf-8"))
-    ecosystems = {update["package-ecosystem"] for update in dependabot["updates"]}
-    assert ecosystems == {"github-actions", "uv"}
+    ecosystems = {update["package-ecosystem"]: update for update in dependabot["updates"]}
+    assert set(ecosystems) == {"github-actions", "uv", "docker", "docker-compose"}
     assert all(update["cooldown"]["default-days"] >= 7 for update in dependabot["updates"])
+    # The base images: the folder holds the files each reads (a file name with "Dockerfile" in
+    # it; a compose file); new digests and patch releases only, never a new Python or PostgreSQL.
+    images = {
+        "docker": "mlflow.Dockerfile",
+        "docker-compose": "compose.yaml",
+    }
+    for ecosystem, name in images.items():
+        update = ecosystems[ecosystem]
+        assert (project / update["directory"].lstrip("/") / name).is_file(), ecosystem
+        assert update["ignore"] == [
+            {
+                "dependency-name": "*",
+                "update-types": ["version-update:semver-major", "version-update:semver-minor"],
+            }
+        ]
 
 
 def test_every_action_is_pinned_to_a_verified_commit(repository: Path) -> None:

@@ -1,9 +1,13 @@
 # The MLflow server of compose.yaml: MLflow's basic-auth app and the PostgreSQL driver at the
 # versions uv.lock pins (the `server` dependency group), run by a user without privileges.
-FROM python:{{ cookiecutter.python_version }}-slim
+# Base images by digest; Dependabot (.github/dependabot.yml) proposes new digests.
+{%- import "images.j2" as images %}
+FROM {{ images.uv }} AS uv
 
-RUN pip install --no-cache-dir "uv>=0.9,<1" \
-    && useradd --system --create-home mlflow \
+FROM {{ images.python[cookiecutter.python_version] }}
+
+COPY --from=uv /uv /usr/local/bin/uv
+RUN useradd --system --create-home mlflow \
     && mkdir -p /mlflow/artifacts && chown mlflow /mlflow/artifacts
 
 WORKDIR /opt/mlflow

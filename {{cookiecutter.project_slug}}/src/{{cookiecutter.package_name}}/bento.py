@@ -25,8 +25,9 @@ PACKAGE = Path(__file__).parent
 
 
 def export_requirements(target: Path) -> None:
-    """The `serve` group of uv.lock, pinned, as a requirements file."""
-    command = ["uv", "export", "--locked", "--only-group", "serve", "--no-hashes", "--quiet"]
+    """The `serve` group of uv.lock, pinned and with every file's hash, as a requirements file:
+    the image's installer (uv) refuses a download whose hash is not listed."""
+    command = ["uv", "export", "--locked", "--only-group", "serve", "--quiet"]
     try:
         result = subprocess.run(
             [*command, "--output-file", str(target)], capture_output=True, text=True, check=False
