@@ -95,11 +95,15 @@ def log_and_register(
     model: "Pipeline",
     params: Params,
     metrics: dict[str, float],
-    example: "pd.DataFrame",
+    typical: "pd.DataFrame",
     tags: dict[str, str],
     plots: Path,
 ) -> "ModelVersion":
-    """Log a run with the model, register it as a new version and point `challenger` at it."""
+    """Log a run with the model, register it as a new version and point `challenger` at it.
+
+    The model's signature is inferred from `typical`, rows of the features' names and types;
+    no input example is logged.
+    """
     from mlflow.models import infer_signature
 
     settings = params.mlflow
@@ -117,8 +121,7 @@ def log_and_register(
             logged = mlflow.sklearn.log_model(
                 model,
                 name="model",
-                signature=infer_signature(example, model.predict(example)),
-                input_example=example,
+                signature=infer_signature(typical, model.predict(typical)),
                 pip_requirements=[f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS],
                 serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
                 skops_trusted_types=TRUSTED_TYPES,
