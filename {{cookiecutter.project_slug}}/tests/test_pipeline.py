@@ -2,11 +2,13 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 import yaml
@@ -24,6 +26,7 @@ from {{ cookiecutter.package_name }}.config import (
     MODEL_VERSION_FILE,
     PARAMS_FILE,
     PREVIOUS,
+    RAW_DATA,
     TEST_DATA,
     TRAIN_DATA,
     load_params,
@@ -109,6 +112,31 @@ def test_register_logs_the_evaluated_model_as_the_challenger(
     run = client.get_run(record["run_id"])
     assert run.data.metrics == pytest.approx(metrics)
     assert run.data.params["train.estimator"] == load_params().train.estimator
+
+
+def test_no_row_of_the_data_reaches_mlflow(
+    tmp_path: Path, pipeline_run: tuple[MlflowClient, str]
+) -> None:
+    """Every MLflow user may read a run's and a model's files: none holds a row of the data
+    (the signature comes from a made-up row, and no input example is logged)."""
+    client, name = pipeline_run
+    run_id = client.get_model_version(name, "1").run_id
+    run = mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(tmp_path / "run"))
+    model = mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(tmp_path / "m"))
+    files = [*Path(run).rglob("*"), *Path(model).rglob("*")]
+    assert any(file.name == "MLmodel" for file in files)
+    assert not [file.name for file in files if "example" in file.name]
+    schema = load_schema()
+    data = read_table(RAW_DATA, schema)[schema.feature_names]
+    rows = [set(map(float, values)) for values in data.itertuples(index=False)]
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8") if file.is_file() else ""
+        except UnicodeDecodeError:
+            continue  # the model file (a zip of arrays: fitted parameters, not rows) and plots
+        numbers = {float(found) for found in re.findall(r"-?\d+\.?\d*(?:[eE][-+]?\d+)?", text)}
+        for row in rows:
+            assert len(row & numbers) < len(row) / 2, f"{file.name} holds a row of the data"
 
 
 def test_evaluate_leaves_mlflow_alone(workdir: Path) -> None:

@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.__main__ import main
+from {{ cookiecutter.package_name }}.api_schema import max_body_bytes
 from {{ cookiecutter.package_name }}.config import TEST_DATA, load_params
 from {{ cookiecutter.package_name }}.registry import load_registered
 from {{ cookiecutter.package_name }}.schema import MAX_ROWS, Schema, load_schema, read_table
 from {{ cookiecutter.package_name }}.scoring import PREDICTION, PROBABILITY
 
-# Above MAX_ROWS rows of JSON, so "too many rows" is a 400; small enough to cross cheaply.
-BODY_LIMIT = 2 * 1024 * 1024
+# The service's own limit: what MAX_ROWS rows of the schema need.
+BODY_LIMIT = max_body_bytes(load_schema())
+# Settings of the service's environment that the tests choose themselves.
+SETTINGS = ("INFERENCE_LOG", "SERVICE_MAX_BODY_BYTES", "SERVICE_ACCESS_LOG", "SERVICE_TRACING")
 
 
 class Service:
@@ -66,47 +70,64 @@ def free_port() -> int:
         return port
 
 
+def serve_command(port: int) -> list[str]:
+    return [
+        *(sys.executable, "-m", "bentoml", "serve"),
+        "{{ cookiecutter.package_name }}.service:Champion",
+        *("--host", "127.0.0.1", "--port", str(port)),
+    ]
+
+
+def environment(**settings: str) -> dict[str, str]:
+    """This environment without the service's own settings, then `settings`."""
+    kept = {name: value for name, value in os.environ.items() if not name.startswith(SETTINGS)}
+    return {**kept, **settings}
+
+
+@contextmanager
+def serving(folder: Path, log_name: str, **settings: str) -> Iterator[Service]:
+    """The service of the project in `folder` on a free port, with `settings` in its
+    environment and its output in `folder / log_name`, until the block ends."""
+    port = free_port()
+    log = (folder / log_name).open("wb")
+    process = subprocess.Popen(
+        serve_command(port),
+        cwd=folder,
+        env=environment(**settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()  # the service holds its own copy
+    running = Service(f"http://127.0.0.1:{port}", folder, process)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if running.get("/readyz")[0] == 200:
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("the service did not start")
+                time.sleep(0.5)
+        yield running
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """Train, register and promote a model in a scratch project, then serve it."""
+    """Train, register and promote a model in a scratch project, then serve it as generated."""
     from .conftest import scratch_project
 
     folder = tmp_path_factory.mktemp("service")
     with scratch_project(folder):
         for command in ("prepare", "train", "evaluate", "register", "drift", "promote", "champion"):
             assert main([command]) == 0, command
-        port = free_port()
-        env = {**os.environ, "SERVICE_MAX_BODY_BYTES": str(BODY_LIMIT)}
-        log = (folder / "service.log").open("wb")
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "bentoml", "serve"),
-                "{{ cookiecutter.package_name }}.service:Champion",
-                *("--host", "127.0.0.1", "--port", str(port)),
-            ],
-            cwd=folder,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()  # the service holds its own copy
-        running = Service(f"http://127.0.0.1:{port}", folder, process)
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if running.get("/readyz")[0] == 200:
-                        break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail("the service did not start")
-                    time.sleep(0.5)
+        with serving(folder, "service.log") as running:
             yield running
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -307,16 +328,25 @@ def test_json_is_json_whatever_its_spelling(
     assert len(answer) == 2
 
 
-def test_a_body_without_a_content_type_is_read_as_json(
+def test_a_body_without_a_content_type_is_refused_and_not_logged(
     service: Service, rows: list[dict[str, Any]]
 ) -> None:
+    """BentoML reads such a body as JSON; a browser sends one from any web page without asking
+    the service first (no CORS preflight), which would let any site score and log rows."""
+    log = service.folder / "logs" / "inference" / "inference-1.jsonl"
+    logged = log.stat().st_size if log.exists() else 0
     body = json.dumps({"rows": rows[:1]}).encode()
     head = (
         f"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     )
     answer = raw_exchange(service, head.encode(), [body])
-    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert answer.startswith(b"HTTP/1.1 415"), answer
+    refusal = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert refusal == {
+        "error": "send JSON (Content-Type: application/json), not a body without one"
+    }
+    assert (log.stat().st_size if log.exists() else 0) == logged
 
 
 def raw_exchange(service: Service, head: bytes, body_parts: list[bytes]) -> bytes:
@@ -330,6 +360,30 @@ def raw_exchange(service: Service, head: bytes, body_parts: list[bytes]) -> byte
         while chunk := connection.recv(4096):  # the server closes after a refusal
             answer += chunk
         return answer
+
+
+def test_the_body_limit_holds_max_rows_rows_of_the_schema_at_their_longest() -> None:
+    """Every value as long as JSON writes a number, indented as `indent=4` does: within the
+    limit, and the limit not much above it."""
+    longest = {name: -2.2250738585072014e-308 for name in load_schema().feature_names}
+    body = json.dumps({"rows": [longest] * MAX_ROWS}, indent=4).encode()
+    assert len(body) <= BODY_LIMIT < 2 * len(body)
+
+
+def test_max_rows_rows_with_generous_spacing_are_scored(service: Service) -> None:
+    schema = load_schema()
+    row = {
+        column.name: column.allowed[-1]
+        if column.allowed is not None
+        else (column.min or 0) + ((column.max or 0) - (column.min or 0)) / 3
+        if column.dtype == "float"
+        else int(column.min or 0)
+        for column in schema.features
+    }
+    body = json.dumps({"rows": [row] * MAX_ROWS}, indent=4).encode()
+    status, _, answer = service.post(body)
+    assert status == 200, answer
+    assert len(answer) == MAX_ROWS
 
 
 def test_an_oversized_body_is_refused_before_it_is_sent(service: Service) -> None:
@@ -437,14 +491,23 @@ def group_rss_bytes(leader: int) -> int:
     return total
 
 
+def unknown_fields(count: int) -> bytes:
+    return json.dumps({"rows": [{f"u{i}": 1 for i in range(count)}]}).encode()
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_a_row_with_a_hundred_thousand_unknown_fields_costs_next_to_nothing(
     service: Service,
 ) -> None:
     """One error for the row, not one per field: a small 400, soon, in one log line, and the
-    workers' memory as it was."""
-    body = json.dumps({"rows": [{f"u{i}": 1 for i in range(100_000)}]}).encode()
-    assert len(body) < BODY_LIMIT
+    workers' memory as it was. A schema of few fields has a body limit that 100,000 keys exceed
+    (refused with a 413 unread): then the row has as many as the limit lets through."""
+    count = 100_000
+    body = unknown_fields(count)
+    if len(body) > BODY_LIMIT:
+        count = count * BODY_LIMIT // len(body)
+        body = unknown_fields(count)
+    assert len(body) <= BODY_LIMIT
     log = service.folder / "service.log"
     service.predict([])  # a warm-up refusal, so that memory is measured after the first one
     logged, rss = log.stat().st_size, group_rss_bytes(service.process.pid)
@@ -454,16 +517,49 @@ def test_a_row_with_a_hundred_thousand_unknown_fields_costs_next_to_nothing(
     assert status == 400
     features = len(load_schema().feature_names)
     assert answer["detail"] == (
-        f"rows.0: Value error, 100000 unknown and {features} missing fields (missing: "
+        f"rows.0: Value error, {count} unknown and {features} missing fields (missing: "
         f"{', '.join(load_schema().feature_names[:5])}, ...); a row has exactly the {features} "
         "fields of the schema"
     )
     assert len(json.dumps(answer)) < 2_000
     assert seconds < 5
     time.sleep(0.5)  # the log line is written after the answer
-    assert log.stat().st_size - logged < 2_000
-    assert "u99999" not in log.read_text(encoding="utf-8", errors="replace")
-    assert group_rss_bytes(service.process.pid) - rss < 64 * 1024 * 1024
+    with log.open("rb") as output:
+        output.seek(logged)
+        written = output.read().decode("utf-8", errors="replace")
+    assert written.count("\n") == 1, written[:2_000]
+    assert "/predict [POST]: refused, 1 validation errors" in written
+    assert f"u{count - 1}" not in written
+    assert "Traceback" not in written
+    assert group_rss_bytes(service.process.pid) - rss < 50 * 1024 * 1024
+
+
+def test_no_refused_value_reaches_the_services_log(
+    service: Service, rows: list[dict[str, Any]]
+) -> None:
+    """Each kind of bad request, its values marked: the 400s log one line each, none of them
+    quoting a value or an unknown field's name."""
+    marker = 987654.125
+    feature = load_schema().features[0].name
+    row = rows[0]
+    requests = [
+        *bad_requests(load_schema(), with_change(row, **{feature: marker})).values(),
+        json.dumps({"rows": [with_change(row, **{feature: str(marker)})]}).encode(),
+        json.dumps({"rows": [with_change(row, marked_987654=marker)]}).encode(),
+        json.dumps({"rows": [{f"marked_{i}": marker for i in range(50)}]}).encode(),
+        json.dumps({"rows": str(marker)}).encode(),
+        b'{"rows": [{"987654.125": ',
+    ]
+    log = service.folder / "service.log"
+    logged = log.stat().st_size
+    for body in requests:
+        assert 400 <= service.post(body)[0] < 500
+    time.sleep(0.5)  # the log lines are written after the answers
+    with log.open("rb") as output:
+        output.seek(logged)
+        written = output.read().decode("utf-8", errors="replace")
+    assert "987654" not in written, written[:4_000]
+    assert "Traceback" not in written, written[:4_000]
 
 
 def test_a_400_lists_twenty_errors_and_counts_the_rest(service: Service) -> None:
@@ -476,6 +572,64 @@ def test_a_400_lists_twenty_errors_and_counts_the_rest(service: Service) -> None
     assert counted is not None, answer["detail"][-200:]
     assert int(counted[1]) >= MAX_ROWS - 20
     assert len(json.dumps(answer)) < 20_000
+
+
+def test_with_the_inference_log_off_the_service_serves_counts_and_writes_no_row(
+    service: Service, rows: list[dict[str, Any]]
+) -> None:
+    folder = service.folder / "logs" / "not-written"
+    with serving(
+        service.folder, "service-log-off.log", INFERENCE_LOG="off", INFERENCE_LOG_DIR=str(folder)
+    ) as quiet:
+        status, _, answer = quiet.predict(rows[:3])
+        assert status == 200, answer
+        assert len(answer) == 3
+        metrics = quiet.get("/metrics")[1]
+    assert re.search(r'^model_rows_scored_total\{model_version="1"\} 3\.0$', metrics, re.M)
+    assert not folder.exists()
+
+
+def test_the_body_limit_can_be_set(service: Service, rows: list[dict[str, Any]]) -> None:
+    with serving(service.folder, "service-small-body.log", SERVICE_MAX_BODY_BYTES="2000") as small:
+        assert small.predict(rows[:1])[0] == 200
+        status, _, answer = small.post(b" " * 2001)
+    assert status == 413
+    assert answer == {"error": "request body larger than 2000 bytes"}
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "INFERENCE_LOG_MAX_BYTES=0",
+        "INFERENCE_LOG_BACKUPS=-1",
+        "INFERENCE_LOG_RETENTION_DAYS=a week",
+        "INFERENCE_LOG=maybe",
+        "SERVICE_MAX_BODY_BYTES=4MB",
+    ],
+)
+def test_a_bad_setting_stops_the_service_with_one_line(service: Service, setting: str) -> None:
+    """A log that would never rotate, or a limit that cannot be read: refused at start-up."""
+    name, _, value = setting.partition("=")
+    process = subprocess.Popen(
+        serve_command(free_port()),
+        cwd=service.folder,
+        env=environment(**{name: value}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # it started: stop it and its workers
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 1
+    assert stdout == ""
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(f"ERROR: {name}={value!r}: expected ")
 
 
 def test_sigterm_drains_and_stops(service: Service) -> None:

@@ -1,10 +1,11 @@
 """The service's request and response types, derived from the data contract in schema.yaml."""
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from .schema import Column, Schema
+from .schema import MAX_ROWS, Column, Schema
 
 # Beyond this many unknown or missing fields a row is refused in one error, not one per field:
 # a row with 100,000 unknown keys would otherwise make 100,000 errors (tens of MB to answer and
@@ -12,6 +13,14 @@ from .schema import Column, Schema
 MAX_FIELD_ERRORS = 10
 # Field names a refused row's one error shows.
 SHOWN_NAMES = 5
+# A body's size limit allows, for each value of a row: the longest number JSON writes
+# (`-2.2250738585072014e-308`, 24 characters) and 24 bytes of punctuation and spacing around
+# the value and its name (`"name": ` and `,`, a newline and indentation as deep as `indent=4`
+# puts it); for each row, 32 bytes of braces and spacing; for the request, 1 KiB.
+BYTES_PER_NUMBER = 24
+BYTES_AROUND_A_VALUE = 24
+BYTES_AROUND_A_ROW = 32
+BYTES_AROUND_THE_ROWS = 1024
 
 
 class Strict(BaseModel):
@@ -36,6 +45,16 @@ class Strict(BaseModel):
             + (f" (missing: {shown})" if missing else "")
             + f"; a row has exactly the {len(fields)} fields of the schema"
         )
+
+
+def max_body_bytes(schema: Schema, rows: int = MAX_ROWS) -> int:
+    """The largest body a request of `rows` rows of the schema needs: its field names as JSON
+    writes them, every value at its longest, and generous spacing."""
+    row = BYTES_AROUND_A_ROW + sum(
+        len(json.dumps(name)) + BYTES_PER_NUMBER + BYTES_AROUND_A_VALUE
+        for name in schema.feature_names
+    )
+    return BYTES_AROUND_THE_ROWS + rows * row
 
 
 def _field(column: Column) -> tuple[Any, Any]:

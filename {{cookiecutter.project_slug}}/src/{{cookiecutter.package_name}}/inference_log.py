@@ -1,26 +1,151 @@
 """Every scored row, appended to rotated JSON-lines files: the drift job's real "current" data.
 
 Each service worker writes its own file, `inference-<worker>.jsonl`: a rotating file handler
-renames its file when it is full, which is safe only while one process writes to it.
+renames its file when it is full, which is safe only while one process writes to it. The rows
+are the data clients send, so the files are readable by their owner and group only, a retention
+in days can be set, and `INFERENCE_LOG=off` writes none.
 """
 
 import json
 import logging
 import os
+import stat
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from io import TextIOWrapper
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
+
+from .errors import ProjectError
 
 LOG_DIR = Path("logs/inference")
 # Every worker's file and its rotated copies (`inference-1.jsonl`, `inference-1.jsonl.1`, ...).
 LOG_FILES = "inference-*.jsonl*"
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 10
+# Owner writes, the group (a log shipper, the pod's fsGroup) reads, nobody else: whatever the
+# umask, which can only take more away.
+FILE_MODE = 0o640
+FOLDER_MODE = 0o750
+DAY_SECONDS = 24 * 60 * 60
+ON = {"on", "1", "true", "yes"}
+OFF = {"off", "0", "false", "no"}
+
+
+class InferenceLogError(ProjectError):
+    """An INFERENCE_LOG_* setting the service cannot start with."""
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Where the log goes and how long it is kept; `enabled=False` writes nothing."""
+
+    enabled: bool = True
+    folder: Path = LOG_DIR
+    max_bytes: int = MAX_BYTES
+    backups: int = BACKUPS
+    retention_days: int | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> "LogSettings":
+        """The defaults, overridden by INFERENCE_LOG (on/off), INFERENCE_LOG_DIR, _MAX_BYTES,
+        _BACKUPS and _RETENTION_DAYS; raises InferenceLogError naming a bad one."""
+        switch = environ.get("INFERENCE_LOG", "on").strip().lower()
+        if switch not in ON | OFF:
+            raise InferenceLogError(
+                f"INFERENCE_LOG={environ['INFERENCE_LOG']!r}: expected on or off"
+            )
+        days = _at_least_one(environ, "INFERENCE_LOG_RETENTION_DAYS", 0)
+        return cls(
+            enabled=switch in ON,
+            folder=Path(environ.get("INFERENCE_LOG_DIR", LOG_DIR)),
+            max_bytes=_at_least_one(environ, "INFERENCE_LOG_MAX_BYTES", MAX_BYTES),
+            backups=_at_least_one(environ, "INFERENCE_LOG_BACKUPS", BACKUPS),
+            retention_days=days or None,
+        )
+
+
+def _at_least_one(environ: Mapping[str, str], name: str, default: int) -> int:
+    # Python's rotating handler takes 0 for "never rotate": the file would grow without bound.
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise InferenceLogError(f"{name}={text!r}: expected a whole number of at least 1")
+    return int(text)
+
+
+class RetainingFileHandler(RotatingFileHandler):
+    """A size-rotated file, created with FILE_MODE. With `retention_days`, it also rotates at
+    its first record of each UTC day and deletes its files last written more than that many
+    days ago, when it opens and at each rotation: a row is kept at most one day longer."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int, retention_days: int | None):
+        self.retention = None if retention_days is None else retention_days * DAY_SECONDS
+        self.path = path
+        self.remove_expired()
+        self.day = _day(path.stat().st_mtime) if _has_rows(path) else _day(time.time())
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        for file in self.files():
+            _tighten(file, FILE_MODE)
+
+    def files(self) -> list[Path]:
+        """This handler's file and its rotated copies."""
+        return [self.path, *self.path.parent.glob(f"{self.path.name}.*")]
+
+    def remove_expired(self) -> None:
+        if self.retention is None:
+            return
+        oldest = time.time() - self.retention
+        for file in self.files():
+            try:
+                if file.stat().st_mtime < oldest:
+                    file.unlink()
+            except FileNotFoundError:
+                pass
+
+    def shouldRollover(self, record: logging.LogRecord) -> int:
+        if self.retention is not None and _day(time.time()) != self.day and _has_rows(self.path):
+            return True
+        return super().shouldRollover(record)
+
+    def doRollover(self) -> None:
+        super().doRollover()
+        self.day = _day(time.time())
+        self.remove_expired()
+
+    def _open(self) -> TextIOWrapper:
+        descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        _tighten(descriptor, FILE_MODE)
+        return open(descriptor, "a", encoding=self.encoding, errors=self.errors)
+
+
+def _day(seconds: float) -> int:
+    return int(seconds // DAY_SECONDS)
+
+
+def _has_rows(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _tighten(file: Path | int, allowed: int) -> None:
+    """Take away the permission bits beyond `allowed` from a file or folder of ours (one made by
+    an earlier version with the umask's); leave another user's alone."""
+    try:
+        info = os.stat(file)
+        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & ~allowed:
+            os.chmod(file, stat.S_IMODE(info.st_mode) & allowed)
+    except FileNotFoundError:
+        pass
 
 
 class InferenceLog:
-    """One worker's append-only, size-rotated log (thread-safe through logging's handler lock)."""
+    """One worker's append-only, rotated log (thread-safe through logging's handler lock)."""
 
     def __init__(
         self,
@@ -28,12 +153,12 @@ class InferenceLog:
         max_bytes: int = MAX_BYTES,
         backups: int = BACKUPS,
         worker: int = 1,
+        retention_days: int | None = None,
     ) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+        _tighten(folder, FOLDER_MODE)
         self.path = folder / f"inference-{worker}.jsonl"
-        handler = RotatingFileHandler(
-            self.path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-        )
+        handler = RetainingFileHandler(self.path, max_bytes, backups, retention_days)
         handler.setFormatter(logging.Formatter("%(message)s"))
         self._logger = logging.getLogger(f"{__name__}.{id(self)}")
         self._logger.propagate = False
@@ -41,14 +166,16 @@ class InferenceLog:
         self._logger.addHandler(handler)
 
     @classmethod
-    def from_environment(cls, worker: int = 1) -> "InferenceLog":
-        """Worker `worker`'s log: the defaults, overridden by INFERENCE_LOG_DIR, _MAX_BYTES and
-        _BACKUPS."""
+    def from_settings(cls, settings: LogSettings, worker: int = 1) -> "InferenceLog | None":
+        """Worker `worker`'s log as `settings` say; None when the log is off."""
+        if not settings.enabled:
+            return None
         return cls(
-            Path(os.environ.get("INFERENCE_LOG_DIR", LOG_DIR)),
-            int(os.environ.get("INFERENCE_LOG_MAX_BYTES", MAX_BYTES)),
-            int(os.environ.get("INFERENCE_LOG_BACKUPS", BACKUPS)),
+            settings.folder,
+            settings.max_bytes,
+            settings.backups,
             worker,
+            settings.retention_days,
         )
 
     def append(self, rows: list[dict[str, Any]], predictions: list[float], version: str) -> None:

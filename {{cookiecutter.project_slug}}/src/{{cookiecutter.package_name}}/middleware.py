@@ -18,8 +18,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# Requests larger than this are refused before any of their body is parsed.
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # How much of an oversized streamed body is read (and dropped) before giving up on the client.
 DRAIN_LIMIT_FACTOR = 4
 # The validation errors a 400 lists; the rest are counted.
@@ -63,26 +61,37 @@ class JsonBody:
 
     BentoML 1.4 picks its parser from the Content-Type: a `multipart/form-data` declaration made
     it fail with a 500, and a form body (curl's default) came back as "rows: Field required".
-    A request without a Content-Type is read as JSON, as BentoML does.
+    A body without a Content-Type, which BentoML reads as JSON, is refused too: a web page can
+    make a browser send one to any address without asking the service first (no CORS
+    preflight), so rows from any site a user of the network visits would be scored and logged.
+    A request without a body goes on, to be answered as BentoML does (400, or 405).
     """
 
     def __init__(self, app: App) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in WITH_BODY:
-            declared = header(scope, b"content-type") or b""
-            if not is_json(declared):
-                shown = declared.decode("latin-1")
+        if scope["type"] == "http" and scope["method"] in WITH_BODY and has_body(scope):
+            declared = header(scope, b"content-type")
+            if declared is None or not is_json(declared):
+                shown = "a body without one" if declared is None else declared.decode("latin-1")
                 await refuse(send, 415, f"send JSON (Content-Type: application/json), not {shown}")
                 return
         await self.app(scope, receive, send)
 
 
+def has_body(scope: Scope) -> bool:
+    """A body is announced: a Content-Length other than 0, or a chunked transfer."""
+    length = header(scope, b"content-length")
+    return (length is not None and length.strip() != b"0") or (
+        header(scope, b"transfer-encoding") is not None
+    )
+
+
 def is_json(content_type: bytes) -> bool:
-    """None declared (read as JSON, as BentoML does), application/json or a +json type."""
+    """application/json or a +json type, whatever its case and parameters."""
     media_type = content_type.partition(b";")[0].strip().lower()
-    return not media_type or media_type == b"application/json" or media_type.endswith(b"+json")
+    return media_type == b"application/json" or media_type.endswith(b"+json")
 
 
 class BodySizeLimit:
@@ -92,7 +101,7 @@ class BodySizeLimit:
     handed on whole, so the application never sees a partial one.
     """
 
-    def __init__(self, app: App, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(self, app: App, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
@@ -250,13 +259,23 @@ def with_header(send: Send, name: bytes, value: bytes) -> Send:
 
 class RefusedRequestsInOneLine(logging.Filter):
     """BentoML logs each refused request with its traceback, which prints every validation error
-    and the values that failed it: one line with their count instead, and no request data."""
+    and the values that failed it: one line with their count instead, and no request data.
+
+    Other refusals (a 4xx BentoML raises) are one line with the error's kind: their message may
+    quote the request too. Failures of the service itself (5xx) keep their traceback.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
+        status = getattr(error, "error_code", None)  # BentoML's exceptions carry their status
         if isinstance(error, ValidationError):
             record.msg = f"{record.msg}: refused, %d validation errors"
             record.args = (*(record.args or ()), error.error_count())
-            record.exc_info = None
-            record.exc_text = None
+        elif isinstance(status, int) and 400 <= status < 500:
+            record.msg = f"{record.msg}: refused, %s (%d)"
+            record.args = (*(record.args or ()), type(error).__name__, int(status))
+        else:
+            return True
+        record.exc_info = None
+        record.exc_text = None
         return True

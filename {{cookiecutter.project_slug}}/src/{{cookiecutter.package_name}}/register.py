@@ -9,6 +9,7 @@ the registry.
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from .config import (
     CHALLENGER,
@@ -16,7 +17,6 @@ from .config import (
     MODEL_FILE,
     MODEL_VERSION_FILE,
     PLOTS_DIR,
-    TEST_DATA,
     load_params,
 )
 from .errors import ProjectError
@@ -25,7 +25,26 @@ from .gate import read_metrics
 from .lineage import lineage_tags, md5, train_inputs
 from .model_file import MODEL_SHA256, model_from_bytes, sha256
 from .registry import MODEL_MD5, log_and_register, same_model
-from .schema import load_schema, read_table
+from .schema import Schema, load_schema
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def made_up_row(schema: Schema) -> "pd.DataFrame":
+    """One row of the schema's columns and types, every feature in the middle of its range (or
+    its first allowed value): what the model's signature is inferred from. No row of the data
+    goes to MLflow, whose every user may read it."""
+    import pandas as pd
+
+    row: dict[str, float | int] = {}
+    for column in schema.features:
+        if column.allowed is not None:
+            row[column.name] = column.allowed[0]
+        else:
+            middle = ((column.min or 0) + (column.max or 0)) / 2
+            row[column.name] = int(middle) if column.dtype == "int" else float(middle)
+    return pd.DataFrame([row]).astype({column.name: column.dtype for column in schema.features})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,14 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     if registered is not None:
         print(f"register: {MODEL_FILE} is already version {registered.version}")
     else:
-        schema = load_schema()
-        example = read_table(TEST_DATA, schema)[schema.feature_names].head(5)
         tags = {**lineage_tags(), MODEL_MD5: model_md5, MODEL_SHA256: sha256(model_file)}
         registered = log_and_register(
             model_from_bytes(model_file, str(MODEL_FILE)),
             params,
             metrics,
-            example,
+            made_up_row(load_schema()),
             tags,
             PLOTS_DIR,
             model_file=model_file,

@@ -97,7 +97,7 @@ def log_and_register(
     model: "Pipeline",
     params: Params,
     metrics: dict[str, float],
-    example: "pd.DataFrame",
+    typical: "pd.DataFrame",
     tags: dict[str, str],
     plots: Path,
     *,
@@ -105,9 +105,10 @@ def log_and_register(
 ) -> "ModelVersion":
     """Log a run with the model, register it as a new version and point `challenger` at it.
 
-    The version keeps `model_file`, the model's skops file byte for byte (MLflow's own copy is
-    written again, and skops never writes the same bytes twice), so its hash tags and DVC's
-    hash are those of the file every download gets.
+    The model's signature is inferred from `typical`, rows of the features' names and types;
+    no input example is logged. The version keeps `model_file`, the model's skops file byte for
+    byte (MLflow's own copy is written again, and skops never writes the same bytes twice), so
+    its hash tags and DVC's hash are those of the file every download gets.
     """
     from mlflow.models import infer_signature
 
@@ -126,8 +127,7 @@ def log_and_register(
             logged = mlflow.sklearn.log_model(
                 model,
                 name="model",
-                signature=infer_signature(example, model.predict(example)),
-                input_example=example,
+                signature=infer_signature(typical, model.predict(typical)),
                 pip_requirements=[f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS],
                 serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
                 skops_trusted_types=TRUSTED_TYPES,

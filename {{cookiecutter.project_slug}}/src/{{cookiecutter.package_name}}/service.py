@@ -9,6 +9,7 @@ one `{"prediction": ..., "probability": ...}` per row, with the model version in
 import gc
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,10 +19,10 @@ import numpy as np
 from bentoml.validators import ContentType
 from pydantic import BaseModel, Field
 
-from .api_schema import prediction_model, row_model
-from .inference_log import InferenceLog
+from .api_schema import max_body_bytes, prediction_model, row_model
+from .errors import ProjectError
+from .inference_log import InferenceLog, LogSettings
 from .middleware import (
-    DEFAULT_MAX_BODY_BYTES,
     BodySizeLimit,
     JsonBody,
     ModelVersionHeader,
@@ -61,6 +62,28 @@ def _served_version() -> str:
 
 def _asked_for(setting: str) -> bool:
     return os.environ.get(setting, "").lower() in {"1", "true", "yes"}
+
+
+def _body_limit() -> int:
+    """SERVICE_MAX_BODY_BYTES, or what MAX_ROWS rows of the schema need (api_schema)."""
+    text = os.environ.get("SERVICE_MAX_BODY_BYTES", "").strip()
+    if not text:
+        return max_body_bytes(SCHEMA)
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ProjectError(
+            f"SERVICE_MAX_BODY_BYTES={text!r}: expected a whole number of bytes, at least 1"
+        )
+    return int(text)
+
+
+# Settings from the environment are read once, as the service loads: a bad one stops it with
+# one line saying which, before any worker starts.
+try:
+    LOG_SETTINGS = LogSettings.from_environment()
+    MAX_BODY_BYTES = _body_limit()
+except ProjectError as error:
+    print(f"ERROR: {error}", file=sys.stderr)
+    raise SystemExit(1) from None
 
 
 class Metrics:
@@ -127,7 +150,9 @@ class Champion:
                 f"not on schema.yaml's features {self.features}"
             )
         # BentoML numbers its workers from 1; each writes its own inference log file.
-        self.log = InferenceLog.from_environment(bentoml.server_context.worker_index or 1)
+        self.log = InferenceLog.from_settings(
+            LOG_SETTINGS, bentoml.server_context.worker_index or 1
+        )
         logging.getLogger(BENTOML_REQUEST_LOG).addFilter(RefusedRequestsInOneLine())
         self.metrics = Metrics(self.version)
         SERVING["version"] = self.version
@@ -157,7 +182,8 @@ class Champion:
         else:
             answers = [Prediction(prediction=value) for value in predicted]
         self.metrics.observe(predicted)
-        self.log.append(records, predicted, self.version)
+        if self.log is not None:
+            self.log.append(records, predicted, self.version)
         return answers
 
 
@@ -170,7 +196,4 @@ service.add_asgi_middleware(ModelVersionHeader, version=_served_version)
 service.add_asgi_middleware(OwnFilesOnly)
 service.add_asgi_middleware(ValidationErrors)
 service.add_asgi_middleware(JsonBody)
-service.add_asgi_middleware(
-    BodySizeLimit,
-    max_bytes=int(os.environ.get("SERVICE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
-)
+service.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
