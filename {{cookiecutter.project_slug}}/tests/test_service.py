@@ -32,7 +32,7 @@ from {{ cookiecutter.package_name }}.scoring import PREDICTION, PROBABILITY
 # The service's own limit: what MAX_ROWS rows of the schema need.
 BODY_LIMIT = max_body_bytes(load_schema())
 # Settings of the service's environment that the tests choose themselves.
-SETTINGS = ("INFERENCE_LOG", "SERVICE_MAX_BODY_BYTES", "SERVICE_ACCESS_LOG", "SERVICE_TRACING")
+SETTINGS = ("INFERENCE_LOG", "SERVICE_")
 
 
 class Service:
@@ -605,6 +605,8 @@ def test_the_body_limit_can_be_set(service: Service, rows: list[dict[str, Any]])
         "INFERENCE_LOG_RETENTION_DAYS=a week",
         "INFERENCE_LOG=maybe",
         "SERVICE_MAX_BODY_BYTES=4MB",
+        "SERVICE_TIMEOUT_SECONDS=0",
+        "SERVICE_MAX_CONCURRENCY=lots",
     ],
 )
 def test_a_bad_setting_stops_the_service_with_one_line(service: Service, setting: str) -> None:
@@ -632,7 +634,53 @@ def test_a_bad_setting_stops_the_service_with_one_line(service: Service, setting
     assert lines[0].startswith(f"ERROR: {name}={value!r}: expected ")
 
 
-def test_sigterm_drains_and_stops(service: Service) -> None:
-    """Last: a graceful stop answers what is in flight, then exits."""
-    os.killpg(service.process.pid, signal.SIGTERM)
+def request_head(length: int) -> bytes:
+    return (
+        f"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+
+def read_answer(connection: socket.socket) -> bytes:
+    answer = b""
+    while chunk := connection.recv(4096):
+        answer += chunk
+    return answer
+
+
+def test_a_request_past_the_timeout_gets_a_504_and_one_past_the_limit_a_429(
+    service: Service, rows: list[dict[str, Any]]
+) -> None:
+    """A client that never finishes its body holds the one slot it is given, then times out."""
+    body = json.dumps({"rows": rows[:1]}).encode()
+    settings = {"SERVICE_TIMEOUT_SECONDS": "2", "SERVICE_MAX_CONCURRENCY": "1"}
+    with serving(service.folder, "service-limits.log", **settings) as limited:
+        host, port = limited.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as slow:
+            slow.sendall(request_head(len(body)) + body[: len(body) // 2])
+            time.sleep(0.5)
+            status, _, answer = limited.predict(rows[:1])
+            assert status == 429, answer
+            waited = time.monotonic()
+            timed_out = read_answer(slow)
+            waited = time.monotonic() - waited
+        assert timed_out.startswith(b"HTTP/1.1 504"), timed_out[:200]
+        assert waited < 5
+        # The slot is free again.
+        assert limited.predict(rows[:1])[0] == 200
+
+
+def test_sigterm_drains_and_stops(service: Service, rows: list[dict[str, Any]]) -> None:
+    """Last: a graceful stop answers the request in flight, then exits."""
+    body = json.dumps({"rows": rows[:2]}).encode()
+    host, port = service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as in_flight:
+        in_flight.sendall(request_head(len(body)) + body[: len(body) // 2])
+        time.sleep(0.5)
+        os.killpg(service.process.pid, signal.SIGTERM)
+        time.sleep(1)  # the stop has begun; the request is still coming in
+        in_flight.sendall(body[len(body) // 2 :])
+        answer = read_answer(in_flight)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert len(json.loads(answer.partition(b"\r\n\r\n")[2])) == 2
     assert service.process.wait(timeout=60) in (0, -signal.SIGTERM)

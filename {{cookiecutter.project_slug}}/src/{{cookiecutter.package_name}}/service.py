@@ -64,23 +64,25 @@ def _asked_for(setting: str) -> bool:
     return os.environ.get(setting, "").lower() in {"1", "true", "yes"}
 
 
-def _body_limit() -> int:
-    """SERVICE_MAX_BODY_BYTES, or what MAX_ROWS rows of the schema need (api_schema)."""
-    text = os.environ.get("SERVICE_MAX_BODY_BYTES", "").strip()
+def _whole_number(setting: str, default: int, unit: str) -> int:
+    """A positive whole number from the environment, or `default` when it is not set."""
+    text = os.environ.get(setting, "").strip()
     if not text:
-        return max_body_bytes(SCHEMA)
+        return default
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise ProjectError(
-            f"SERVICE_MAX_BODY_BYTES={text!r}: expected a whole number of bytes, at least 1"
-        )
+        raise ProjectError(f"{setting}={text!r}: expected a whole number of {unit}, at least 1")
     return int(text)
 
 
 # Settings from the environment are read once, as the service loads: a bad one stops it with
-# one line saying which, before any worker starts.
+# one line saying which, before any worker starts. The body limit is what MAX_ROWS rows of the
+# schema need (api_schema); past the timeout a request gets a 504, past the concurrency limit
+# (requests in flight in one worker) a 429.
 try:
     LOG_SETTINGS = LogSettings.from_environment()
-    MAX_BODY_BYTES = _body_limit()
+    MAX_BODY_BYTES = _whole_number("SERVICE_MAX_BODY_BYTES", max_body_bytes(SCHEMA), "bytes")
+    TIMEOUT_SECONDS = _whole_number("SERVICE_TIMEOUT_SECONDS", 10, "seconds")
+    MAX_CONCURRENCY = _whole_number("SERVICE_MAX_CONCURRENCY", 256, "requests")
 except ProjectError as error:
     print(f"ERROR: {error}", file=sys.stderr)
     raise SystemExit(1) from None
@@ -129,7 +131,7 @@ class Metrics:
 # fifth, so both are off for /predict unless SERVICE_ACCESS_LOG=1 or SERVICE_TRACING=1.
 @bentoml.service(
     name="{{ cookiecutter.project_slug }}",
-    traffic={"timeout": 10, "max_concurrency": 256},
+    traffic={"timeout": TIMEOUT_SECONDS, "max_concurrency": MAX_CONCURRENCY},
     logging={"access": {"enabled": _asked_for("SERVICE_ACCESS_LOG")}},
     tracing={"excluded_urls": [] if _asked_for("SERVICE_TRACING") else ["/predict"]},
 )
