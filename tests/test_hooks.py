@@ -314,25 +314,31 @@ def test_pre_gen_refuses_a_jinja_delimiter_in_any_answer(
     )
 
 
-def test_a_jinja_payload_kept_by_a_raw_block_writes_nothing(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    payload = "{{ cycler.__init__.__globals__.os.system('touch PWNED') }}"
+def refused_bake(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], answers: dict[str, str]
+) -> list[str]:
+    """Bake with `answers` through cookiecutter itself: the hook refuses, nothing is written;
+    the ERROR lines it printed."""
     output_dir = tmp_path / "out"
     output_dir.mkdir()
-
     with pytest.raises(FailedHookException):
         cookiecutter(
             str(ROOT),
             no_input=True,
-            extra_context={"description": "{% raw %}" + payload + "{% endraw %}"},
+            extra_context=answers,
             output_dir=str(output_dir),
             config_file=str(cookiecutter_config_in(tmp_path)),
         )
-
     assert list(output_dir.iterdir()) == []
-    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR")]
-    assert errors == [
+    return [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR")]
+
+
+def test_a_jinja_payload_kept_by_a_raw_block_writes_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    payload = "{{ cycler.__init__.__globals__.os.system('touch PWNED') }}"
+    answers = {"description": "{% raw %}" + payload + "{% endraw %}"}
+    assert refused_bake(tmp_path, capfd, answers) == [
         "ERROR: description: must not hold '{{', a Jinja delimiter: cookiecutter would run what "
         "it encloses as code when `make update-template` renders the recorded answers"
     ]
@@ -682,19 +688,6 @@ BAD_THROUGH_COOKIECUTTER = {
 def test_cookiecutter_writes_nothing_when_pre_gen_fails(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], field: str
 ) -> None:
-    output_dir = tmp_path / "out"
-    output_dir.mkdir()
-
-    with pytest.raises(FailedHookException):
-        cookiecutter(
-            str(ROOT),
-            no_input=True,
-            extra_context=BAD_THROUGH_COOKIECUTTER[field],
-            output_dir=str(output_dir),
-            config_file=str(cookiecutter_config_in(tmp_path)),
-        )
-
-    assert list(output_dir.iterdir()) == []
-    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR")]
+    errors = refused_bake(tmp_path, capfd, BAD_THROUGH_COOKIECUTTER[field])
     assert len(errors) == 1
     assert errors[0].startswith(f"ERROR: {field}: ")
