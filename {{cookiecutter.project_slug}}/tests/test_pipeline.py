@@ -16,8 +16,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from {{ cookiecutter.package_name }}.__main__ import COMMANDS, LOAD_MODELS, main
-from {{ cookiecutter.package_name }}.bento import from_checkout
-from {{ cookiecutter.package_name }}.config import (
+from {{ cookiecutter.package_name }}.core.config import (
     CHALLENGER,
     CHAMPION,
     GATE_REPORT,
@@ -31,10 +30,9 @@ from {{ cookiecutter.package_name }}.config import (
     TRAIN_DATA,
     load_params,
 )
-from {{ cookiecutter.package_name }}.errors import ModelError, RegistryError
-from {{ cookiecutter.package_name }}.estimators import build_pipeline
-from {{ cookiecutter.package_name }}.lineage import TRAIN_INPUTS, md5
-from {{ cookiecutter.package_name }}.model_file import (
+from {{ cookiecutter.package_name }}.core.errors import ModelError, RegistryError
+from {{ cookiecutter.package_name }}.core.estimators import build_pipeline
+from {{ cookiecutter.package_name }}.core.model_file import (
     BENTO_MODEL,
     FILE_NAME,
     MODEL_SHA256,
@@ -42,8 +40,10 @@ from {{ cookiecutter.package_name }}.model_file import (
     save_model,
     sha256,
 )
-from {{ cookiecutter.package_name }}.registry import MODEL_MD5, load_registered, move_aliases
-from {{ cookiecutter.package_name }}.schema import load_schema, read_table
+from {{ cookiecutter.package_name }}.core.schema import load_schema, read_table
+from {{ cookiecutter.package_name }}.release.bento import from_checkout
+from {{ cookiecutter.package_name }}.release.lineage import TRAIN_INPUTS, md5
+from {{ cookiecutter.package_name }}.release.registry import MODEL_MD5, load_registered, move_aliases
 
 from .conftest import UNTRUSTED, malicious_model
 
