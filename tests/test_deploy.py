@@ -244,9 +244,8 @@ def test_the_deployment_runs_the_released_image_as_the_service_expects(
     assert {env["BENTOML_HOME"], env["INFERENCE_LOG_DIR"], "/tmp"} <= set(mounts)
 
     # SIGTERM: out of the endpoints during preStop, then the longest request, then exit.
-    module = project / "src" / answers["package_name"] / "serving" / "service.py"
-    source = module.read_text("utf-8")
-    timeout = int(re.search(r'traffic=\{"timeout": (\d+)', source).group(1))  # type: ignore[union-attr]
+    # The service's timeout as it reads it (SERVICE_TIMEOUT_SECONDS), with the Deployment's env.
+    timeout = int(env.get("SERVICE_TIMEOUT_SECONDS", service_facts(project)["timeout"]))
     pre_stop = service["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pod["spec"]["terminationGracePeriodSeconds"] >= pre_stop + timeout + 10
 
