@@ -98,10 +98,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import skops.io  # what load_registered imports to load the model
 
-from PACKAGE.scoring import predict
-from PACKAGE.config import load_params
-from PACKAGE.registry import load_registered
-from PACKAGE.schema import load_schema
+from PACKAGE.core.config import load_params
+from PACKAGE.core.schema import load_schema
+from PACKAGE.core.scoring import predict
+from PACKAGE.release.registry import load_registered
 
 imported = time.perf_counter()
 model = load_registered(load_params().mlflow)
@@ -314,7 +314,7 @@ def champion_estimator(project: Project, estimator: str) -> None:
 def write_inputs(project: Project) -> Inputs:
     """ROWS raw rows drawn with replacement, features only, as CSV and Parquet; FEW_ROWS as CSV."""
     raw = next((project.path / "data" / "raw").glob("*.csv"))
-    schema = project.path / "src" / project.package / "schema.yaml"
+    schema = project.path / "src" / project.package / "core" / "schema.yaml"
     target = yaml.safe_load(schema.read_text(encoding="utf-8"))["target"]["name"]
     frame = pd.read_csv(raw).drop(columns=target)
     rows = np.random.default_rng(SEED).integers(0, len(frame), ROWS)

@@ -85,8 +85,9 @@ with warnings.catch_warnings():
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
-from PACKAGE import drift, tables
-from PACKAGE.config import DRIFT_SUMMARY
+from PACKAGE.core import tables
+from PACKAGE.core.config import DRIFT_SUMMARY
+from PACKAGE.pipeline import drift
 
 SHARE = 0.5
 # (module, function) -> what it does in the command; every call is timed.
@@ -201,7 +202,7 @@ def current_path(project: Project) -> Path:
 
 def noisy_rows(project: Project, rows: int, seed: int) -> pd.DataFrame:
     """Raw rows drawn with replacement, each feature value times N(1, NOISE), within bounds."""
-    schema_file = project.path / "src" / project.package / "schema.yaml"
+    schema_file = project.path / "src" / project.package / "core" / "schema.yaml"
     features = yaml.safe_load(schema_file.read_text(encoding="utf-8"))["features"]
     raw = pd.read_csv(next((project.path / "data" / "raw").glob("*.csv")))
     rng = np.random.default_rng(seed)
@@ -221,7 +222,7 @@ def write_reference(project: Project) -> None:
 
 def write_current(project: Project, rows: int) -> None:
     """Current data as production sends it: features only."""
-    schema_file = project.path / "src" / project.package / "schema.yaml"
+    schema_file = project.path / "src" / project.package / "core" / "schema.yaml"
     names = list(yaml.safe_load(schema_file.read_text(encoding="utf-8"))["features"])
     frame = noisy_rows(project, rows, CURRENT_SEED)[names]
     frame.to_csv(current_path(project), index=False)

@@ -60,11 +60,13 @@ BASELINE = '''\
 
 import json
 
-from PACKAGE import config, drift, metrics, prepare, registry, train
-from PACKAGE.estimators import build_pipeline
-from PACKAGE.files import write_csv_atomic, write_text_atomic
-from PACKAGE.lineage import lineage_tags
-from PACKAGE.schema import load_schema, read_table
+from PACKAGE.core import config, metrics
+from PACKAGE.core.estimators import build_pipeline
+from PACKAGE.core.files import write_csv_atomic, write_text_atomic
+from PACKAGE.core.schema import load_schema, read_table
+from PACKAGE.pipeline import drift, prepare, train
+from PACKAGE.release import registry
+from PACKAGE.release.lineage import lineage_tags
 
 params = config.load_params()
 schema = load_schema()
@@ -123,7 +125,7 @@ START_UP = {
     "old_store": (
         "import mlflow + open the project's existing store",
         "import mlflow\n"
-        "from PACKAGE.config import load_params\n"
+        "from PACKAGE.core.config import load_params\n"
         "settings = load_params().mlflow\n"
         "mlflow.set_tracking_uri(settings.tracking_uri)\n"
         "mlflow.set_experiment(settings.experiment)",

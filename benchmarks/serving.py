@@ -164,10 +164,10 @@ import pandas as pd
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from PACKAGE.api_schema import prediction_model, row_model
-from PACKAGE.config import load_params
-from PACKAGE.registry import load_registered
-from PACKAGE.schema import MAX_ROWS, load_schema
+from PACKAGE.core.config import load_params
+from PACKAGE.core.schema import MAX_ROWS, load_schema
+from PACKAGE.release.registry import load_registered
+from PACKAGE.serving.api_schema import prediction_model, row_model
 
 SCHEMA = load_schema()
 Row = row_model(SCHEMA)
@@ -236,7 +236,7 @@ print(json.dumps([name for name in ("uvloop", "httptools") if importlib.util.fin
 """
 FEATURE_TYPES = """\
 import json
-from PACKAGE.schema import load_schema
+from PACKAGE.core.schema import load_schema
 print(json.dumps({column.name: column.dtype for column in load_schema().features}))
 """
 PACKAGES = ["bentoml", "fastapi", "uvicorn", "starlette", "pydantic", "mlflow"]
@@ -259,7 +259,7 @@ The default bake in `build/bench-serving/`, after `make setup`, `make repro`, `m
 readiness probe. The champion is {estimator}.
 
 - **BentoML**: the generated service as `make serve` starts it,
-  `bentoml serve {package}.service:Champion`, which runs
+  `bentoml serve {package}.serving.service:Champion`, which runs
   {bentoml_processes}.
   POST /predict with `{{"rows": [row]}}`; it validates with the row type from `api_schema.py`,
   scores a float array of the rows with one `predict_proba` (`scoring.predict`) through
@@ -538,7 +538,7 @@ def test_row(project: Project) -> dict[str, float]:
 def servers(project: Project) -> list[Server]:
     """The three ways to serve the champion."""
     bentoml = project.tool("bentoml")
-    service = f"{project.package}.service:Champion"
+    service = f"{project.package}.serving.service:Champion"
     uri = f"models:/{project.model_name}@champion"
     return [
         Server(
@@ -887,7 +887,7 @@ def read_profile(path: Path, requests: int) -> Profile:
 
 
 def service_file(project: Project) -> Path:
-    return project.path / "src" / project.package / "service.py"
+    return project.path / "src" / project.package / "serving" / "service.py"
 
 
 @contextmanager

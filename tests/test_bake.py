@@ -73,48 +73,42 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "tests/test_handler.py",
         "tests/test_images.py",
         "tests/test_inference_log.py",
+        "tests/test_layout.py",
         "tests/test_service.py",
         "tests/test_server.py",
     }
-    modules = [
-        "__init__",
-        "__main__",
-        "api_schema",
-        "batch",
-        "bento",
-        "access",
-        "champion",
-        "ci",
-        "config",
-        "data",
-        "drift",
-        "errors",
-        "estimators",
-        "evaluate",
-        "export",
-        "files",
-        "gate",
-        "handler",
-        "inference_log",
-        "lineage",
-        "metrics",
-        "middleware",
-        "model_file",
-        "prepare",
-        "promote",
-        "register",
-        "registry",
-        "rollback",
-        "schema",
-        "scoring",
-        "server",
-        "service",
-        "tables",
-        "train",
-        "ui",
-    ]
-    files |= {f"src/{package}/{module}.py" for module in modules}
-    files.add(f"src/{package}/schema.yaml")
+    # The package by lifecycle: a folder per stage of a model's life, each with its __init__.
+    folders = {
+        "core": [
+            "config",
+            "errors",
+            "estimators",
+            "files",
+            "metrics",
+            "model_file",
+            "schema",
+            "scoring",
+            "tables",
+        ],
+        "pipeline": ["data", "drift", "evaluate", "prepare", "register", "train"],
+        "release": [
+            "bento",
+            "champion",
+            "gate",
+            "lineage",
+            "promote",
+            "registry",
+            "rollback",
+            "verdict",
+        ],
+        "serving": ["api_schema", "inference_log", "middleware", "service"],
+        "offline": ["batch", "handler", "onnx"],
+        "ops": ["ci", "mlflow_server", "mlflow_ui", "mlflow_users"],
+    }
+    files |= {f"src/{package}/__init__.py", f"src/{package}/__main__.py"}
+    for folder, modules in folders.items():
+        files |= {f"src/{package}/{folder}/{module}.py" for module in ["__init__", *modules]}
+    files.add(f"src/{package}/core/schema.yaml")
     if answers.get("license", "MIT") != "Proprietary":
         files.add("LICENSE")
     return files
@@ -169,19 +163,52 @@ def test_bake(bake: Bake, bake_env: dict[str, str], case: str) -> None:
     run(LINT_IMPORTS, project, {**bake_env, "PYTHONPATH": "src"})
 
 
+def lint_imports_with(project: Path, env: dict[str, str], module: str, line: str) -> str:
+    """What `make lint`'s import check prints once `line` is added to the package's `module`:
+    it must fail. Its report, with the lines it wraps joined."""
+    assert "\t$(RUN) lint-imports --no-logo\n" in (project / "Makefile").read_text()
+    env = {**env, "PYTHONPATH": "src"}
+    run(LINT_IMPORTS, project, env)
+    path = project / "src" / "tumour_classifier" / module
+    path.write_text(f"{path.read_text()}\n{line}  # noqa\n")
+    broken = run(LINT_IMPORTS, project, env, check=False)
+    assert broken.returncode != 0
+    return " ".join(broken.stdout.split())
+
+
 def test_the_import_contract_stops_the_service_reaching_mlflow(
     bake: Bake, bake_env: dict[str, str]
 ) -> None:
     """The service's image has no MLflow: an import path to it, however indirect, fails lint."""
-    project = bake()
-    env = {**bake_env, "PYTHONPATH": "src"}
-    run(LINT_IMPORTS, project, env)
-    middleware = project / "src" / "tumour_classifier" / "middleware.py"
-    middleware.write_text(middleware.read_text() + "\nfrom .champion import store  # noqa\n")
-    broken = run(LINT_IMPORTS, project, env, check=False)
-    assert broken.returncode != 0
-    assert "tumour_classifier.service is not allowed to import mlflow" in broken.stdout
-    assert "tumour_classifier.champion -> tumour_classifier.registry" in broken.stdout
+    report = lint_imports_with(
+        bake(), bake_env, "serving/middleware.py", "from ..release.champion import store"
+    )
+    assert "tumour_classifier.serving is not allowed to import mlflow" in report
+    assert "tumour_classifier.release.champion -> tumour_classifier.release.registry" in report
+    # The folders' layers refuse it first: the service imports core and nothing else.
+    assert "tumour_classifier.serving is not allowed to import tumour_classifier.release" in report
+
+
+def test_the_layers_stop_core_importing_the_pipeline(bake: Bake, bake_env: dict[str, str]) -> None:
+    """Core is the bottom layer: importing a stage from it, even one module, fails lint."""
+    report = lint_imports_with(
+        bake(), bake_env, "core/files.py", "from ..pipeline.train import main"
+    )
+    assert "The lifecycle folders import downwards only BROKEN" in report
+    assert "tumour_classifier.core is not allowed to import tumour_classifier.pipeline" in report
+    assert "tumour_classifier.core.files -> tumour_classifier.pipeline.train" in report
+
+
+def test_the_import_contract_refuses_a_cycle_inside_a_folder(
+    bake: Bake, bake_env: dict[str, str]
+) -> None:
+    """The cycle the flat package had (gate and registry importing each other) fails lint."""
+    report = lint_imports_with(
+        bake(), bake_env, "release/registry.py", "from .gate import run_gate"
+    )
+    assert "The lifecycle folders import downwards only KEPT" in report
+    assert "No cycles are allowed in tumour_classifier.release" in report
+    assert "- .registry -> .gate (1 import)" in report
 
 
 def test_default_local_remote_is_outside_the_project(bake: Bake) -> None:

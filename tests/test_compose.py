@@ -36,9 +36,9 @@ def test_compose_file_is_valid_and_matches_the_local_server(
     described = set(re.findall(r"^#? ?([A-Z_]+)=", example, flags=re.MULTILINE))
     assert set(VARIABLE.findall(text)) == described
 
-    # The same `mlflow server` flags as the no-container server of src/<package>/server.py.
+    # The same `mlflow server` flags as the server without containers, ops/mlflow_server.py.
     script = (
-        "import json; from tumour_classifier.server import mlflow_command; "
+        "import json; from tumour_classifier.ops.mlflow_server import mlflow_command; "
         "print(json.dumps(mlflow_command('0.0.0.0', 5000, 2, 'localhost:5000')))"
     )
     local = json.loads(

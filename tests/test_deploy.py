@@ -183,7 +183,7 @@ def test_the_deployment_runs_the_released_image_as_the_service_expects(
     service = container(project)
 
     # The name `ci image` gives the release workflow's push: ghcr.io/<owner>/<model name>.
-    ci = (project / "src" / answers["package_name"] / "ci.py").read_text(encoding="utf-8")
+    ci = (project / "src" / answers["package_name"] / "ops" / "ci.py").read_text(encoding="utf-8")
     assert 'REGISTRY = "ghcr.io"' in ci
     assert 'CHAMPION_TAG = "champion"' in ci
     assert 'return f"{REGISTRY}/{owner}/{settings.model_name}".lower()' in ci
@@ -244,6 +244,7 @@ def test_the_deployment_runs_the_released_image_as_the_service_expects(
     assert {env["BENTOML_HOME"], env["INFERENCE_LOG_DIR"], "/tmp"} <= set(mounts)
 
     # SIGTERM: out of the endpoints during preStop, then the longest request, then exit.
+    # The service's timeout as it reads it (SERVICE_TIMEOUT_SECONDS), with the Deployment's env.
     timeout = int(env.get("SERVICE_TIMEOUT_SECONDS", service_facts(project)["timeout"]))
     pre_stop = service["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pod["spec"]["terminationGracePeriodSeconds"] >= pre_stop + timeout + 10
@@ -280,8 +281,8 @@ def service_facts(project: Path) -> dict[str, Any]:
 import json, sys
 from starlette.routing import Route
 from _bentoml_impl.server.app import ServiceAppFactory
-from {package} import inference_log
-from {package}.service import MAX_BODY_BYTES, service
+from {package}.serving import inference_log
+from {package}.serving.service import MAX_BODY_BYTES, service
 service.inject_config()
 app = ServiceAppFactory(service, is_main=True)()
 json.dump({{
@@ -709,7 +710,7 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
         assert request(url + service["livenessProbe"]["httpGet"]["path"])[0] == 200
 
         schema = yaml.safe_load(
-            (bento / "src" / answers["package_name"] / "schema.yaml").read_text()
+            (bento / "src" / answers["package_name"] / "core" / "schema.yaml").read_text()
         )
         raw = (
             next((project / "data" / "raw").glob("*.csv")).read_text(encoding="utf-8").splitlines()

@@ -330,7 +330,7 @@ def sample_rows(project: Path) -> list[dict[str, float]]:
     """The first five rows of the raw data, without the target: what a client sends."""
     bento = next((project / ".bentoml" / "bentos").glob("*/*/bento.yaml")).parent
     package = json.loads((project / ".cookiecutter.json").read_text("utf-8"))["package_name"]
-    schema = yaml.safe_load((bento / "src" / package / "schema.yaml").read_text("utf-8"))
+    schema = yaml.safe_load((bento / "src" / package / "core" / "schema.yaml").read_text("utf-8"))
     raw = next((project / "data" / "raw").glob("*.csv")).read_text("utf-8").splitlines()
     header = raw[0].split(",")
     return [

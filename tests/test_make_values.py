@@ -72,7 +72,7 @@ CASES = [
             *UV,
             "bentoml",
             "serve",
-            "tumour_classifier.service:Champion",
+            "tumour_classifier.serving.service:Champion",
             "--host",
             HOSTILE,
             "--port",

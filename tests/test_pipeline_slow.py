@@ -84,6 +84,11 @@ def test_pipeline_lifecycle(
     assert "version 2" in output
     bento = next((project / ".bentoml" / "bentos").glob("*/*/bento.yaml")).parent
     assert (bento / "env" / "docker" / "Dockerfile").is_file()
+    # What the image runs, and nothing else of the package: the service and core.
+    package = (
+        bento / "src" / json.loads((project / ".cookiecutter.json").read_text())["package_name"]
+    )
+    assert sorted(path.name for path in package.iterdir()) == ["__init__.py", "core", "serving"]
     assert "/predict" in (bento / "apis" / "openapi.yaml").read_text(encoding="utf-8")
     manifest = yaml.safe_load((bento / "bento.yaml").read_text(encoding="utf-8"))
     assert manifest["labels"]["mlflow_version"] == "2"

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.batch import MODEL_NAME, MODEL_VERSION, ROW
-from {{ cookiecutter.package_name }}.config import RAW_DATA, load_params
-from {{ cookiecutter.package_name }}.registry import RegisteredModel, load_registered
-from {{ cookiecutter.package_name }}.schema import Schema
-from {{ cookiecutter.package_name }}.scoring import PREDICTION, PROBABILITY
+from {{ cookiecutter.package_name }}.core.config import RAW_DATA, load_params
+from {{ cookiecutter.package_name }}.core.schema import Schema
+from {{ cookiecutter.package_name }}.core.scoring import PREDICTION, PROBABILITY
+from {{ cookiecutter.package_name }}.offline.batch import MODEL_NAME, MODEL_VERSION, ROW
+from {{ cookiecutter.package_name }}.release.registry import RegisteredModel, load_registered
 
 from .conftest import copy_inputs
 

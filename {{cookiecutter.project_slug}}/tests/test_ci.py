@@ -9,20 +9,20 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.ci import (
+from {{ cookiecutter.package_name }}.core.config import (
+    DRIFT_SUMMARY,
+    METRICS_FILE,
+    PARAMS_FILE,
+    load_params,
+)
+from {{ cookiecutter.package_name }}.core.errors import ProjectError
+from {{ cookiecutter.package_name }}.ops.ci import (
     DRIFT_MARKDOWN,
     MAX_COLUMNS,
     PR_COMMENT,
     not_new,
     registry_version,
 )
-from {{ cookiecutter.package_name }}.config import (
-    DRIFT_SUMMARY,
-    METRICS_FILE,
-    PARAMS_FILE,
-    load_params,
-)
-from {{ cookiecutter.package_name }}.errors import ProjectError
 
 from .conftest import ROOT
 

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.config import PARAMS_FILE, TRAIN_DATA, load_params
-from {{ cookiecutter.package_name }}.errors import ParamsError
+from {{ cookiecutter.package_name }}.core.config import PARAMS_FILE, TRAIN_DATA, load_params
+from {{ cookiecutter.package_name }}.core.errors import ParamsError
 
 from .conftest import ROOT
 

@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.config import RAW_DATA, TEST_DATA, TRAIN_DATA, load_params
-from {{ cookiecutter.package_name }}.data import CURRENT_ROWS, current_sample, pointer, sample_frame
-from {{ cookiecutter.package_name }}.errors import DataError
-from {{ cookiecutter.package_name }}.prepare import split
-from {{ cookiecutter.package_name }}.schema import Schema, find_problems, read_table
+from {{ cookiecutter.package_name }}.core.config import RAW_DATA, TEST_DATA, TRAIN_DATA, load_params
+from {{ cookiecutter.package_name }}.core.errors import DataError
+from {{ cookiecutter.package_name }}.core.schema import Schema, find_problems, read_table
+from {{ cookiecutter.package_name }}.pipeline.data import CURRENT_ROWS, current_sample, sample_frame
+from {{ cookiecutter.package_name }}.pipeline.prepare import split
+from {{ cookiecutter.package_name }}.release.lineage import pointer
 
 from .conftest import ROOT
 

@@ -10,15 +10,15 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.config import (
+from {{ cookiecutter.package_name }}.core.config import (
     DRIFT_REPORT,
     DRIFT_SUMMARY,
     PARAMS_FILE,
     load_params,
 )
-from {{ cookiecutter.package_name }}.data import current_sample
-from {{ cookiecutter.package_name }}.drift import sample_rows, stable_ids
-from {{ cookiecutter.package_name }}.schema import Schema
+from {{ cookiecutter.package_name }}.core.schema import Schema
+from {{ cookiecutter.package_name }}.pipeline.data import current_sample
+from {{ cookiecutter.package_name }}.pipeline.drift import sample_rows, stable_ids
 
 
 def set_drift_params(**values: Any) -> None:

@@ -15,13 +15,14 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from {{ cookiecutter.package_name }} import export, handler
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.config import PARAMS_FILE, TEST_DATA, load_params
-from {{ cookiecutter.package_name }}.errors import RegistryError
-from {{ cookiecutter.package_name }}.estimators import TrainParams, build_pipeline
-from {{ cookiecutter.package_name }}.registry import load_registered
-from {{ cookiecutter.package_name }}.schema import Schema, load_schema, read_table
+from {{ cookiecutter.package_name }}.core.config import PARAMS_FILE, TEST_DATA, load_params
+from {{ cookiecutter.package_name }}.core.errors import RegistryError
+from {{ cookiecutter.package_name }}.core.estimators import TrainParams, build_pipeline
+from {{ cookiecutter.package_name }}.core.schema import Schema, load_schema, read_table
+from {{ cookiecutter.package_name }}.offline import handler
+from {{ cookiecutter.package_name }}.offline import onnx as onnx_export
+from {{ cookiecutter.package_name }}.release.registry import load_registered
 
 from .conftest import ROOT
 
@@ -53,9 +54,9 @@ def register(estimator: str, **hyperparameters: object) -> tuple[MlflowClient, s
 
 
 def assert_nothing_exported(client: MlflowClient, name: str) -> None:
-    assert not export.ONNX_FILE.exists()
-    assert not list(export.ONNX_FILE.parent.glob(f".{export.ONNX_FILE.name}.*"))
-    assert export.SHA256_TAG not in client.get_model_version(name, "1").tags
+    assert not onnx_export.ONNX_FILE.exists()
+    assert not list(onnx_export.ONNX_FILE.parent.glob(f".{onnx_export.ONNX_FILE.name}.*"))
+    assert onnx_export.SHA256_TAG not in client.get_model_version(name, "1").tags
 
 
 @pytest.mark.parametrize("estimator", EXPORTED)
@@ -64,18 +65,18 @@ def test_champion_exports_with_parity_and_its_hash(
 ) -> None:
     client, name = register(estimator)
     with pytest.raises(RegistryError, match="no version is 'champion' yet; run `make promote`"):
-        export.main([])
+        onnx_export.main([])
     assert_nothing_exported(client, name)
     assert main(FORCED_PROMOTE) == 0
     capsys.readouterr()
-    assert export.main([]) == 0
+    assert onnx_export.main([]) == 0
 
-    data = export.ONNX_FILE.read_bytes()
-    assert export.ONNX_FILE.stat().st_mode & 0o777 == 0o644
-    recorded = client.get_model_version(name, "1").tags[export.SHA256_TAG]
+    data = onnx_export.ONNX_FILE.read_bytes()
+    assert onnx_export.ONNX_FILE.stat().st_mode & 0o777 == 0o644
+    recorded = client.get_model_version(name, "1").tags[onnx_export.SHA256_TAG]
     assert recorded == hashlib.sha256(data).hexdigest()
     # The deployment passes the tag as MODEL_ONNX_SHA256: the handler loads this file with it.
-    assert handler.load_model(str(export.ONNX_FILE.resolve()), recorded).version == "1"
+    assert handler.load_model(str(onnx_export.ONNX_FILE.resolve()), recorded).version == "1"
     summary = capsys.readouterr().out.splitlines()
     assert len(summary) == 1
     assert summary[0].startswith(f"onnx: {name} version 1 (")
@@ -84,7 +85,7 @@ def test_champion_exports_with_parity_and_its_hash(
     features = read_table(TEST_DATA, schema)[schema.feature_names]
     champion = load_registered(load_params().mlflow).estimator
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    outputs = session.run(None, {export.INPUT_NAME: features.to_numpy(dtype=np.float64)})
+    outputs = session.run(None, {onnx_export.INPUT_NAME: features.to_numpy(dtype=np.float64)})
     metadata = session.get_modelmeta().custom_metadata_map
     assert json.loads(metadata["features"]) == schema.feature_names
     assert json.loads(metadata["model_version"]) == "1"
@@ -95,11 +96,11 @@ def test_champion_exports_with_parity_and_its_hash(
             probabilities,
             champion.predict_proba(features),
             rtol=0,
-            atol=export.PROBABILITY_TOLERANCE,
+            atol=onnx_export.PROBABILITY_TOLERANCE,
         )
     else:
         np.testing.assert_allclose(
-            np.ravel(outputs[0]), champion.predict(features), rtol=export.VALUE_TOLERANCE
+            np.ravel(outputs[0]), champion.predict(features), rtol=onnx_export.VALUE_TOLERANCE
         )
 
 
@@ -107,8 +108,8 @@ def test_champion_exports_with_parity_and_its_hash(
 def test_an_estimator_skl2onnx_cannot_export_is_named(workdir: Path, estimator: str) -> None:
     client, name = register(estimator, max_iter=10)  # few trees: the refusal does not need more
     assert main(FORCED_PROMOTE) == 0
-    with pytest.raises(export.ExportError, match=REFUSED[estimator]) as error:
-        export.main([])
+    with pytest.raises(onnx_export.ExportError, match=REFUSED[estimator]) as error:
+        onnx_export.main([])
     assert str(error.value).startswith(f"{name} version 1: skl2onnx ")
     assert_nothing_exported(client, name)
 
@@ -117,10 +118,10 @@ def test_parity_failure_writes_nothing(workdir: Path, monkeypatch: pytest.Monkey
     client, name = register(EXPORTED[0])
     assert main(FORCED_PROMOTE) == 0
     # No difference is below a negative tolerance: any model fails the check.
-    monkeypatch.setattr(export, "PROBABILITY_TOLERANCE", -1.0)
-    monkeypatch.setattr(export, "VALUE_TOLERANCE", -1.0)
-    with pytest.raises(export.ExportError, match=r"max difference .*; models/model.onnx not"):
-        export.main([])
+    monkeypatch.setattr(onnx_export, "PROBABILITY_TOLERANCE", -1.0)
+    monkeypatch.setattr(onnx_export, "VALUE_TOLERANCE", -1.0)
+    with pytest.raises(onnx_export.ExportError, match=r"max difference .*; models/model.onnx not"):
+        onnx_export.main([])
     assert_nothing_exported(client, name)
 
 
@@ -129,12 +130,14 @@ def test_the_same_model_exports_to_the_same_bytes(raw_data: pd.DataFrame, schema
     pipeline = build_pipeline(params.model_copy(update={"estimator": "random_forest"}))
     pipeline.fit(raw_data[schema.feature_names], raw_data[schema.target.name])
     about = {"model_version": "1"}
-    assert export.to_onnx(pipeline, schema, about) == export.to_onnx(pipeline, schema, about)
+    assert onnx_export.to_onnx(pipeline, schema, about) == onnx_export.to_onnx(
+        pipeline, schema, about
+    )
 
 
 def test_an_estimator_without_a_converter_is_named(raw_data: pd.DataFrame, schema: Schema) -> None:
     dummy = DummyClassifier() if schema.target_is_categorical else DummyRegressor()
     pipeline = Pipeline([("scale", StandardScaler()), ("model", dummy)])
     pipeline.fit(raw_data[schema.feature_names], raw_data[schema.target.name])
-    with pytest.raises(export.ExportError, match=f"cannot convert {type(dummy).__name__}: "):
-        export.to_onnx(pipeline, schema, {})
+    with pytest.raises(onnx_export.ExportError, match=f"cannot convert {type(dummy).__name__}: "):
+        onnx_export.to_onnx(pipeline, schema, {})

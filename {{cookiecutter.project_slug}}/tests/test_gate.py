@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from {{ cookiecutter.package_name }}.config import METRICS, PARAMS_FILE, GateParams, load_params
-from {{ cookiecutter.package_name }}.errors import ProjectError
-from {{ cookiecutter.package_name }}.gate import Candidate, judge, markdown, read_metrics
+from {{ cookiecutter.package_name }}.core.config import METRICS, PARAMS_FILE, GateParams, load_params
+from {{ cookiecutter.package_name }}.core.errors import ProjectError
+from {{ cookiecutter.package_name }}.release.verdict import Candidate, judge, markdown, read_metrics
 
 from .conftest import ROOT
 

@@ -17,11 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.pipeline import Pipeline
 
-from {{ cookiecutter.package_name }} import export, handler
-from {{ cookiecutter.package_name }}.config import load_params
-from {{ cookiecutter.package_name }}.estimators import build_pipeline
-from {{ cookiecutter.package_name }}.prepare import split
-from {{ cookiecutter.package_name }}.schema import MAX_ROWS, Column, Schema
+from {{ cookiecutter.package_name }}.core.config import load_params
+from {{ cookiecutter.package_name }}.core.estimators import build_pipeline
+from {{ cookiecutter.package_name }}.core.schema import MAX_ROWS, Column, Schema
+from {{ cookiecutter.package_name }}.offline import handler
+from {{ cookiecutter.package_name }}.offline import onnx as onnx_export
+from {{ cookiecutter.package_name }}.pipeline.prepare import split
 
 from .conftest import ROOT
 
@@ -51,7 +52,7 @@ def model_file(
 ) -> Iterator[Path]:
     """The trained pipeline exported to ONNX, where the handler looks for it."""
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    path.write_bytes(export.to_onnx(trained[0], schema, {"model_version": VERSION}))
+    path.write_bytes(onnx_export.to_onnx(trained[0], schema, {"model_version": VERSION}))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(handler.MODEL_PATH_VARIABLE, str(path))
         yield path
@@ -80,7 +81,7 @@ def test_sample_event_scores_like_scikit_learn(
     if estimator is not None:  # a forest answers in float32, a linear model in float64
         model = fit(raw_data, schema, estimator)
         path = tmp_path / "model.onnx"
-        path.write_bytes(export.to_onnx(model, schema, {"model_version": VERSION}))
+        path.write_bytes(onnx_export.to_onnx(model, schema, {"model_version": VERSION}))
         monkeypatch.setenv(handler.MODEL_PATH_VARIABLE, str(path))
     answer = handler.handler(event({"rows": rows_of(features)}), None)
     assert answer["statusCode"] == 200, answer["body"]
@@ -93,10 +94,12 @@ def test_sample_event_scores_like_scikit_learn(
             [item["probability"] for item in body],
             model.predict_proba(features)[:, 1],
             rtol=0,
-            atol=export.PROBABILITY_TOLERANCE,
+            atol=onnx_export.PROBABILITY_TOLERANCE,
         )
     else:
-        np.testing.assert_allclose(predicted, model.predict(features), rtol=export.VALUE_TOLERANCE)
+        np.testing.assert_allclose(
+            predicted, model.predict(features), rtol=onnx_export.VALUE_TOLERANCE
+        )
 
 
 def test_base64_body_is_decoded(trained: tuple[Pipeline, pd.DataFrame]) -> None:
@@ -225,7 +228,7 @@ def test_a_model_for_other_features_gets_500(
     fewer = dataclasses.replace(schema, features=schema.features[1:])
     model = build_pipeline(load_params(ROOT / "params.yaml").train)
     model.fit(raw_data[fewer.feature_names], raw_data[schema.target.name])
-    (tmp_path / "other.onnx").write_bytes(export.to_onnx(model, fewer, {}))
+    (tmp_path / "other.onnx").write_bytes(onnx_export.to_onnx(model, fewer, {}))
     monkeypatch.setenv(handler.MODEL_PATH_VARIABLE, str(tmp_path / "other.onnx"))
     answer = handler.handler(event({"rows": rows_of(trained[1].head(1))}), None)
     assert answer["statusCode"] == 500

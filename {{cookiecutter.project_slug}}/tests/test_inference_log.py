@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.inference_log import (
+from {{ cookiecutter.package_name }}.serving.inference_log import (
     DAY_SECONDS,
     InferenceLog,
     InferenceLogError,

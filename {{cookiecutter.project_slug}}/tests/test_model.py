@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from sklearn.dummy import Dummy{{ "Classifier" if classification else "Regressor" }}
 
-from {{ cookiecutter.package_name }}.config import load_params
-from {{ cookiecutter.package_name }}.errors import ModelError
-from {{ cookiecutter.package_name }}.estimators import TrainParams, build_pipeline
-from {{ cookiecutter.package_name }}.metrics import score
-from {{ cookiecutter.package_name }}.model_file import load_model, save_model
-from {{ cookiecutter.package_name }}.prepare import split
-from {{ cookiecutter.package_name }}.schema import Schema
+from {{ cookiecutter.package_name }}.core.config import load_params
+from {{ cookiecutter.package_name }}.core.errors import ModelError
+from {{ cookiecutter.package_name }}.core.estimators import TrainParams, build_pipeline
+from {{ cookiecutter.package_name }}.core.metrics import score
+from {{ cookiecutter.package_name }}.core.model_file import load_model, save_model
+from {{ cookiecutter.package_name }}.core.schema import Schema
+from {{ cookiecutter.package_name }}.pipeline.prepare import split
 
 from .conftest import ROOT, UNTRUSTED, malicious_model
 

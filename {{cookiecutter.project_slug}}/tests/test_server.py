@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.errors import ProjectError
-from {{ cookiecutter.package_name }}.server import (
+from {{ cookiecutter.package_name }}.core.errors import ProjectError
+from {{ cookiecutter.package_name }}.ops.mlflow_server import (
     admin_password,
     check_host,
     check_port_free,

@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.api_schema import max_body_bytes
-from {{ cookiecutter.package_name }}.config import TEST_DATA, load_params
-from {{ cookiecutter.package_name }}.registry import load_registered
-from {{ cookiecutter.package_name }}.schema import MAX_ROWS, Schema, load_schema, read_table
-from {{ cookiecutter.package_name }}.scoring import PREDICTION, PROBABILITY
+from {{ cookiecutter.package_name }}.core.config import TEST_DATA, load_params
+from {{ cookiecutter.package_name }}.core.schema import MAX_ROWS, Schema, load_schema, read_table
+from {{ cookiecutter.package_name }}.core.scoring import PREDICTION, PROBABILITY
+from {{ cookiecutter.package_name }}.release.registry import load_registered
+from {{ cookiecutter.package_name }}.serving.api_schema import max_body_bytes
 
 # The service's own limit: what MAX_ROWS rows of the schema need.
 BODY_LIMIT = max_body_bytes(load_schema())
@@ -73,7 +73,7 @@ def free_port() -> int:
 def serve_command(port: int) -> list[str]:
     return [
         *(sys.executable, "-m", "bentoml", "serve"),
-        "{{ cookiecutter.package_name }}.service:Champion",
+        "{{ cookiecutter.package_name }}.serving.service:Champion",
         *("--host", "127.0.0.1", "--port", str(port)),
     ]
 
@@ -186,7 +186,7 @@ def test_access_log_and_tracing_of_predict_are_off_unless_asked_for(
         if name not in {"SERVICE_ACCESS_LOG", "SERVICE_TRACING"}
     }
     read_config = (
-        "import json; from {{ cookiecutter.package_name }}.service import Champion; "
+        "import json; from {{ cookiecutter.package_name }}.serving.service import Champion; "
         "print(json.dumps(Champion.config))"
     )
     printed = subprocess.run(

@@ -4,27 +4,36 @@ import importlib
 import os
 import sys
 
-from .errors import ProjectError
+from .core.errors import ProjectError
 
 # command -> (module, what it does). Modules load only when their command runs.
 COMMANDS = {
-    "data": ("data", "get the raw data (from the DVC remote, or the bundled sample)"),
-    "prepare": ("prepare", "check the raw data against the schema and split it"),
-    "train": ("train", "fit the estimator chosen in params.yaml"),
-    "evaluate": ("evaluate", "score the model on the test set: metrics and plots"),
-    "register": ("register", "log the model to MLflow and register it as the challenger"),
-    "drift": ("drift", "compare the current data with the training data (Evidently)"),
-    "gate": ("gate", "judge the challenger: metric floors, the champion to beat, drift"),
-    "promote": ("promote", "make a model version the champion, through the gate"),
-    "rollback": ("rollback", "point the champion back at the version it replaced"),
-    "batch": ("batch", "score a CSV or Parquet file with the champion model"),
-    "onnx": ("export", "export the champion to models/model.onnx, checked against scikit-learn"),
-    "champion": ("champion", "copy the champion into BentoML's model store, for serving"),
-    "bento": ("bento", "build the service's bento with the champion pinned in it"),
-    "mlflow-ui": ("ui", "browse the embedded MLflow store"),
-    "mlflow-server": ("server", "start or stop a shared MLflow server (PostgreSQL, basic auth)"),
-    "mlflow-users": ("access", "create or renew the workflows' MLflow users: reader, release"),
-    "ci": ("ci", "what the GitHub workflows need: remotes, report, drift, image"),
+    "data": ("pipeline.data", "get the raw data (from the DVC remote, or the bundled sample)"),
+    "prepare": ("pipeline.prepare", "check the raw data against the schema and split it"),
+    "train": ("pipeline.train", "fit the estimator chosen in params.yaml"),
+    "evaluate": ("pipeline.evaluate", "score the model on the test set: metrics and plots"),
+    "register": ("pipeline.register", "log the model to MLflow and register it as the challenger"),
+    "drift": ("pipeline.drift", "compare the current data with the training data (Evidently)"),
+    "gate": ("release.gate", "judge the challenger: metric floors, the champion to beat, drift"),
+    "promote": ("release.promote", "make a model version the champion, through the gate"),
+    "rollback": ("release.rollback", "point the champion back at the version it replaced"),
+    "batch": ("offline.batch", "score a CSV or Parquet file with the champion model"),
+    "onnx": (
+        "offline.onnx",
+        "export the champion to models/model.onnx, checked against scikit-learn",
+    ),
+    "champion": ("release.champion", "copy the champion into BentoML's model store, for serving"),
+    "bento": ("release.bento", "build the service's bento with the champion pinned in it"),
+    "mlflow-ui": ("ops.mlflow_ui", "browse the embedded MLflow store"),
+    "mlflow-server": (
+        "ops.mlflow_server",
+        "start or stop a shared MLflow server (PostgreSQL, basic auth)",
+    ),
+    "mlflow-users": (
+        "ops.mlflow_users",
+        "create or renew the workflows' MLflow users: reader, release",
+    ),
+    "ci": ("ops.ci", "what the GitHub workflows need: remotes, report, drift, image"),
 }
 # Commands that load a model file with skops. skops.io, as it loads, looks for each scipy ufunc
 # in every module already imported: it takes about 0.4 s before MLflow brings in its 2,000

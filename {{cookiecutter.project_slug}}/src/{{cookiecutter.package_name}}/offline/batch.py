@@ -19,13 +19,13 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from .config import CHAMPION, DATA_DIR, load_params
-from .errors import DataError
-from .files import write_atomic
-from .registry import RegisteredModel, load_registered
-from .schema import load_schema
-from .scoring import predict
-from .tables import Chunk, does_not_match, file_format, open_input
+from ..core.config import CHAMPION, DATA_DIR, load_params
+from ..core.errors import DataError
+from ..core.files import write_atomic
+from ..core.schema import load_schema
+from ..core.scoring import predict
+from ..core.tables import Chunk, does_not_match, file_format, open_input
+from ..release.registry import RegisteredModel, load_registered
 
 DEFAULT_CHUNK_SIZE = 100_000
 # The output's columns besides those of `scoring.predict`.

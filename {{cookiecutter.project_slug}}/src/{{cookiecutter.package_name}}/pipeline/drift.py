@@ -17,12 +17,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .config import DRIFT_REPORT, DRIFT_SUMMARY, TRAIN_DATA, DriftParams, load_params
-from .errors import DataError, ParamsError
-from .files import write_text_atomic
-from .inference_log import LOG_FILES
-from .schema import Schema, find_problems, load_schema
-from .tables import does_not_match, open_input
+from ..core.config import (
+    DRIFT_REPORT,
+    DRIFT_SUMMARY,
+    LOG_FILES,
+    TRAIN_DATA,
+    DriftParams,
+    load_params,
+)
+from ..core.errors import DataError, ParamsError
+from ..core.files import write_text_atomic
+from ..core.schema import Schema, find_problems, load_schema
+from ..core.tables import does_not_match, open_input
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from .schema import MAX_ROWS, Column, Schema
+from ..core.schema import MAX_ROWS, Column, Schema
 
 # Beyond this many unknown or missing fields a row is refused in one error, not one per field:
 # a row with 100,000 unknown keys would otherwise make 100,000 errors (tens of MB to answer and

@@ -2,10 +2,10 @@
 
 import argparse
 
-from .config import MODEL_FILE, TRAIN_DATA, load_params
-from .estimators import build_pipeline
-from .model_file import save_model
-from .schema import load_schema, read_table
+from ..core.config import MODEL_FILE, TRAIN_DATA, load_params
+from ..core.estimators import build_pipeline
+from ..core.model_file import save_model
+from ..core.schema import load_schema, read_table
 
 
 def main(argv: list[str] | None = None) -> int:

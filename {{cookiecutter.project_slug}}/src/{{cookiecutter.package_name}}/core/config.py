@@ -26,6 +26,9 @@ MODEL_VERSION_FILE = Path("reports/model_version.json")
 DRIFT_REPORT = Path("reports/drift.html")
 DRIFT_SUMMARY = Path("reports/drift.json")
 GATE_REPORT = Path("reports/gate.md")
+# The service's inference log, as `drift` reads it: every worker's file and its rotated copies
+# (`inference-1.jsonl`, `inference-1.jsonl.1`, ...).
+LOG_FILES = "inference-*.jsonl*"
 
 # The registry's aliases: the version being judged, the one served, the one it replaced.
 CHALLENGER = "challenger"

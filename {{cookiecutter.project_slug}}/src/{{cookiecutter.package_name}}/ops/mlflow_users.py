@@ -18,9 +18,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request, verify_rest_response
 
-from .config import MlflowParams, embedded_store, load_params, tracking_uri
-from .errors import RegistryError
-from .registry import registry_errors
+from ..core.config import MlflowParams, embedded_store, load_params, tracking_uri
+from ..core.errors import RegistryError
+from ..release.registry import registry_errors
 
 # Each user: the GitHub environment whose secrets hold it, and what it may do.
 ROLES = {"reader": ("mlflow-read", "READ"), "release": ("production", "EDIT")}

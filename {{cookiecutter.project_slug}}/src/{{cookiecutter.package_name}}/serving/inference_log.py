@@ -18,11 +18,9 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-from .errors import ProjectError
+from ..core.errors import ProjectError
 
 LOG_DIR = Path("logs/inference")
-# Every worker's file and its rotated copies (`inference-1.jsonl`, `inference-1.jsonl.1`, ...).
-LOG_FILES = "inference-*.jsonl*"
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 10
 # Owner writes, the group (a log shipper, the pod's fsGroup) reads, nobody else: whatever the

@@ -9,8 +9,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import load_params
-from .model_file import BENTO_MODEL, FILE_NAME, MODEL_SHA256, sha256
+from ..core.config import load_params
+from ..core.model_file import BENTO_MODEL, FILE_NAME, MODEL_SHA256, sha256
 from .registry import RegisteredModel, load_registered
 
 if TYPE_CHECKING:

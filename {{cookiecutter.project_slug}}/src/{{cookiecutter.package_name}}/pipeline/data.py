@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from .config import RAW_DATA, load_params
-from .errors import DataError
-from .files import write_atomic, write_csv_atomic
-from .schema import Schema, load_schema, read_table
+from ..core.config import RAW_DATA, load_params
+from ..core.errors import DataError
+from ..core.files import write_atomic, write_csv_atomic
+from ..core.schema import Schema, load_schema, read_table
+from ..release.lineage import pointer, tracked_md5
 
 # The sample current data: this many raw rows, drawn with replacement, each value of a float
 # column off by this relative amount on average (a measurement, not a shift).
@@ -48,10 +48,6 @@ def current_sample(raw: pd.DataFrame, schema: Schema, seed: int = 0) -> pd.DataF
             noisy = rows[column.name] * rng.normal(1, NOISE, len(rows))
             rows[column.name] = noisy.clip(column.min, column.max).round(6)
     return rows
-
-
-def pointer(path: Path) -> Path:
-    return path.with_name(path.name + ".dvc")
 
 
 def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
@@ -86,15 +82,6 @@ def track(path: Path) -> None:
             f"({_last_line(result.stderr)}); run `dvc push` once the remote is reachable",
             file=sys.stderr,
         )
-
-
-def tracked_md5(path: Path) -> str | None:
-    """The hash the `.dvc` pointer records for `path`."""
-    try:
-        outs = yaml.safe_load(pointer(path).read_text(encoding="utf-8"))["outs"]
-        return str(outs[0]["md5"])
-    except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError):
-        return None
 
 
 def rebuild(path: Path, sample: Callable[[], pd.DataFrame]) -> bool:

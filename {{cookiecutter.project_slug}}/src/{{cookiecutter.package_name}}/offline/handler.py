@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .schema import MAX_ROWS, Column, load_schema
+from ..core.schema import MAX_ROWS, Column, load_schema
 
 # `make onnx` writes the model here; the environment variable points elsewhere.
 MODEL_PATH_VARIABLE = "MODEL_ONNX_PATH"

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import CHAMPION, TEST_DATA, load_params
-from .errors import ProjectError
-from .files import write_atomic
-from .registry import client, load_registered, registry_errors
-from .schema import Schema, load_schema, read_table
+from ..core.config import CHAMPION, TEST_DATA, load_params
+from ..core.errors import ProjectError
+from ..core.files import write_atomic
+from ..core.schema import Schema, load_schema, read_table
+from ..release.registry import client, load_registered, registry_errors
 
 if TYPE_CHECKING:
     import pandas as pd

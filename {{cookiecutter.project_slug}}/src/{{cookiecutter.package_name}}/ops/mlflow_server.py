@@ -34,7 +34,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import ProjectError
+from ..core.errors import ProjectError
 
 # Where PostgreSQL's server programs live when they are not on PATH (Debian and Ubuntu, RHEL).
 SEARCH = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin")

@@ -4,10 +4,10 @@ import argparse
 
 import pandas as pd
 
-from .config import RAW_DATA, TEST_DATA, TRAIN_DATA, PrepareParams, load_params
-from .errors import ParamsError
-from .files import write_csv_atomic
-from .schema import Schema, load_schema, read_table
+from ..core.config import RAW_DATA, TEST_DATA, TRAIN_DATA, PrepareParams, load_params
+from ..core.errors import ParamsError
+from ..core.files import write_csv_atomic
+from ..core.schema import Schema, load_schema, read_table
 
 
 def split(

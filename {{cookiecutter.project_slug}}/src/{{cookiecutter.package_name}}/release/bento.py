@@ -1,7 +1,8 @@
 """`bento`: build the service's bento, with the registry's champion pinned inside it.
 
-The bento is built from build/bento/: a copy of this package and the `serve` dependency group
-exported from uv.lock, so the container installs exactly the locked versions. Its version and
+The bento is built from build/bento/: a copy of what the image runs (the package's `serving` and
+`core`, nothing else) and the `serve` dependency group exported from uv.lock, so the container
+installs exactly the locked versions. Its version and
 labels name the model version it serves. With --expect-dvc-lock (the release), the model it
 holds is the models/model.skops that dvc.lock records: the file this run trained and gated.
 """
@@ -12,16 +13,30 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ..core.config import MODEL_FILE, load_params
+from ..core.errors import ModelError, ProjectError
+from ..core.model_file import MODEL_SHA256, model_from_bytes, sha256
 from .champion import store
-from .config import MODEL_FILE, load_params
-from .errors import ModelError, ProjectError
 from .lineage import DVC_LOCK, TRAIN_INPUTS, UNKNOWN, locked_md5, md5, train_inputs
-from .model_file import MODEL_SHA256, model_from_bytes, sha256
 from .registry import RegisteredModel, load_registered
 
 BUILD_DIR = Path("build/bento")
 BENTOFILE = Path("bentofile.yaml")
-PACKAGE = Path(__file__).parent
+PACKAGE = Path(__file__).parents[1]
+# What the image runs: the service and the core it imports, nothing else of the package (the
+# `lint-imports` contracts in pyproject.toml keep `serving` from importing anything more).
+SHIPPED = ("__init__.py", "core", "serving")
+
+
+def copy_shipped(target: Path) -> None:
+    """Copy the package's `SHIPPED` parts to `target`, without compiled files."""
+    target.mkdir(parents=True)
+    for name in SHIPPED:
+        source = PACKAGE / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target / name)
 
 
 def export_requirements(target: Path) -> None:
@@ -90,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     model_tag, _ = store(champion)
 
     shutil.rmtree(BUILD_DIR, ignore_errors=True)
-    shutil.copytree(PACKAGE, BUILD_DIR / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_shipped(BUILD_DIR / PACKAGE.name)
     export_requirements(BUILD_DIR / "requirements.txt")
 
     import bentoml

@@ -3,11 +3,11 @@
 import argparse
 import json
 
-from .config import METRICS_FILE, MODEL_FILE, PLOTS_DIR, TEST_DATA
-from .files import write_text_atomic
-from .metrics import score, write_plots
-from .model_file import load_model
-from .schema import load_schema, read_table
+from ..core.config import METRICS_FILE, MODEL_FILE, PLOTS_DIR, TEST_DATA
+from ..core.files import write_text_atomic
+from ..core.metrics import score, write_plots
+from ..core.model_file import load_model
+from ..core.schema import load_schema, read_table
 
 
 def main(argv: list[str] | None = None) -> int:

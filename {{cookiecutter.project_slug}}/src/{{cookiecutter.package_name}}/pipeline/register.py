@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from .config import (
+from ..core.config import (
     CHALLENGER,
     METRICS_FILE,
     MODEL_FILE,
@@ -19,13 +19,13 @@ from .config import (
     PLOTS_DIR,
     load_params,
 )
-from .errors import ProjectError
-from .files import write_text_atomic
-from .gate import read_metrics
-from .lineage import lineage_tags, md5, train_inputs
-from .model_file import MODEL_SHA256, model_from_bytes, sha256
-from .registry import MODEL_MD5, log_and_register, same_model
-from .schema import Schema, load_schema
+from ..core.errors import ProjectError
+from ..core.files import write_text_atomic
+from ..core.model_file import MODEL_SHA256, model_from_bytes, sha256
+from ..core.schema import Schema, load_schema
+from ..release.lineage import lineage_tags, md5, train_inputs
+from ..release.registry import MODEL_MD5, log_and_register, same_model
+from ..release.verdict import read_metrics
 
 if TYPE_CHECKING:
     import pandas as pd

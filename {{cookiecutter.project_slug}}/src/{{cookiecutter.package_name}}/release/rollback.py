@@ -5,7 +5,7 @@ The service picks the new champion up when it next starts (`make serve` fetches 
 
 import argparse
 
-from .config import CHAMPION, PREVIOUS, load_params
+from ..core.config import CHAMPION, PREVIOUS, load_params
 from .registry import rollback
 
 

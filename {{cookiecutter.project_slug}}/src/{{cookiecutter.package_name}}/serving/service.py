@@ -19,8 +19,11 @@ import numpy as np
 from bentoml.validators import ContentType
 from pydantic import BaseModel, Field
 
+from ..core.errors import ProjectError
+from ..core.model_file import BENTO_MODEL, FILE_NAME, load_model
+from ..core.schema import MAX_ROWS, load_schema
+from ..core.scoring import PREDICTION, PROBABILITY, predict
 from .api_schema import max_body_bytes, prediction_model, row_model
-from .errors import ProjectError
 from .inference_log import InferenceLog, LogSettings
 from .middleware import (
     BodySizeLimit,
@@ -30,9 +33,6 @@ from .middleware import (
     RefusedRequestsInOneLine,
     ValidationErrors,
 )
-from .model_file import BENTO_MODEL, FILE_NAME, load_model
-from .schema import MAX_ROWS, load_schema
-from .scoring import PREDICTION, PROBABILITY, predict
 
 # BentoML reads the API's signature when this module loads, to validate requests and write the
 # OpenAPI document: the row type is built here, from the data contract.

@@ -8,8 +8,7 @@ from typing import Any
 
 import yaml
 
-from .config import PARAMS_FILE, RAW_DATA
-from .data import tracked_md5
+from ..core.config import PARAMS_FILE, RAW_DATA
 
 UNKNOWN = "unknown"
 DVC_LOCK = Path("dvc.lock")
@@ -43,6 +42,20 @@ def git_dirty() -> str:
     if status is None:
         return UNKNOWN
     return "true" if status else "false"
+
+
+def pointer(path: Path) -> Path:
+    """The `.dvc` file that tracks `path`."""
+    return path.with_name(path.name + ".dvc")
+
+
+def tracked_md5(path: Path) -> str | None:
+    """The hash the `.dvc` pointer records for `path`."""
+    try:
+        outs = yaml.safe_load(pointer(path).read_text(encoding="utf-8"))["outs"]
+        return str(outs[0]["md5"])
+    except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError):
+        return None
 
 
 def data_md5(data: Path = RAW_DATA) -> str:

@@ -14,7 +14,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import ERROR_CODE_TO_HTTP_STATUS, MlflowException
 
-from .config import (
+from ..core.config import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS,
@@ -23,11 +23,11 @@ from .config import (
     tracking_uri,
     without_credentials,
 )
-from .errors import ModelError, RegistryError
-from .estimators import TRUSTED_TYPES
-from .gate import Candidate
+from ..core.errors import ModelError, RegistryError
+from ..core.estimators import TRUSTED_TYPES
+from ..core.model_file import FILE_NAME, MODEL_SHA256, model_from_bytes, sha256
 from .lineage import TRAIN_INPUTS, UNKNOWN
-from .model_file import FILE_NAME, MODEL_SHA256, model_from_bytes, sha256
+from .verdict import Candidate
 
 if TYPE_CHECKING:
     import pandas as pd

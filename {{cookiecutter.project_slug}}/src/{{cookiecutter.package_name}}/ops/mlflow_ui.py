@@ -3,8 +3,8 @@
 import argparse
 import os
 
-from .config import load_params, tracking_uri
-from .errors import ProjectError
+from ..core.config import load_params, tracking_uri
+from ..core.errors import ProjectError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .config import (
+from ..core.config import (
     CHALLENGER,
     CHAMPION,
     DRIFT_SUMMARY,
@@ -33,8 +33,8 @@ from .config import (
     tracking_uri,
     without_credentials,
 )
-from .errors import ProjectError
-from .files import write_text_atomic
+from ..core.errors import ProjectError
+from ..core.files import write_text_atomic
 
 PR_COMMENT = Path("reports/pr-comment.md")
 DRIFT_MARKDOWN = Path("reports/drift.md")
@@ -82,7 +82,7 @@ def remotes(read_only: bool = False) -> str:
     params = load_params().mlflow
     user = ""
     if read_only:
-        from .access import readable_only
+        from .mlflow_users import readable_only
 
         user = f", as {readable_only(params)}"
     url = os.environ.get("DVC_REMOTE_URL")
@@ -192,7 +192,7 @@ def image_tags(name: str, version: str, *extra: str) -> str:
 
 def image() -> str:
     """`image=ghcr.io/<owner>/<name>`, `version=<champion>`, `tags=<image>:<tag>,...`."""
-    from .registry import client, version_by_alias
+    from ..release.registry import client, version_by_alias
 
     settings = load_params().mlflow
     name = image_name(settings)
@@ -205,7 +205,7 @@ def image() -> str:
 
 def not_new(version: str, champion: str | None, tags: dict[str, str]) -> str | None:
     """Why registered `version` (with its `tags`) is no new release; None when it is one."""
-    from .registry import REPLACED, ROLLBACK_REASON, ROLLED_BACK
+    from ..release.registry import REPLACED, ROLLBACK_REASON, ROLLED_BACK
 
     if version == champion:
         return (
@@ -244,7 +244,7 @@ def plan() -> tuple[str, str]:
             "`production` environment's secrets `MLFLOW_TRACKING_USERNAME` and "
             "`MLFLOW_TRACKING_PASSWORD` (the README: Sharing).\n"
         )
-    from .registry import client, registry_errors, version_by_alias
+    from ..release.registry import client, registry_errors, version_by_alias
 
     registry, model = client(settings), settings.model_name
     with registry_errors(settings):

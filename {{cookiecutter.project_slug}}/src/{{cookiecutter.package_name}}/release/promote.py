@@ -6,7 +6,7 @@ recorded as tags of the version.
 
 import argparse
 
-from .config import CHAMPION, GATE_REPORT, PREVIOUS, load_params
+from ..core.config import CHAMPION, GATE_REPORT, PREVIOUS, load_params
 from .gate import run_gate
 from .registry import promote
 

@@ -1,0 +1,1 @@
+"""The MLflow registry and releases: lineage, the gate, promote, rollback, the champion, bento."""
