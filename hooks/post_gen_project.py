@@ -1,4 +1,4 @@
-"""Finish the generated project: drop what the answers do not need, record the answers, git init.
+"""Finish the generated project: record the answers, git init.
 
 Cookiecutter renders this file with Jinja and runs it inside the new project directory.
 Standard library only: whoever runs cookiecutter may have nothing else installed.
@@ -19,11 +19,6 @@ from urllib.parse import urlsplit, urlunsplit
 # them stay intact. JSON escapes every quote, so the text cannot close this raw string.
 ANSWERS_JSON = r"""{{ cookiecutter | jsonify }}"""
 
-# (option, chosen value) -> paths, relative to the project, that this choice makes useless.
-REMOVE = {
-    ("license", "Proprietary"): ["LICENSE"],
-}
-
 ANSWERS_FILE = ".cookiecutter.json"
 
 # Template locations that mean the same on every machine: cookiecutter's built-in abbreviations,
@@ -35,19 +30,6 @@ REMOTE_TEMPLATE = re.compile(
     r"|[\w.-]+@[\w.-]+:.+",
     re.IGNORECASE,
 )
-
-
-def remove_unused(answers: dict[str, object], project: Path) -> None:
-    """Delete the paths REMOVE lists for the chosen answers; deleting twice is harmless."""
-    for (option, value), paths in REMOVE.items():
-        if answers[option] != value:
-            continue
-        for relative in paths:
-            path = project / relative
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
 
 
 def without_credentials(url: str) -> str:
@@ -165,7 +147,6 @@ def next_steps(slug: str) -> str:
 def main() -> int:
     answers = json.loads(ANSWERS_JSON)
     project = Path.cwd()
-    remove_unused(answers, project)
     commit, commit_note = template_commit(answers.get("_repo_dir"))
     record_answers(answers, project, commit)
     for note in (commit_note, init_git(project)):

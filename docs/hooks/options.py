@@ -118,10 +118,11 @@ teams switch to object storage with one `dvc remote modify` (see
 
 ## After generation
 
-`hooks/post_gen_project.py` removes files the answers do not need (one table: today, `LICENSE`
-for Proprietary), records the answers in `.cookiecutter.json` (never a local template path) with
-the template commit (`_commit`, for [updates](updating.md)), and runs `git init -b main` when git
-is installed. It uses the standard library only.
+A file the answers may not need has a conditional name, which cookiecutter skips when it renders
+empty: `{% if cookiecutter.license != "Proprietary" %}LICENSE{% endif %}`. So
+`hooks/post_gen_project.py` deletes nothing: it records the answers in `.cookiecutter.json`
+(never a local template path) with the template commit (`_commit`, for [updates](updating.md)),
+and runs `git init -b main` when git is installed. It uses the standard library only.
 """
 
 VARIABLE = re.compile(r"cookiecutter\.(\w+)")

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.dummy import Dummy{{ "Classifier" if classification else "Regressor" }}
+from sklearn.dummy import Dummy{{ cookiecutter.__estimator_kind }}
 
 from {{ cookiecutter.package_name }}.core.config import load_params
 from {{ cookiecutter.package_name }}.core.errors import ModelError
@@ -30,7 +30,7 @@ BASELINE = DummyRegressor(strategy="mean")
 # The metric that must beat the baseline; lower is better, so it is negated below.
 COMPARED = "rmse"
 {%- endif %}
-ESTIMATORS = ["{{ 'logistic_regression' if classification else 'ridge' }}", "random_forest", "hist_gradient_boosting"]
+ESTIMATORS = ["{{ cookiecutter.__linear_estimator }}", "random_forest", "hist_gradient_boosting"]
 
 Split = tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]
 

@@ -1,6 +1,3 @@
-{%- set kind = "Classifier" if cookiecutter.task == "classification" else "Regressor" -%}
-{%- set linear = "logistic_regression" if cookiecutter.task == "classification" else "ridge" -%}
-{%- set Linear = "LogisticRegression" if cookiecutter.task == "classification" else "Ridge" -%}
 """The estimators `train` can fit, with their hyperparameters and valid ranges."""
 
 from typing import TYPE_CHECKING, Any, Literal
@@ -44,7 +41,7 @@ class HistGradientBoostingParams(Hyperparameters):
 
 
 class TrainParams(Hyperparameters):
-    estimator: Literal["{{ linear }}", "random_forest", "hist_gradient_boosting"]
+    estimator: Literal["{{ cookiecutter.__linear_estimator }}", "random_forest", "hist_gradient_boosting"]
     seed: int = Field(ge=0)
 {%- if cookiecutter.task == "classification" %}
     logistic_regression: LogisticRegressionParams = LogisticRegressionParams()
@@ -63,16 +60,16 @@ class TrainParams(Hyperparameters):
 def build_pipeline(params: TrainParams) -> "Pipeline":
     """A fresh, unfitted pipeline: scaling, then the chosen estimator."""
     # Imported here so that reading params.yaml does not pay for scikit-learn.
-    from sklearn.ensemble import HistGradientBoosting{{ kind }}, RandomForest{{ kind }}
-    from sklearn.linear_model import {{ Linear }}
+    from sklearn.ensemble import HistGradientBoosting{{ cookiecutter.__estimator_kind }}, RandomForest{{ cookiecutter.__estimator_kind }}
+    from sklearn.linear_model import {{ cookiecutter.__linear_class }}
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
     hyperparameters = params.hyperparameters()
     estimators = {
-        "{{ linear }}": {{ Linear }},
-        "random_forest": RandomForest{{ kind }},
-        "hist_gradient_boosting": HistGradientBoosting{{ kind }},
+        "{{ cookiecutter.__linear_estimator }}": {{ cookiecutter.__linear_class }},
+        "random_forest": RandomForest{{ cookiecutter.__estimator_kind }},
+        "hist_gradient_boosting": HistGradientBoosting{{ cookiecutter.__estimator_kind }},
     }
     estimator = estimators[params.estimator](**hyperparameters, random_state=params.seed)
     return Pipeline([("scale", StandardScaler()), ("model", estimator)])

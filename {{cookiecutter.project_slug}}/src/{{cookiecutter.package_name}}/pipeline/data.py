@@ -28,10 +28,15 @@ NOISE = 0.01
 
 
 def sample_frame(schema: Schema) -> pd.DataFrame:
-    """scikit-learn's bundled {{ cookiecutter.__dataset | replace('_', ' ') }} data, with the schema's column names."""
+    """scikit-learn's bundled {{ cookiecutter.__dataset_topic }} data, with the schema's column names."""
     from sklearn.datasets import load_{{ cookiecutter.__dataset }}
-
-    bunch = load_{{ cookiecutter.__dataset }}(as_frame=True{{ ", scaled=False" if cookiecutter.task == "regression" }})
+{% if cookiecutter.task == "regression" %}
+    # In their own units (age in years, body mass index, blood pressure), as real data
+    # arrives: scikit-learn centres and scales this set unless told otherwise.
+    bunch = load_diabetes(as_frame=True, scaled=False)
+{%- else %}
+    bunch = load_breast_cancer(as_frame=True)
+{%- endif %}
     frame: pd.DataFrame = bunch.frame.rename(columns={"target": schema.target.name})
     frame.columns = [str(name).replace(" ", "_") for name in frame.columns]
     return frame.astype({column.name: column.dtype for column in schema.columns})
