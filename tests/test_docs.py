@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import re
 import shutil
@@ -16,15 +17,19 @@ from .conftest import ROOT, run
 GENERATOR = ROOT / "docs" / "hooks" / "options.py"
 
 
-@pytest.fixture
-def options() -> ModuleType:
-    """docs/hooks/options.py as a fresh module, so a test may change its tables."""
-    spec = importlib.util.spec_from_file_location("docs_options", GENERATOR)
+def load_hook(path: Path) -> ModuleType:
+    """A docs hook as a fresh module, so a test may change its tables."""
+    spec = importlib.util.spec_from_file_location(f"docs_{path.stem}", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def options() -> ModuleType:
+    return load_hook(GENERATOR)
 
 
 def test_the_options_page_is_up_to_date(options: ModuleType) -> None:
@@ -94,3 +99,23 @@ def test_the_site_builds_strictly_offline(bake_env: dict[str, str], tmp_path: Pa
     html = (site / "index.html").read_text(encoding="utf-8")
     assert "fonts.googleapis.com" not in html  # theme.font: false
     assert not (site / "hooks").exists()
+    # Diagrams render from the site's own Mermaid: Material loads the CDN's only without it.
+    architecture = (site / "architecture" / "index.html").read_text(encoding="utf-8")
+    assert '<pre class="mermaid">' in architecture
+    assert '<script src="../javascripts/mermaid.min.js"></script>' in architecture
+    served = (site / "javascripts" / "mermaid.min.js").read_bytes()
+    assert hashlib.sha256(served).hexdigest() == make_variable("MERMAID_SHA256")
+
+
+def make_variable(name: str) -> str:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    found = re.search(rf"^{name} := (\S+)$", makefile, re.MULTILINE)
+    assert found, f"{name} is not set in the Makefile"
+    return found[1]
+
+
+def test_the_site_does_not_build_without_its_mermaid(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = load_hook(ROOT / "docs" / "hooks" / "mermaid.py")
+    monkeypatch.setattr(hook, "SOURCE", ROOT / "build" / "nowhere" / "mermaid.min.js")
+    with pytest.raises(PluginError, match=r"is missing: `make docs`"):
+        hook.on_config({"extra_javascript": []})
