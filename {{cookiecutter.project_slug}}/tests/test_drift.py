@@ -204,6 +204,22 @@ def test_a_bad_inference_log_stops_with_its_name(
     assert not DRIFT_SUMMARY.exists()
 
 
+def test_a_bad_value_in_the_inference_log_names_its_line(
+    prepared: Path, raw_data: pd.DataFrame, schema: Schema, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = Path("logs/inference")
+    log.mkdir(parents=True)
+    records = current_sample(raw_data, schema).head(4).to_dict(orient="records")
+    name = schema.features[0].name
+    records[2][name] = "twelve"
+    (log / "inference-1.jsonl").write_text("".join(json.dumps(row) + "\n" for row in records))
+    set_drift_params(current=str(log))
+    assert main(["drift"]) == 1
+    # A log has no header: its third row is on line 3.
+    assert f"column '{name}': 1 values that are not numbers at line 3" in capsys.readouterr().err
+    assert not DRIFT_SUMMARY.exists()
+
+
 def test_an_unknown_method_names_the_parameter(
     prepared: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from .errors import DataError
+from .problems import CSV_LINES, MAX_ROWS_SHOWN, Problem, does_not_match
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -15,8 +16,6 @@ SCHEMA_FILE = Path(__file__).with_name("schema.yaml")
 # Rows in one request, to the service or the handler: enough for small batches, small enough
 # to keep latency predictable.
 MAX_ROWS = 1000
-# How many offending rows an error message lists before it summarises.
-MAX_ROWS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -89,14 +88,17 @@ def read_table(path: Path, schema: Schema) -> "pd.DataFrame":
         raise DataError(f"{path}: not a readable CSV file ({error})") from None
     problems = find_problems(frame, schema)
     if problems:
-        raise DataError(f"{path}: does not match the schema:\n  " + "\n  ".join(problems))
+        raise does_not_match(path, problems, CSV_LINES)
     return frame.astype({column.name: column.dtype for column in schema.columns})
 
 
-def find_problems(frame: "pd.DataFrame", schema: Schema, *, target: bool = True) -> list[str]:
-    """Every way the frame breaks the schema, with file line numbers (the header is line 1).
+def find_problems(
+    frame: "pd.DataFrame", schema: Schema, *, target: bool = True, start: int = 0
+) -> list[Problem]:
+    """Every way the frame breaks the schema; its rows are at positions `start` on in the source.
 
-    With `target=False` only the features are expected: rows to score need not carry the answer.
+    The frame's index plays no part. With `target=False` only the features are expected: rows
+    to score need not carry the answer.
     """
     checked = schema.columns if target else schema.features
     expected = [column.name for column in checked]
@@ -104,19 +106,20 @@ def find_problems(frame: "pd.DataFrame", schema: Schema, *, target: bool = True)
     unexpected = [name for name in frame.columns if name not in expected]
     problems = []
     if missing:
-        problems.append("missing columns: " + ", ".join(missing))
+        problems.append(Problem("missing columns: " + ", ".join(missing)))
     if unexpected:
-        problems.append("unexpected columns: " + ", ".join(map(str, unexpected)))
+        problems.append(Problem("unexpected columns: " + ", ".join(map(str, unexpected))))
     if frame.empty:
-        problems.append("no rows")
+        problems.append(Problem("no rows"))
     if problems:
         return problems
     for column in checked:
-        problems.extend(_column_problems(frame[column.name], column))
+        problems.extend(_column_problems(frame[column.name], column, start))
     return problems
 
 
-def _column_problems(raw: "pd.Series", column: Column) -> list[str]:
+def _column_problems(raw: "pd.Series", column: Column, start: int) -> list[Problem]:
+    import numpy as np
     import pandas as pd
 
     values = pd.to_numeric(raw, errors="coerce")
@@ -132,15 +135,11 @@ def _column_problems(raw: "pd.Series", column: Column) -> list[str]:
     else:
         outside = present & ((values < column.min) | (values > column.max))
     checks.append((outside, f"values not {column.describe()}"))
-    return [
-        f"column '{column.name}': {int(mask.sum())} {what} at {_lines(mask)}"
-        for mask, what in checks
-        if mask.any()
-    ]
-
-
-def _lines(mask: "pd.Series") -> str:
-    lines = [str(int(index) + 2) for index in mask[mask].index[:MAX_ROWS_SHOWN]]
-    more = int(mask.sum()) - len(lines)
-    label = "line " if len(lines) == 1 else "lines "
-    return label + ", ".join(lines) + (f" and {more} more" if more else "")
+    problems = []
+    for mask, what in checks:
+        # Nullable columns give <NA> where a value is missing: not an offence of this kind.
+        offending = np.flatnonzero(mask.to_numpy(dtype=bool, na_value=False))
+        if len(offending):
+            shown = tuple(start + int(index) for index in offending[:MAX_ROWS_SHOWN])
+            problems.append(Problem(what, column.name, len(offending), shown))
+    return problems

@@ -1,11 +1,11 @@
 """Reading CSV and Parquet files in checked chunks of rows, for batch scoring and drift checks.
 
 Every chunk is checked against the schema (the target column may be absent, and is not read)
-before anyone sees it, and errors name the file's lines (CSV) or rows (Parquet).
+before anyone sees it. Problems carry the rows' positions in the file; the errors name them as
+the file's lines (CSV) or rows (Parquet).
 """
 
 import csv
-import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -18,9 +18,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from .errors import DataError
+from .problems import CSV_LINES, ROWS, Numbering, Problem, does_not_match
 from .schema import Schema, find_problems
 
 FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
+# How each format's errors name a row: a CSV file has lines (its header is line 1), Parquet rows.
+NUMBERING = {".csv": CSV_LINES, ".parquet": ROWS}
 # Bytes read at a time from a Parquet column.
 READ_BUFFER = 1 << 20
 # Characters of a reader's complaint an error message quotes.
@@ -46,11 +49,6 @@ def file_format(path: Path, role: str) -> str:
     return suffix
 
 
-def does_not_match(path: Path, problems: list[str]) -> DataError:
-    """The error `read_table` raises for a file that breaks the schema, in the same words."""
-    return DataError(f"{path}: does not match the schema:\n  " + "\n  ".join(problems))
-
-
 def check_columns(path: Path, names: list[str], schema: Schema) -> None:
     """Every feature is there; the target may be, and is ignored; nothing else may be."""
     known = {*schema.feature_names, schema.target.name}
@@ -58,11 +56,11 @@ def check_columns(path: Path, names: list[str], schema: Schema) -> None:
     unexpected = [name for name in names if name not in known]
     problems = []
     if missing:
-        problems.append("missing columns: " + ", ".join(missing))
+        problems.append(Problem("missing columns: " + ", ".join(missing)))
     if unexpected:
-        problems.append("unexpected columns: " + ", ".join(unexpected))
+        problems.append(Problem("unexpected columns: " + ", ".join(unexpected)))
     if problems:
-        raise does_not_match(path, problems)
+        raise does_not_match(path, problems, NUMBERING[path.suffix.lower()])
 
 
 def open_input(path: Path, schema: Schema, chunk_size: int) -> Iterator[Chunk]:
@@ -111,7 +109,7 @@ def _read_csv(
     def failed(start: int, error: Exception) -> DataError:
         return _csv_error(path, header, schema, start, chunk_size, error)
 
-    return _read_chunks(path, reader, _rechunked(reader, chunk_size), schema, failed, shift=0)
+    return _read_chunks(path, reader, _rechunked(reader, chunk_size), schema, failed, CSV_LINES)
 
 
 def _csv_error(
@@ -138,10 +136,11 @@ def _csv_error(
             ) as again,
         ):
             for frame in again:
-                frame.index = frame.index + start
-                problems = find_problems(frame[schema.feature_names], schema, target=False)
+                features = frame[schema.feature_names]
+                problems = find_problems(features, schema, target=False, start=start)
                 if problems:
-                    return does_not_match(path, problems)
+                    return does_not_match(path, problems, CSV_LINES)
+                start += len(frame)
     return _unreadable(path, error)
 
 
@@ -157,11 +156,11 @@ def _open_parquet(path: Path, schema: Schema, chunk_size: int) -> Iterator[Chunk
 
 def _read_parquet(path: Path, file: Any, schema: Schema, chunk_size: int) -> Iterator[Chunk]:
     batches = iter(file.iter_batches(chunk_size, columns=schema.feature_names))
-    # Parquet has rows, not lines: the index is shifted so that find_problems' line numbers
-    # (index + 2) are the rows' positions, counted from 0.
-    return _read_chunks(
-        path, file, batches, schema, lambda _, error: _unreadable(path, error), shift=-2
-    )
+
+    def failed(_: int, error: Exception) -> DataError:
+        return _unreadable(path, error)
+
+    return _read_chunks(path, file, batches, schema, failed, ROWS)
 
 
 def _read_chunks(
@@ -170,15 +169,13 @@ def _read_chunks(
     tables: Iterator[Any],
     schema: Schema,
     failed: Callable[[int, Exception], DataError],
-    shift: int,
+    numbering: Numbering,
 ) -> Iterator[Chunk]:
     """Checked chunks of the Arrow `tables` read from `source`, which is closed at the end.
 
-    `failed(start, error)` says why the rows from `start` on could not be read. find_problems
-    names file lines, index + 2 (the header is line 1, row 0 on line 2); each chunk's index is
-    its rows' positions plus `shift`, and problems say "row" when it is not 0.
+    `failed(start, error)` says why the rows from `start` on could not be read; errors name
+    rows by the file's `numbering`.
     """
-    where = _lines_to_rows if shift else _as_is
     start = 0
     with source:
         while True:
@@ -189,29 +186,17 @@ def _read_chunks(
             if table is None:
                 return
             frame = table.select(schema.feature_names).to_pandas()
-            frame.index = pd.RangeIndex(start + shift, start + shift + len(frame))
-            yield Chunk(start, _checked(path, frame, schema, where))
+            yield Chunk(start, _checked(path, frame, schema, start, numbering))
             start += len(frame)
 
 
-def _lines_to_rows(problem: str) -> str:
-    return re.sub(r"\bat line(s?) (?=\d)", r"at row\1 ", problem)
-
-
-def _as_is(problem: str) -> str:
-    return problem
-
-
 def _checked(
-    path: Path,
-    frame: pd.DataFrame,
-    schema: Schema,
-    where: Callable[[str], str],
+    path: Path, frame: pd.DataFrame, schema: Schema, start: int, numbering: Numbering
 ) -> pd.DataFrame:
-    """The chunk's features as numbers; DataError naming every problem in the chunk."""
-    problems = find_problems(frame, schema, target=False)
+    """The features of the rows from `start` on, as numbers; DataError naming every problem."""
+    problems = find_problems(frame, schema, target=False, start=start)
     if problems:
-        raise does_not_match(path, [where(problem) for problem in problems])
+        raise does_not_match(path, problems, numbering)
     numeric = all(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes)
     return frame if numeric else frame.apply(pd.to_numeric)
 

@@ -22,9 +22,10 @@ import pyarrow.parquet as pq
 from ..core.config import CHAMPION, DATA_DIR, load_params
 from ..core.errors import DataError
 from ..core.files import write_atomic
+from ..core.problems import Problem, does_not_match
 from ..core.schema import load_schema
 from ..core.scoring import predict
-from ..core.tables import Chunk, does_not_match, file_format, open_input
+from ..core.tables import NUMBERING, Chunk, file_format, open_input
 from ..release.registry import RegisteredModel, load_registered
 
 DEFAULT_CHUNK_SIZE = 100_000
@@ -90,7 +91,7 @@ def score(chunks: Iterator[Chunk], model: RegisteredModel, source: Path, output:
             scored = (predictions(model, chunk) for chunk in checked)
             first = next(scored, None)
             if first is None:
-                raise does_not_match(source, ["no rows"])
+                raise does_not_match(source, [Problem("no rows")], NUMBERING[source.suffix.lower()])
             rows = write_tables(tmp, suffix, first, scored)
 
     write_atomic(output, write)

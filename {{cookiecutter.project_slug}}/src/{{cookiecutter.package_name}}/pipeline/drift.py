@@ -27,8 +27,9 @@ from ..core.config import (
 )
 from ..core.errors import DataError, ParamsError
 from ..core.files import write_text_atomic
+from ..core.problems import JSON_LINES, Problem, does_not_match
 from ..core.schema import Schema, find_problems, load_schema
-from ..core.tables import does_not_match, open_input
+from ..core.tables import open_input
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
@@ -97,13 +98,12 @@ def _log_file_chunks(path: Path, schema: Schema) -> Iterator[pd.DataFrame]:
             for frame in reader:
                 missing = [name for name in schema.feature_names if name not in frame.columns]
                 if missing:
-                    raise does_not_match(path, ["missing fields: " + ", ".join(missing)])
+                    problem = Problem("missing fields: " + ", ".join(missing))
+                    raise does_not_match(path, [problem], JSON_LINES)
                 features = frame[schema.feature_names]
-                # find_problems names lines as index + 2 (for a header); a log has no header.
-                features.index = pd.RangeIndex(start - 1, start - 1 + len(frame))
-                problems = find_problems(features, schema, target=False)
+                problems = find_problems(features, schema, target=False, start=start)
                 if problems:
-                    raise does_not_match(path, problems)
+                    raise does_not_match(path, problems, JSON_LINES)
                 yield features.apply(pd.to_numeric).reset_index(drop=True)
                 start += len(frame)
     except ValueError as error:
