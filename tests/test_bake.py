@@ -81,6 +81,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
     # The package by lifecycle: a folder per stage of a model's life, each with its __init__.
     folders = {
         "core": [
+            "checks",
             "config",
             "errors",
             "estimators",
@@ -211,6 +212,15 @@ def test_the_import_contract_refuses_a_cycle_inside_a_folder(
     assert "The lifecycle folders import downwards only KEPT" in report
     assert "No cycles are allowed in tumour_classifier.release" in report
     assert "- .registry -> .gate (1 import)" in report
+
+
+def test_the_import_contract_keeps_pandas_out_of_the_serverless_handler(
+    bake: Bake, bake_env: dict[str, str]
+) -> None:
+    """A function ships the handler with core's schema and PyYAML: pandas there fails lint."""
+    report = lint_imports_with(bake(), bake_env, "core/schema.py", "from .checks import read_table")
+    assert "The serverless handler loads with numpy, onnxruntime and PyYAML only BROKEN" in report
+    assert "tumour_classifier.offline.handler is not allowed to import pandas" in report
 
 
 def test_default_local_remote_is_outside_the_project(bake: Bake) -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from {{ cookiecutter.package_name }}.core.checks import read_table
 from {{ cookiecutter.package_name }}.core.config import PARAMS_FILE, RAW_DATA, load_params
-from {{ cookiecutter.package_name }}.core.schema import Schema, load_schema, read_table
+from {{ cookiecutter.package_name }}.core.schema import Schema, load_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a skops file that runs code holds, as this project's loading names it.

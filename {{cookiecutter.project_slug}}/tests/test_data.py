@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package_name }}.__main__ import main
+from {{ cookiecutter.package_name }}.core.checks import find_problems, read_table
 from {{ cookiecutter.package_name }}.core.config import RAW_DATA, TEST_DATA, TRAIN_DATA, load_params
 from {{ cookiecutter.package_name }}.core.errors import DataError
-from {{ cookiecutter.package_name }}.core.schema import Schema, find_problems, read_table
+from {{ cookiecutter.package_name }}.core.schema import Schema
 from {{ cookiecutter.package_name }}.pipeline.data import CURRENT_ROWS, current_sample, sample_frame
 from {{ cookiecutter.package_name }}.pipeline.prepare import split
 from {{ cookiecutter.package_name }}.release.lineage import pointer

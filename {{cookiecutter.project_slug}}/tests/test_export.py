@@ -16,10 +16,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from {{ cookiecutter.package_name }}.__main__ import main
+from {{ cookiecutter.package_name }}.core.checks import read_table
 from {{ cookiecutter.package_name }}.core.config import PARAMS_FILE, TEST_DATA, load_params
 from {{ cookiecutter.package_name }}.core.errors import RegistryError
 from {{ cookiecutter.package_name }}.core.estimators import TrainParams, build_pipeline
-from {{ cookiecutter.package_name }}.core.schema import Schema, load_schema, read_table
+from {{ cookiecutter.package_name }}.core.schema import Schema, load_schema
 from {{ cookiecutter.package_name }}.offline import handler
 from {{ cookiecutter.package_name }}.offline import onnx as onnx_export
 from {{ cookiecutter.package_name }}.release.registry import load_registered

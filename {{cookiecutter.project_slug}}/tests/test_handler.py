@@ -4,22 +4,28 @@ import base64
 import dataclasses
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import grimp
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from sklearn.pipeline import Pipeline
 
 from {{ cookiecutter.package_name }}.core.config import load_params
 from {{ cookiecutter.package_name }}.core.estimators import build_pipeline
-from {{ cookiecutter.package_name }}.core.schema import MAX_ROWS, Column, Schema
+from {{ cookiecutter.package_name }}.core.schema import MAX_ROWS, SCHEMA_FILE, Column, Schema
 from {{ cookiecutter.package_name }}.offline import handler
 from {{ cookiecutter.package_name }}.offline import onnx as onnx_export
 from {{ cookiecutter.package_name }}.pipeline.prepare import split
@@ -27,6 +33,7 @@ from {{ cookiecutter.package_name }}.pipeline.prepare import split
 from .conftest import ROOT
 
 VERSION = "7"
+PACKAGE = "{{ cookiecutter.package_name }}"
 
 
 def fit(raw_data: pd.DataFrame, schema: Schema, estimator: str | None = None) -> Pipeline:
@@ -308,22 +315,69 @@ def test_the_handler_never_raises(data: st.DataObject, schema: Schema) -> None:
     assert isinstance(json.loads(answer["body"]), list | dict)
 
 
-def test_a_cold_start_imports_neither_pandas_nor_scikit_learn_nor_mlflow(
-    trained: tuple[Pipeline, pd.DataFrame],
+def function_folder(folder: Path) -> Path:
+    """A deployment package as a function ships: the handler, the package modules it imports
+    (found in the import graph, as import-linter sees it), schema.yaml, and numpy, onnxruntime
+    and PyYAML with what they require, copied file by file from this environment."""
+    graph = grimp.build_graph(PACKAGE)
+    source = ROOT / "src"
+    for module in {handler.__name__} | graph.find_upstream_modules(handler.__name__):
+        relative = Path(*module.split("."))
+        is_folder = (source / relative).is_dir()
+        target = folder / relative / "__init__.py" if is_folder else folder / f"{relative}.py"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / target.relative_to(folder), target)
+    shutil.copyfile(SCHEMA_FILE, folder / SCHEMA_FILE.relative_to(source))
+    for distribution in with_requirements(["numpy", "onnxruntime", "PyYAML"]):
+        for file in distribution.files or []:
+            installed = Path(str(distribution.locate_file(file)))
+            if installed.is_file() and ".." not in file.parts:
+                (folder / file).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(installed, folder / file)
+    return folder
+
+
+def with_requirements(names: list[str]) -> list[metadata.Distribution]:
+    """These installed distributions and, recursively, what they require (extras left out)."""
+    found: dict[str, metadata.Distribution] = {}
+    pending = list(names)
+    while pending:
+        requirement = Requirement(pending.pop())
+        name = canonicalize_name(requirement.name)
+        wanted = requirement.marker is None or requirement.marker.evaluate({"extra": ""})
+        if wanted and name not in found:
+            found[name] = metadata.distribution(name)
+            pending.extend(found[name].requires or [])
+    return list(found.values())
+
+
+def test_the_handler_runs_with_only_what_its_function_ships(
+    trained: tuple[Pipeline, pd.DataFrame], tmp_path: Path
 ) -> None:
+    folder = function_folder(tmp_path / "function")
     script = f"""
 import json, sys
 import {handler.__name__} as handler
 loaded_on_import = "onnxruntime" in sys.modules
 answer = handler.handler(dict(body=sys.stdin.read()), None)
-heavy = [name for name in ("pandas", "sklearn", "mlflow", "scipy") if name in sys.modules]
-print(json.dumps([answer["statusCode"], loaded_on_import, heavy]))
+print(json.dumps([answer["statusCode"], loaded_on_import, json.loads(answer["body"])]))
 """
     result = subprocess.run(
-        [sys.executable, "-c", script],
+        # -S: not even the test environment's site-packages; only the function's folder.
+        [sys.executable, "-S", "-c", script],
         input=json.dumps({"rows": rows_of(trained[1].head(3))}),
+        env={
+            "PYTHONPATH": str(folder),
+            handler.MODEL_PATH_VARIABLE: os.environ[handler.MODEL_PATH_VARIABLE],
+        },
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert json.loads(result.stdout) == [200, False, []]
+    status, loaded_on_import, body = json.loads(result.stdout)
+    assert (status, loaded_on_import) == (200, False), result.stderr
+    expected = trained[0].predict(trained[1].head(3))
+    assert [row["prediction"] for row in body] == pytest.approx(expected.tolist())
+    # The pipeline's libraries are not in the folder: the handler ran without them.
+    assert not [name for name in ("pandas", "sklearn", "mlflow") if (folder / name).exists()]

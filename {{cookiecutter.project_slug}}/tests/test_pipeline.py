@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from {{ cookiecutter.package_name }}.__main__ import COMMANDS, LOAD_MODELS, main
+from {{ cookiecutter.package_name }}.core.checks import read_table
 from {{ cookiecutter.package_name }}.core.config import (
     CHALLENGER,
     CHAMPION,
@@ -40,7 +41,7 @@ from {{ cookiecutter.package_name }}.core.model_file import (
     save_model,
     sha256,
 )
-from {{ cookiecutter.package_name }}.core.schema import load_schema, read_table
+from {{ cookiecutter.package_name }}.core.schema import load_schema
 from {{ cookiecutter.package_name }}.release.bento import from_checkout
 from {{ cookiecutter.package_name }}.release.lineage import TRAIN_INPUTS, md5
 from {{ cookiecutter.package_name }}.release.registry import MODEL_MD5, load_registered, move_aliases

@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.__main__ import main
+from {{ cookiecutter.package_name }}.core.checks import read_table
 from {{ cookiecutter.package_name }}.core.config import TEST_DATA, load_params
-from {{ cookiecutter.package_name }}.core.schema import MAX_ROWS, Schema, load_schema, read_table
+from {{ cookiecutter.package_name }}.core.schema import MAX_ROWS, Schema, load_schema
 from {{ cookiecutter.package_name }}.core.scoring import PREDICTION, PROBABILITY
 from {{ cookiecutter.package_name }}.release.registry import load_registered
 from {{ cookiecutter.package_name }}.serving.api_schema import max_body_bytes

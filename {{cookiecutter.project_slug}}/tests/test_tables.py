@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from {{ cookiecutter.package_name }}.core.checks import find_problems
 from {{ cookiecutter.package_name }}.core.errors import DataError
 from {{ cookiecutter.package_name }}.core.problems import (
     CSV_LINES,
@@ -14,7 +15,7 @@ from {{ cookiecutter.package_name }}.core.problems import (
     Numbering,
     Problem,
 )
-from {{ cookiecutter.package_name }}.core.schema import Schema, find_problems
+from {{ cookiecutter.package_name }}.core.schema import Schema
 from {{ cookiecutter.package_name }}.core.tables import open_input
 
 # Two rows a chunk: row 5 is the second row of the third chunk.

@@ -17,9 +17,10 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from .checks import find_problems
 from .errors import DataError
 from .problems import CSV_LINES, ROWS, Numbering, Problem, does_not_match
-from .schema import Schema, find_problems
+from .schema import Schema
 
 FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
 # How each format's errors name a row: a CSV file has lines (its header is line 1), Parquet rows.

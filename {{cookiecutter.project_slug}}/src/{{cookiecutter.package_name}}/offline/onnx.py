@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.checks import read_table
 from ..core.config import CHAMPION, TEST_DATA, load_params
 from ..core.errors import ProjectError
 from ..core.files import write_atomic
-from ..core.schema import Schema, load_schema, read_table
+from ..core.schema import Schema, load_schema
 from ..release.registry import client, load_registered, registry_errors
 
 if TYPE_CHECKING:

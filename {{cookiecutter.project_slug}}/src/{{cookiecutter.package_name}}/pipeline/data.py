@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.checks import read_table
 from ..core.config import RAW_DATA, load_params
 from ..core.errors import DataError
 from ..core.files import write_atomic, write_csv_atomic
-from ..core.schema import Schema, load_schema, read_table
+from ..core.schema import Schema, load_schema
 from ..release.lineage import pointer, tracked_md5
 
 # The sample current data: this many raw rows, drawn with replacement, each value of a float

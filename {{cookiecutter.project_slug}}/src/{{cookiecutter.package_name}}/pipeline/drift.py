@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..core.checks import find_problems
 from ..core.config import (
     DRIFT_REPORT,
     DRIFT_SUMMARY,
@@ -28,7 +29,7 @@ from ..core.config import (
 from ..core.errors import DataError, ParamsError
 from ..core.files import write_text_atomic
 from ..core.problems import JSON_LINES, Problem, does_not_match
-from ..core.schema import Schema, find_problems, load_schema
+from ..core.schema import Schema, load_schema
 from ..core.tables import open_input
 
 if TYPE_CHECKING:

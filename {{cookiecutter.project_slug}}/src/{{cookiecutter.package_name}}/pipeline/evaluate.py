@@ -3,11 +3,12 @@
 import argparse
 import json
 
+from ..core.checks import read_table
 from ..core.config import METRICS_FILE, MODEL_FILE, PLOTS_DIR, TEST_DATA
 from ..core.files import write_text_atomic
 from ..core.metrics import score, write_plots
 from ..core.model_file import load_model
-from ..core.schema import load_schema, read_table
+from ..core.schema import load_schema
 
 
 def main(argv: list[str] | None = None) -> int:

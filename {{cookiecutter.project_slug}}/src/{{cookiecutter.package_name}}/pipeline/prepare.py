@@ -4,10 +4,11 @@ import argparse
 
 import pandas as pd
 
+from ..core.checks import read_table
 from ..core.config import RAW_DATA, TEST_DATA, TRAIN_DATA, PrepareParams, load_params
 from ..core.errors import ParamsError
 from ..core.files import write_csv_atomic
-from ..core.schema import Schema, load_schema, read_table
+from ..core.schema import Schema, load_schema
 
 
 def split(

@@ -2,10 +2,11 @@
 
 import argparse
 
+from ..core.checks import read_table
 from ..core.config import MODEL_FILE, TRAIN_DATA, load_params
 from ..core.estimators import build_pipeline
 from ..core.model_file import save_model
-from ..core.schema import load_schema, read_table
+from ..core.schema import load_schema
 
 
 def main(argv: list[str] | None = None) -> int:
