@@ -1,9 +1,9 @@
 """`drift`: does the current data still look like the training data? Evidently, column by column.
 
 Writes reports/drift.html for people and reports/drift.json (`core/drift_summary.py`, where the
-decision is made) for the gate, `ci drift` and `dvc metrics`. Data
-larger than `drift.sample_size` rows is sampled uniformly while it is read, so memory stays
-bounded whatever the size of the files; the summary says when that happened.
+decision is made) for the gate, `ci drift` and `dvc metrics`. Data larger than
+`drift.sample_size` rows is sampled uniformly while it is read, so memory stays bounded whatever
+the size of the files; the summary says when that happened.
 """
 
 import argparse
