@@ -95,7 +95,7 @@ STEPS = {
     (drift, "read_sample"): "read",
     (tables, "find_problems"): "schema check",
     (drift, "compare"): "compare",
-    (drift, "summarise"): "summarise",
+    (drift, "column_tests"): "summarise",
     (drift, "write_atomic"): "html",
     (drift, "write_text_atomic"): "json",
 }
@@ -150,8 +150,12 @@ for _ in range(int(sys.argv[2])):
     runs["command"].append(clock(command))
     runs["steps"].append(dict(spent))
 summary = json.loads(DRIFT_SUMMARY.read_text(encoding="utf-8"))
-plain = drift.summarise(baseline(), SHARE)
-runs["same_tests"] = all(plain[key] == summary[key] for key in ("columns", "methods", "drifted"))
+plain = drift.column_tests(baseline())
+runs["same_tests"] = (
+    len(plain) == summary["columns"]
+    and {test.method: test.threshold for test in plain} == summary["methods"]
+    and {test.column for test in plain if test.drifted} == set(summary["drifted"])
+)
 runs["summary"] = {key: summary[key] for key in ("columns", "methods", "drifted_share", "rows")}
 runs["compared"] = {role: list(frame.shape) for role, frame in frames.items()}
 with open(sys.argv[1], "w", encoding="utf-8") as file:
@@ -163,7 +167,7 @@ STEP_LABELS = {
     "read": "read, check and sample both files (`read_sample` x2)",
     "schema check": "of which the schema check (`find_problems`)",
     "compare": "Evidently: `Dataset.from_pandas` + `Report.run` (`compare`)",
-    "summarise": "summary from `snapshot.dict()` (`summarise`)",
+    "summarise": "column tests from `snapshot.dict()` (`column_tests`)",
     "html": "HTML report: `snapshot.save_html`, atomic write",
     "json": "JSON summary, atomic write",
 }

@@ -65,6 +65,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "tests/test_config.py",
         "tests/test_data.py",
         "tests/test_drift.py",
+        "tests/test_drift_summary.py",
         "tests/test_gate.py",
         "tests/test_model.py",
         "tests/test_pipeline.py",
@@ -83,6 +84,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "core": [
             "checks",
             "config",
+            "drift_summary",
             "errors",
             "estimators",
             "files",

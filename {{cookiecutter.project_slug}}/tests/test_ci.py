@@ -11,14 +11,21 @@ import yaml
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.core.config import (
     DRIFT_SUMMARY,
+    GATE_REPORT,
+    METRICS,
     METRICS_FILE,
     PARAMS_FILE,
     load_params,
 )
+from {{ cookiecutter.package_name }}.core.drift_summary import (
+    MAX_COLUMNS,
+    ColumnTest,
+    DriftSummary,
+    Rows,
+)
 from {{ cookiecutter.package_name }}.core.errors import ProjectError
 from {{ cookiecutter.package_name }}.ops.ci import (
     DRIFT_MARKDOWN,
-    MAX_COLUMNS,
     PR_COMMENT,
     not_new,
     registry_version,
@@ -89,22 +96,20 @@ def test_the_read_only_check_and_the_users_need_a_shared_server(
     )
 
 
-def drift_summary(drifted: list[str], columns: int = 30) -> dict[str, object]:
-    share = len(drifted) / columns
-    return {
-        "drift": share > 0.5,
-        "drifted_share": share,
-        "drifted_columns": len(drifted),
-        "columns": columns,
-        "max_drift_share": 0.5,
-        "methods": {"K-S p_value": 0.05},
-        "drifted": drifted,
-        "scores": {name: 0.001 for name in drifted},
-        "current": "logs/inference",
-        "rows": {"reference": 1000, "current": 200_000},
-        "compared": {"reference": 1000, "current": 100_000},
-        "sampled": True,
-    }
+def drift_summary(drifted: int, columns: int = 30) -> DriftSummary:
+    """What the drift stage writes when `drifted` of `columns` columns drift in a sampled log."""
+    tests = [
+        ColumnTest(
+            f"column_{index}",
+            "K-S p_value",
+            0.05,
+            0.001 if index < drifted else 0.5,
+            index < drifted,
+        )
+        for index in range(columns)
+    ]
+    share = load_params().gate.max_drift_share
+    return DriftSummary.of(tests, share, "logs/inference", Rows(1000, 200_000), Rows(1000, 100_000))
 
 
 @pytest.mark.parametrize("count", [0, 20])
@@ -112,14 +117,16 @@ def test_the_drift_report_says_whether_to_act(
     repository: Path, capsys: pytest.CaptureFixture[str], count: int
 ) -> None:
     DRIFT_SUMMARY.parent.mkdir(parents=True, exist_ok=True)
-    names = [f"column_{index}" for index in range(count)]
-    DRIFT_SUMMARY.write_text(json.dumps(drift_summary(names)), encoding="utf-8")
+    summary = drift_summary(count)
+    DRIFT_SUMMARY.write_text(summary.to_json(), encoding="utf-8")
     assert main(["ci", "drift"]) == 0
-    assert capsys.readouterr().out == f"drift={'true' if count > 15 else 'false'}\n"
+    assert capsys.readouterr().out == f"drift={str(summary.drift).lower()}\n"
     report = DRIFT_MARKDOWN.read_text(encoding="utf-8")
+    assert report.startswith(summary.markdown())
     assert f"{count} of 30 columns drifted" in report
-    assert "(both sampled)" in report
+    assert "a sample of 100,000 of 200,000 rows of `logs/inference`" in report
     assert report.count("| column_") == min(count, MAX_COLUMNS)
+    assert "`drift-report` artifact" in report
     assert report in repository.read_text(encoding="utf-8")
 
 
@@ -127,7 +134,28 @@ def test_the_drift_report_needs_the_drift_summary(
     repository: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["ci", "drift"]) == 1
-    assert "run `make drift` first" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"ERROR: {DRIFT_SUMMARY}: not found; run `make drift` first\n"
+
+
+def test_the_gate_and_the_drift_report_word_drift_alike(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One sentence says whether the data drifted: in the gate's report and in the drift issue."""
+    summary = drift_summary(20)
+    assert summary.drift
+    DRIFT_SUMMARY.parent.mkdir(parents=True, exist_ok=True)
+    DRIFT_SUMMARY.write_text(summary.to_json(), encoding="utf-8")
+    metrics = workdir / "metrics.json"
+    metrics.write_text(json.dumps(dict.fromkeys(METRICS, 0.5)), encoding="utf-8")
+    assert main(["gate", "--metrics", str(metrics)]) == 1
+    assert main(["ci", "drift"]) == 0
+    capsys.readouterr()
+    gate = GATE_REPORT.read_text(encoding="utf-8").splitlines()
+    drift = DRIFT_MARKDOWN.read_text(encoding="utf-8").splitlines()
+    headline = summary.headline()
+    assert f"Drift: {headline} ❌" in gate
+    assert f"- {headline}" in gate  # the reason the gate failed
+    assert drift[2] == headline
 
 
 def test_the_pull_request_report_compares_with_the_base(

@@ -16,6 +16,7 @@ from {{ cookiecutter.package_name }}.core.config import (
     PARAMS_FILE,
     load_params,
 )
+from {{ cookiecutter.package_name }}.core.drift_summary import DriftSummary, Rows
 from {{ cookiecutter.package_name }}.core.schema import Schema
 from {{ cookiecutter.package_name }}.pipeline.data import current_sample
 from {{ cookiecutter.package_name }}.pipeline.drift import sample_rows, stable_ids
@@ -39,9 +40,8 @@ def shifted(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     return moved
 
 
-def summary() -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(DRIFT_SUMMARY.read_text(encoding="utf-8"))
-    return result
+def summary() -> DriftSummary:
+    return DriftSummary.read(DRIFT_SUMMARY)
 
 
 @pytest.fixture
@@ -54,11 +54,11 @@ def prepared(workdir: Path) -> Path:
 def test_the_sample_current_data_does_not_drift(prepared: Path, schema: Schema) -> None:
     assert main(["drift"]) == 0
     result = summary()
-    assert result["drift"] is False
-    assert result["drifted_share"] <= load_params().gate.max_drift_share
-    assert result["columns"] == len(schema.features)
-    assert set(result["scores"]) == set(schema.feature_names)
-    assert result["sampled"] is False
+    assert result.drift is False
+    assert result.drifted_share <= load_params().gate.max_drift_share
+    assert result.columns == len(schema.features)
+    assert set(result.scores) == set(schema.feature_names)
+    assert result.sampled is False
     assert "<html" in DRIFT_REPORT.read_text(encoding="utf-8").lower()
 
 
@@ -82,9 +82,9 @@ def test_a_shifted_copy_drifts(prepared: Path, raw_data: pd.DataFrame, schema: S
     shifted(current_sample(raw_data, schema), schema).to_csv(prepared, index=False)
     assert main(["drift"]) == 0
     result = summary()
-    assert result["drift"] is True
-    assert result["drifted_share"] > load_params().gate.max_drift_share
-    assert set(result["drifted"]) <= set(schema.feature_names)
+    assert result.drift is True
+    assert result.drifted_share > load_params().gate.max_drift_share
+    assert set(result.drifted) <= set(schema.feature_names)
 
 
 def test_the_inference_log_can_be_the_current_data(
@@ -104,8 +104,8 @@ def test_the_inference_log_can_be_the_current_data(
         (log / name).write_text("".join(json.dumps(record) + "\n" for record in part))
     set_drift_params(current=str(log))
     assert main(["drift"]) == 0
-    assert summary()["rows"]["current"] == len(rows)
-    assert summary()["drift"] is False
+    assert summary().rows.current == len(rows)
+    assert summary().drift is False
 
 
 def test_large_data_is_sampled_and_says_so(
@@ -116,9 +116,9 @@ def test_large_data_is_sampled_and_says_so(
     set_drift_params(sample_size=200)
     assert main(["drift"]) == 0
     result = summary()
-    assert result["sampled"] is True
-    assert result["compared"] == {"reference": 200, "current": 200}
-    assert result["rows"]["current"] == len(many)
+    assert result.sampled is True
+    assert result.compared == Rows(reference=200, current=200)
+    assert result.rows.current == len(many)
 
 
 def test_sampling_keeps_a_stream_that_fits_whole_and_in_order() -> None:

@@ -1,17 +1,25 @@
 """The release gate: every outcome, the report it writes, and the exit status."""
 
+import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from {{ cookiecutter.package_name }}.core.config import METRICS, PARAMS_FILE, GateParams, load_params
+from {{ cookiecutter.package_name }}.core.drift_summary import ColumnTest, DriftSummary, Rows
 from {{ cookiecutter.package_name }}.core.errors import ProjectError
-from {{ cookiecutter.package_name }}.release.verdict import Candidate, judge, markdown, read_metrics
+from {{ cookiecutter.package_name }}.release.verdict import (
+    Candidate,
+    judge,
+    markdown,
+    read_drift,
+    read_metrics,
+)
 
 from .conftest import ROOT
 
 NAME = "model"
+ALLOWED = load_params(ROOT / PARAMS_FILE).gate.max_drift_share
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +41,17 @@ def worse(metrics: dict[str, float], name: str, by: float) -> dict[str, float]:
     return {**metrics, name: metrics[name] + step}
 
 
-def drift(share: float, columns: int = 10) -> dict[str, Any]:
-    return {"drifted_share": share, "drifted_columns": round(share * columns), "columns": columns}
+def drift(share: float, columns: int = 10, max_drift_share: float = ALLOWED) -> DriftSummary:
+    """What the drift stage writes when `share` of the columns drifted."""
+    drifted = round(share * columns)
+    tests = [
+        ColumnTest(
+            f"x{index}", "K-S p_value", 0.05, 0.01 if index < drifted else 0.5, index < drifted
+        )
+        for index in range(columns)
+    ]
+    rows = Rows(reference=456, current=300)
+    return DriftSummary.of(tests, max_drift_share, "data/current/x.csv", rows, rows)
 
 
 def test_the_first_model_meets_the_floors_only(gate: GateParams) -> None:
@@ -81,16 +98,36 @@ def test_the_margin_is_required_over_the_champion(gate: GateParams) -> None:
 
 
 def test_drift_over_the_threshold_fails(gate: GateParams) -> None:
-    verdict = judge(gate, Candidate(NAME, "1", good(gate)), None, drift(0.8))
+    gate = gate.model_copy(update={"max_drift_share": 0.5})
+    at_the_threshold = drift(0.5, max_drift_share=0.5)
+    verdict = judge(gate, Candidate(NAME, "1", good(gate)), None, at_the_threshold)
+    assert verdict.passed
+    assert f"Drift: {at_the_threshold.headline()} ✅" in markdown(verdict, gate)
+    summary = drift(0.8, max_drift_share=0.5)
+    verdict = judge(gate, Candidate(NAME, "1", good(gate)), None, summary)
     assert not verdict.passed
     (reason,) = verdict.reasons
-    assert reason == "8 of 10 columns drifted (80%; at most 50% allowed)"
-    assert "Drift: 8 of 10 columns drifted" in markdown(verdict, gate)
+    assert reason == summary.headline()
+    assert reason.startswith(
+        "**Drift detected.** 8 of 10 columns drifted (80%; at most 50% allowed)"
+    )
+    assert f"Drift: {reason} ❌" in markdown(verdict, gate)
 
 
-def test_no_drift_summary_fails(gate: GateParams) -> None:
-    verdict = judge(gate, Candidate(NAME, "1", good(gate)), None, None)
-    assert verdict.reasons == ("no drift summary (reports/drift.json); run `make drift`",)
+def test_no_drift_summary_fails(gate: GateParams, tmp_path: Path) -> None:
+    missing = tmp_path / "drift.json"
+    verdict = judge(gate, Candidate(NAME, "1", good(gate)), None, read_drift(missing))
+    assert verdict.reasons == (f"{missing}: not found; run `make drift` first",)
+
+
+def test_a_summary_judged_against_another_threshold_fails(gate: GateParams) -> None:
+    """params.yaml changed since `drift` ran: its decision no longer answers this gate."""
+    other = gate.max_drift_share / 2
+    verdict = judge(gate, Candidate(NAME, "1", good(gate)), None, drift(0.0, max_drift_share=other))
+    assert verdict.reasons == (
+        f"reports/drift.json was judged against max_drift_share {other:g}, params.yaml has "
+        f"{gate.max_drift_share:g}; run `make drift`",
+    )
 
 
 def test_an_equal_challenger_passes_and_every_failure_is_listed(gate: GateParams) -> None:
@@ -166,12 +203,24 @@ def test_the_base_branch_model_is_the_champion_to_beat(gate: GateParams) -> None
     assert not judge(gate, Candidate(NAME, None, below), base, drift(0.0), unchanged=True).passed
 
 
-@pytest.mark.parametrize("share", [float("nan"), float("inf"), "0.1", None, True])
-def test_a_drift_summary_without_a_valid_share_fails(gate: GateParams, share: object) -> None:
-    summary = {"drifted_share": share, "drifted_columns": 0, "columns": 10}
-    verdict = judge(gate, Candidate(NAME, "1", good(gate)), None, summary)
-    assert verdict.reasons == (
-        f"the drift summary gives no share of drifted columns "
-        f"({round(gate.max_drift_share * 100)}% allowed)",
-    )
-    assert "Drift: the drift summary gives no share" in markdown(verdict, gate)
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("drifted_share", float("nan"), "drifted_share: nan, but the rest of the file gives 0.0"),
+        ("drifted_share", "0.1", "drifted_share: '0.1', but the rest of the file gives 0.0"),
+        ("drifted_share", None, "drifted_share: None, but the rest of the file gives 0.0"),
+        ("sampled", 0, "sampled: 0, but the rest of the file gives False"),
+        ("max_drift_share", float("inf"), "max_drift_share: expected a share from 0 to 1, got inf"),
+        ("drift", None, "drift: expected true or false, got None"),
+    ],
+)
+def test_a_broken_drift_summary_fails_with_its_one_line(
+    gate: GateParams, tmp_path: Path, key: str, value: object, expected: str
+) -> None:
+    path = tmp_path / "drift.json"
+    path.write_text(json.dumps({**drift(0.0).to_dict(), key: value}), encoding="utf-8")
+    error = read_drift(path)
+    assert isinstance(error, ProjectError)
+    verdict = judge(gate, Candidate(NAME, "1", good(gate)), None, error)
+    assert verdict.reasons == (f"{path}: {expected}; run `make drift` to write it again",)
+    assert f"Drift: {verdict.reasons[0]} ❌" in markdown(verdict, gate)

@@ -15,7 +15,6 @@ Outside GitHub Actions they print the same; GITHUB_STEP_SUMMARY is only written 
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -24,7 +23,6 @@ from pathlib import Path
 from ..core.config import (
     CHALLENGER,
     CHAMPION,
-    DRIFT_SUMMARY,
     GATE_REPORT,
     METRICS_FILE,
     MlflowParams,
@@ -33,13 +31,12 @@ from ..core.config import (
     tracking_uri,
     without_credentials,
 )
+from ..core.drift_summary import DriftSummary
 from ..core.errors import ProjectError
 from ..core.files import write_text_atomic
 
 PR_COMMENT = Path("reports/pr-comment.md")
 DRIFT_MARKDOWN = Path("reports/drift.md")
-# Drifted columns a drift report lists, highest score first.
-MAX_COLUMNS = 10
 PLOTS = Path("dvc_plots")
 REGISTRY = "ghcr.io"
 CHAMPION_TAG = "champion"
@@ -145,31 +142,10 @@ def report(base: str) -> str:
 
 
 def drift() -> tuple[bool, str]:
-    """Whether the data drifted, and a markdown account of it."""
-    try:
-        summary = json.loads(DRIFT_SUMMARY.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProjectError(f"{DRIFT_SUMMARY}: not found; run `make drift` first") from None
-    share, allowed = round(summary["drifted_share"] * 100), round(summary["max_drift_share"] * 100)
-    verdict = "**Drift detected.**" if summary["drift"] else "No drift beyond the threshold."
-    lines = [
-        "## Data drift",
-        "",
-        f"{verdict} {summary['drifted_columns']} of {summary['columns']} columns drifted "
-        f"({share}%; at most {allowed}% allowed), comparing {summary['compared']['current']} "
-        f"rows of `{summary['current']}` with {summary['compared']['reference']} training rows"
-        + (" (both sampled)." if summary["sampled"] else "."),
-    ]
-    drifted = summary["drifted"][:MAX_COLUMNS]
-    if drifted:
-        lines += ["", "| column | score |", "|---|---:|"]
-        lines += [f"| {name} | {summary['scores'][name]:.4g} |" for name in drifted]
-        if len(summary["drifted"]) > MAX_COLUMNS:
-            lines.append(f"\nand {len(summary['drifted']) - MAX_COLUMNS} more.")
-    methods = summary["methods"].items()
-    tests = ", ".join(f"{method} (threshold {value:g})" for method, value in methods)
-    lines += ["", f"Tests: {tests}. The HTML report is in the `drift-report` artifact."]
-    return bool(summary["drift"]), "\n".join(lines) + "\n"
+    """Whether the drift stage found drift, and its markdown account with where the report is."""
+    summary = DriftSummary.read()
+    artifact = "The HTML report is in the `drift-report` artifact of this run."
+    return summary.drift, f"{summary.markdown()}\n{artifact}\n"
 
 
 def registry_version(version: str) -> str:

@@ -1,18 +1,18 @@
 """`drift`: does the current data still look like the training data? Evidently, column by column.
 
-Writes reports/drift.html for people and reports/drift.json for the gate and `dvc metrics`. Data
-larger than `drift.sample_size` rows is sampled uniformly while it is read, so memory stays
-bounded whatever the size of the files; the summary says when that happened.
+Writes reports/drift.html for people and reports/drift.json (`core/drift_summary.py`, where the
+decision is made) for the gate, `ci drift` and `dvc metrics`. Data larger than
+`drift.sample_size` rows is sampled uniformly while it is read, so memory stays bounded whatever
+the size of the files; the summary says when that happened.
 """
 
 import argparse
-import json
 import re
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ from ..core.config import (
     DriftParams,
     load_params,
 )
+from ..core.drift_summary import ColumnTest, DriftSummary, Rows
 from ..core.errors import DataError, ParamsError
 from ..core.files import write_text_atomic
 from ..core.problems import JSON_LINES, Problem, does_not_match
@@ -157,34 +158,23 @@ def compare(
         raise
 
 
-def summarise(snapshot: "Snapshot", share: float) -> dict[str, Any]:
-    """The share and count of drifted columns, the tests used, and each column's score."""
+def column_tests(snapshot: "Snapshot") -> list[ColumnTest]:
+    """Each column's drift test: Evidently's method and threshold, the score, and the result."""
     result = snapshot.dict()
     failed = {
         test["metric_config"]["metric_id"] for test in result["tests"] if test["status"] == "FAIL"
     }
-    methods: dict[str, float] = {}
-    scores: dict[str, float] = {}
-    drifted: list[str] = []
-    for metric in result["metrics"]:
-        config = metric["config"]
-        if config["type"].endswith(":ValueDrift"):
-            methods[config["method"]] = float(config["threshold"])
-            scores[config["column"]] = float(metric["value"])
-            if metric["id"] in failed:
-                drifted.append(config["column"])
-    drifted_share = len(drifted) / len(scores) if scores else 0.0
-    return {
-        "drift": drifted_share > share,
-        "drifted_share": drifted_share,
-        "drifted_columns": len(drifted),
-        "columns": len(scores),
-        "max_drift_share": share,
-        # Each test Evidently chose and its threshold (p-values drift below it, distances above).
-        "methods": methods,
-        "drifted": drifted,
-        "scores": scores,
-    }
+    return [
+        ColumnTest(
+            column=metric["config"]["column"],
+            method=metric["config"]["method"],
+            threshold=float(metric["config"]["threshold"]),
+            score=float(metric["value"]),
+            drifted=metric["id"] in failed,
+        )
+        for metric in result["metrics"]
+        if metric["config"]["type"].endswith(":ValueDrift")
+    ]
 
 
 def stable_ids(html: str) -> str:
@@ -214,22 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     current = read_sample(current_path, schema, params.drift, "current")
     share = params.gate.max_drift_share
     snapshot = compare(reference.frame, current.frame, schema, params.drift, share)
-    summary = {
-        **summarise(snapshot, share),
-        "current": str(current_path),
-        "rows": {"reference": reference.rows, "current": current.rows},
-        "compared": {"reference": len(reference.frame), "current": len(current.frame)},
-        "sampled": reference.sampled or current.sampled,
-    }
-    write_text_atomic(DRIFT_REPORT, stable_ids(snapshot.get_html_str(as_iframe=False)))
-    write_text_atomic(DRIFT_SUMMARY, json.dumps(summary, indent=2) + "\n")
-
-    note = " (sampled)" if summary["sampled"] else ""
-    percent, allowed = round(summary["drifted_share"] * 100), round(share * 100)
-    print(
-        f"drift: {summary['drifted_columns']} of {summary['columns']} columns drifted "
-        f"({percent}%; at most {allowed}% allowed) between {len(reference.frame)} reference "
-        f"and {len(current.frame)} current rows{note}"
+    summary = DriftSummary.of(
+        column_tests(snapshot),
+        share,
+        str(current_path),
+        rows=Rows(reference=reference.rows, current=current.rows),
+        compared=Rows(reference=len(reference.frame), current=len(current.frame)),
     )
+    write_text_atomic(DRIFT_REPORT, stable_ids(snapshot.get_html_str(as_iframe=False)))
+    write_text_atomic(DRIFT_SUMMARY, summary.to_json())
+    print(f"drift: {summary.headline()}")
     print(f"drift: report in {DRIFT_REPORT}, summary in {DRIFT_SUMMARY}")
     return 0

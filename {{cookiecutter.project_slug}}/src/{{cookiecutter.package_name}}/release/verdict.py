@@ -8,10 +8,10 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..core.config import DRIFT_SUMMARY, METRICS, GateParams
-from ..core.errors import ProjectError
+from ..core.drift_summary import DriftSummary
+from ..core.errors import DataError, ProjectError
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ class Verdict:
     challenger: Candidate
     champion: Candidate | None
     rows: tuple[Row, ...]
-    drift: dict[str, Any] | None
+    # The drift summary, or why it could not be read.
+    drift: DriftSummary | DataError
     reasons: tuple[str, ...] = field(default=())
     unchanged: bool = False
 
@@ -103,33 +104,17 @@ def judge_metric(
     return Row(metric, value, before, floor, primary, tuple(problems))
 
 
-def drift_share(drift: dict[str, Any]) -> float | None:
-    """The share of drifted columns; None when the summary holds no finite number for it."""
-    share = drift.get("drifted_share")
-    if isinstance(share, bool) or not isinstance(share, int | float) or not math.isfinite(share):
-        return None
-    return float(share)
-
-
-def drifted(drift: dict[str, Any], gate: GateParams) -> str:
-    """'3 of 30 columns drifted (10%; at most 50% allowed)'."""
-    share, allowed = drift_share(drift), round(gate.max_drift_share * 100)
-    if share is None:
-        return f"the drift summary gives no share of drifted columns ({allowed}% allowed)"
-    return (
-        f"{drift.get('drifted_columns')} of {drift.get('columns')} columns drifted "
-        f"({round(share * 100)}%; at most {allowed}% allowed)"
-    )
-
-
-def judge_drift(gate: GateParams, drift: dict[str, Any] | None) -> list[str]:
-    """A missing summary, or one without a valid share (NaN, text), fails like drift does."""
-    if drift is None:
-        return [f"no drift summary ({DRIFT_SUMMARY}); run `make drift`"]
-    share = drift_share(drift)
-    if share is None or share > gate.max_drift_share:
-        return [drifted(drift, gate)]
-    return []
+def judge_drift(gate: GateParams, drift: DriftSummary | DataError) -> list[str]:
+    """The drift stage's decision, made against this gate's `max_drift_share`; a summary that
+    cannot be read, or was judged against another threshold, fails like drift does."""
+    if isinstance(drift, DataError):
+        return [str(drift)]
+    if drift.max_drift_share != gate.max_drift_share:
+        return [
+            f"{DRIFT_SUMMARY} was judged against max_drift_share {drift.max_drift_share:g}, "
+            f"params.yaml has {gate.max_drift_share:g}; run `make drift`"
+        ]
+    return [drift.headline()] if drift.drift else []
 
 
 def judge_rollback(challenger: Candidate) -> list[str]:
@@ -146,7 +131,7 @@ def judge(
     gate: GateParams,
     challenger: Candidate,
     champion: Candidate | None,
-    drift: dict[str, Any] | None,
+    drift: DriftSummary | DataError,
     unchanged: bool = False,
 ) -> Verdict:
     """Every check at once, so that a failing gate lists all of its reasons. `unchanged`: the
@@ -221,12 +206,8 @@ def markdown(verdict: Verdict, gate: GateParams) -> str:
         )
         lines.append("")
     drift = verdict.drift
-    if drift is None:
-        lines.append(f"Drift: no summary ({DRIFT_SUMMARY}).")
-    else:
-        sampled = " (sampled)" if drift.get("sampled") else ""
-        ok = "✅" if not judge_drift(gate, drift) else "❌"
-        lines.append(f"Drift: {drifted(drift, gate)} {ok}{sampled}")
+    ok = "✅" if not judge_drift(gate, drift) else "❌"
+    lines.append(f"Drift: {drift if isinstance(drift, DataError) else drift.headline()} {ok}")
     lines.append("")
     if verdict.passed:
         lines.append(f"**Decision: pass.** {challenger.title} may become the champion.")
@@ -236,12 +217,12 @@ def markdown(verdict: Verdict, gate: GateParams) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_drift(path: Path = DRIFT_SUMMARY) -> dict[str, Any] | None:
+def read_drift(path: Path = DRIFT_SUMMARY) -> DriftSummary | DataError:
+    """The drift summary, or the one-line error reading it: the gate lists it among its reasons."""
     try:
-        summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    return summary
+        return DriftSummary.read(path)
+    except DataError as error:
+        return error
 
 
 def read_metrics(path: Path) -> dict[str, float]:
