@@ -4,8 +4,15 @@
 job it evaluates the `${{ }}` expressions the workflows use, sets GITHUB_OUTPUT, GITHUB_ENV,
 GITHUB_STEP_SUMMARY, GITHUB_WORKSPACE and the event context as the runner does, runs each
 `run:` step with `bash -eo pipefail` in the baked project, honours `if:` conditions, step
-outcomes and job outputs, and replaces each `uses:` step with a documented local equivalent:
+outcomes and job outputs, runs the repository's own composite actions (`uses: $/<path>` or
+`./<path>`) step by step, and replaces each other `uses:` step with a documented local
+equivalent:
 
+- a composite action of the repository (`<path>/action.yml` in the checkout, which is the
+  running commit): its steps in order, with its own `inputs` (the declared defaults, then the
+  step's `with:`; an undeclared one fails the step) and `steps` contexts and no `vars`,
+  `secrets` or `needs` (GitHub refuses those in an action); `run:` steps need `shell: bash`;
+  its `success()` and `failure()` look at its own steps; its `outputs` become the step's;
 - actions/checkout: the baked repository is the checkout;
 - actions/setup-python, astral-sh/setup-uv: the machine's Python (its version is the
   `python-version` output) and uv (and uv's own cache);
@@ -25,6 +32,8 @@ that record their arguments in `calls.log` and answer like the real ones.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 import os
 import re
 import shutil
@@ -37,6 +46,10 @@ from typing import Any
 import yaml
 
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+# The repository's own actions: GitHub's self-repository syntax (the running commit) and a path
+# in the workspace (the checkout); both are the checked-out commit here.
+OWN_ACTION = ("$/", "./")
+STATUS_CHECK = re.compile(r"\b(success|failure|always|cancelled)\(\)")
 SKIPPED_ACTIONS = (
     "docker/login-action",
     "anchore/sbom-action",
@@ -66,6 +79,7 @@ class Step:
     outcome: str  # success, failure or skipped
     seconds: float
     output: str = ""
+    steps: list[Step] = field(default_factory=list)  # a composite action's own steps
 
 
 @dataclass
@@ -95,6 +109,15 @@ class Context(dict[str, Any]):
         return ""
 
 
+class UnknownContext(Exception):
+    """An expression names a context that is not available where it is evaluated."""
+
+
+def from_json(text: str) -> Any:
+    value = json.loads(text)
+    return Context(value) if isinstance(value, dict) else value
+
+
 def evaluate(expression: str, contexts: dict[str, Any], failed: bool) -> Any:
     """The subset of GitHub's expression language the generated workflows use."""
     python = " ".join(expression.split())
@@ -109,9 +132,15 @@ def evaluate(expression: str, contexts: dict[str, Any], failed: bool) -> Any:
         "success": lambda: not failed,
         "failure": lambda: failed,
         "hashFiles": lambda *patterns: hash_files(contexts["github"]["workspace"], patterns),
+        "toJSON": lambda value: json.dumps(value, indent=2),
+        "fromJSON": from_json,
     }
     scope = {name: Context(value) for name, value in contexts.items()}
-    return eval(python, {"__builtins__": {}}, {**scope, **functions})
+    try:
+        return eval(python, {"__builtins__": {}}, {**scope, **functions})
+    except NameError as error:
+        message = f"Unrecognized named-value: {error.name!r} in {expression!r}"
+        raise UnknownContext(message) from None
 
 
 def hash_files(workspace: str, patterns: tuple[str, ...]) -> str:
@@ -129,6 +158,12 @@ def substitute(text: str, contexts: dict[str, Any], failed: bool) -> str:
     return EXPRESSION.sub(lambda match: str(evaluate(match[1], contexts, failed)), text)
 
 
+def read_pairs(path: Path) -> dict[str, str]:
+    """The `name=value` lines a step appended to GITHUB_OUTPUT or GITHUB_ENV."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
 class Rehearsal:
     """One workflow file's jobs, run in `project` with the given event and repository settings."""
 
@@ -138,6 +173,7 @@ class Rehearsal:
         self.project = project
         self.caches = caches
         self.to_save: list[tuple[Path, Path]] = []
+        self.numbers = itertools.count()  # names each step's GITHUB_OUTPUT and GITHUB_ENV files
         self.workflow = yaml.safe_load(
             (project / ".github" / "workflows" / workflow).read_text(encoding="utf-8")
         )
@@ -206,51 +242,7 @@ class Rehearsal:
             env.update(
                 {key: substitute(str(value), contexts, False) for key, value in scope.items()}
             )
-        for index, step in enumerate(spec["steps"]):
-            failed = job.result == "failure"
-            condition = step.get("if", "success()")
-            condition = EXPRESSION.sub(lambda match: match[1], str(condition))
-            label = step.get("run") or step["uses"].split("@")[0]
-            if not evaluate(condition, contexts, failed):
-                job.steps.append(Step(label, "skipped", 0.0))
-                self._record(contexts, step, "skipped", {})
-                continue
-            output_file = files / f"output-{index}"
-            env_file = files / f"env-{index}"
-            output_file.touch()
-            env_file.touch()
-            step_env = {
-                **env,
-                "GITHUB_OUTPUT": str(output_file),
-                "GITHUB_ENV": str(env_file),
-                **{
-                    key: substitute(str(value), contexts, failed)
-                    for key, value in step.get("env", {}).items()
-                },
-            }
-            began = time.perf_counter()
-            if "run" in step:
-                outcome, text = self._run(substitute(step["run"], contexts, failed), step_env)
-            else:
-                inputs_ = {
-                    key: substitute(str(value), contexts, failed)
-                    for key, value in step.get("with", {}).items()
-                }
-                outcome, text = self._uses(step["uses"].split("@")[0], inputs_, output_file)
-            job.steps.append(Step(label, outcome, time.perf_counter() - began, text))
-            outputs = dict(
-                line.split("=", 1)
-                for line in output_file.read_text(encoding="utf-8").splitlines()
-                if "=" in line
-            )
-            env.update(
-                dict(
-                    line.split("=", 1)
-                    for line in env_file.read_text(encoding="utf-8").splitlines()
-                    if "=" in line
-                )
-            )
-            self._record(contexts, step, outcome, outputs)
+        job.steps = self._run_steps(spec["steps"], contexts, env, files)
         if job.result == "success":
             for source, saved in self.to_save:
                 if source.exists() and not saved.exists():
@@ -262,6 +254,118 @@ class Rehearsal:
         }
         job.summary = summary.read_text(encoding="utf-8")
         return job
+
+    def _run_steps(
+        self,
+        steps: list[dict[str, Any]],
+        contexts: dict[str, Any],
+        env: dict[str, str],
+        files: Path,
+        *,
+        in_action: bool = False,
+        caller_env: dict[str, str] | None = None,
+    ) -> list[Step]:
+        """Run `steps` in order, as a job's or a composite action's (whose steps also see the
+        `env:` of the step that uses it); `env` takes what each step appends to GITHUB_ENV,
+        `contexts["steps"]` each step's outcome and outputs."""
+        done: list[Step] = []
+        for step in steps:
+            failed = any(finished.outcome == "failure" for finished in done)
+            condition = EXPRESSION.sub(lambda match: match[1], str(step.get("if", "")))
+            # As GitHub does: a condition without a status check runs only while all is well.
+            if not STATUS_CHECK.search(condition):
+                condition = f"success() && ({condition})" if condition else "success()"
+            label = step.get("run") or step["uses"].split("@")[0]
+            if not evaluate(condition, contexts, failed):
+                done.append(Step(label, "skipped", 0.0))
+                self._record(contexts, step, "skipped", {})
+                continue
+            number = next(self.numbers)
+            output_file = files / f"output-{number}"
+            env_file = files / f"env-{number}"
+            output_file.touch()
+            env_file.touch()
+            own_env = {
+                **(caller_env or {}),
+                **{
+                    key: substitute(str(value), contexts, failed)
+                    for key, value in step.get("env", {}).items()
+                },
+            }
+            step_env = {
+                **env,
+                "GITHUB_OUTPUT": str(output_file),
+                "GITHUB_ENV": str(env_file),
+                **own_env,
+            }
+            began = time.perf_counter()
+            inner: list[Step] = []
+            outputs: dict[str, str] | None = None
+            if "run" in step and in_action and step.get("shell") != "bash":
+                outcome, text = "failure", "an action's run: step needs `shell: bash` here"
+            elif "run" in step:
+                outcome, text = self._run(substitute(step["run"], contexts, failed), step_env)
+            else:
+                action = step["uses"].split("@")[0]
+                with_ = {
+                    key: substitute(str(value), contexts, failed)
+                    for key, value in step.get("with", {}).items()
+                }
+                if action.startswith(OWN_ACTION):
+                    outcome, text, outputs, inner = self._composite(
+                        action, with_, contexts, env, files, own_env
+                    )
+                else:
+                    outcome, text = self._uses(action, with_, output_file)
+            done.append(Step(label, outcome, time.perf_counter() - began, text, inner))
+            if outputs is None:
+                outputs = read_pairs(output_file)
+            env.update(read_pairs(env_file))
+            self._record(contexts, step, outcome, outputs)
+        return done
+
+    def _composite(
+        self,
+        action: str,
+        with_: dict[str, str],
+        contexts: dict[str, Any],
+        env: dict[str, str],
+        files: Path,
+        caller_env: dict[str, str],
+    ) -> tuple[str, str, dict[str, str], list[Step]]:
+        """One of the repository's composite actions, read from the checkout: its outcome,
+        log, outputs and steps."""
+        path = self.project / action.removeprefix("$/").removeprefix("./") / "action.yml"
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if spec["runs"]["using"] != "composite":
+            return "failure", f"{action}: not a composite action", {}, []
+        declared = spec.get("inputs", {})
+        unexpected = sorted(set(with_) - set(declared))
+        if unexpected:
+            return "failure", f"{action}: no input named {', '.join(unexpected)}", {}, []
+        inputs = {
+            name: with_.get(name, str(declared[name].get("default", ""))) for name in declared
+        }
+        # What an action may read: no `vars`, `secrets` or `needs`, its own `steps`.
+        own = {
+            "github": contexts["github"],
+            "runner": contexts["runner"],
+            "inputs": inputs,
+            "steps": {},
+        }
+        try:
+            steps = self._run_steps(
+                spec["runs"]["steps"], own, env, files, in_action=True, caller_env=caller_env
+            )
+            outputs = {
+                name: substitute(str(output["value"]), own, False)
+                for name, output in spec.get("outputs", {}).items()
+            }
+        except UnknownContext as error:
+            return "failure", f"{action}: {error}", {}, []
+        outcome = "failure" if any(step.outcome == "failure" for step in steps) else "success"
+        log = "\n".join(f"{step.name}: {step.outcome}\n{step.output}" for step in steps)
+        return outcome, log, outputs, steps
 
     @staticmethod
     def _record(

@@ -15,7 +15,7 @@ from .conftest import CHOICES, MATRIX, ROOT, Bake, run
 # What `make lint` runs in a generated project besides ruff; the package is found on PYTHONPATH.
 LINT_IMPORTS = ["lint-imports", "--no-logo", "--no-cache"]
 JINJA_LEFTOVER = re.compile(r"\{\{|\{%|%\}")
-# GitHub's own expressions; the workflows are copied without rendering.
+# GitHub's own expressions, in the workflows (copied without rendering) and the set-up action.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 # Copied without rendering, and names Jinja's delimiters to refuse them in the recorded answers.
 NAMES_JINJA = {"scripts/update_template.py"}
@@ -28,6 +28,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         ".dvc/config",
         ".dvcignore",
         ".github/CODEOWNERS",
+        ".github/actions/setup/action.yml",
         ".github/dependabot.yml",
         ".github/pull_request_template.md",
         ".github/workflows/ci.yml",
@@ -146,7 +147,7 @@ def test_bake(bake: Bake, bake_env: dict[str, str], case: str) -> None:
         relative = path.relative_to(project).as_posix()
         if path.is_file() and ".git" not in path.parts and relative not in NAMES_JINJA:
             text = path.read_text(encoding="utf-8")
-            if path.parent.name == "workflows":
+            if relative.startswith(".github/"):
                 text = GITHUB_EXPRESSION.sub("", text)
             assert not JINJA_LEFTOVER.search(text), f"Jinja left in {path}"
 

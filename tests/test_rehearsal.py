@@ -22,8 +22,10 @@ from .rehearsal import Job, Rehearsal
 pytestmark = pytest.mark.slow
 MODEL = "tumour-classifier"
 CURRENT = Path("data/current/breast_cancer.csv")
+# The set-up action every job runs first (Python, uv, the caches), by its name in `uses:`.
+SETUP = "$/.github/actions/setup"
 # The steps that install dependencies and get the data, which the timing leaves out.
-INSTALL = ("make setup", "actions/setup-python", "astral-sh/setup-uv", "actions/cache")
+INSTALL = ("make setup", SETUP)
 
 
 def git(project: Path, env: dict[str, str], *args: str) -> str:
@@ -116,6 +118,12 @@ def edit_readme(project: Path, env: dict[str, str], line: str) -> str:
     return commit(project, env, line)
 
 
+def set_up(job: Job) -> list[tuple[str, str, str]]:
+    """The set-up action's steps in `job`: what each is, its outcome, and its log."""
+    (setup,) = [step for step in job.steps if step.name == SETUP]
+    return [(step.name, step.outcome, step.output) for step in setup.steps]
+
+
 def pushes_and_releases(calls: Path) -> list[str]:
     """What reached the image registry and GitHub's releases: docker and gh calls that publish."""
     if not calls.exists():
@@ -163,6 +171,16 @@ def test_two_pull_requests_and_two_merges_on_the_embedded_defaults(
     assert "### Remotes" in train.summary
     assert "Set the repository variables" in train.summary  # the embedded defaults, said so
     assert comment in train.summary
+    # A first run: nothing to restore; the .venv and DVC's cache are saved for the next.
+    assert [(name, outcome) for name, outcome, _ in set_up(train)] == [
+        ("actions/setup-python", "success"),
+        ("astral-sh/setup-uv", "success"),
+        ("actions/cache", "success"),
+        ("actions/cache", "success"),
+    ]
+    assert [log for name, _, log in set_up(train) if name == "actions/cache"] == [
+        "cache missed"
+    ] * 2
     cold = train.seconds(excluding=INSTALL)
 
     # Merge 1: the release job registers in a store that dies with it, so publishes nothing.
@@ -174,6 +192,13 @@ def test_two_pull_requests_and_two_merges_on_the_embedded_defaults(
     skipped = [step.name for step in release.steps if step.outcome == "skipped"]
     assert "make promote" in skipped
     assert "make container" in skipped
+    # What a release publishes is built from scratch: no cache restored.
+    assert [outcome for _, outcome, _ in set_up(release)] == [
+        "success",
+        "success",
+        "skipped",
+        "skipped",
+    ]
 
     # Pull request 2: back to the old setting, now worse than main's model: the margin over
     # the base branch's committed metrics blocks it, with no registry at all.
@@ -181,8 +206,11 @@ def test_two_pull_requests_and_two_merges_on_the_embedded_defaults(
     propose(project, bake_env, "back", "Old regularisation", train__logistic_regression__C=1.0)
     workspace = checkout(project, bake_env, tmp_path / "runner", "back")
     rehearsal = Rehearsal(workspace, "train.yml", tmp_path / "pr-2", bake_env, caches)
-    train = rehearsal.run_job("train", event=pull_request(main_now))  # the caches restored
+    train = rehearsal.run_job("train", event=pull_request(main_now))
     assert train.result == "failure"
+    # The first pull request's .venv and DVC cache, by their restore-key prefixes.
+    restored = [log for name, _, log in set_up(train) if name == "actions/cache"]
+    assert [log.split(" from ")[0] for log in restored] == ["cache restored"] * 2, restored
     warm = train.seconds(excluding=INSTALL)
     print(
         "\ntrain job, edit params -> comment body ready, beyond installing: "

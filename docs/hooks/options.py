@@ -47,7 +47,8 @@ CHANGES = {
     "task": "sample data, schema, estimators, metrics, plots, model tests",
     "dvc_remote": (
         "`.dvc/config`, the `dvc[s3]` / `dvc[gs]` / `dvc[azure]` extra; for a cloud, an OIDC "
-        "login step (with `id-token: write`) in the workflow jobs that use the data"
+        "login step in the set-up action (`.github/actions/setup`) that the workflow jobs using "
+        "the data run"
     ),
     "dvc_remote_url": "`.dvc/config` (never credentials)",
     "mlflow_tracking_uri": (
