@@ -59,6 +59,15 @@ def raw_data(schema: Schema) -> pd.DataFrame:
     return read_table(path, schema)
 
 
+def write_table(frame: pd.DataFrame, path: Path) -> Path:
+    """The frame as CSV or Parquet, by the path's suffix, without its index."""
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
 def copy_inputs(folder: Path) -> None:
     """Copy params.yaml, the raw data and the current data of this project into `folder`."""
     shutil.copy(ROOT / PARAMS_FILE, folder / PARAMS_FILE)

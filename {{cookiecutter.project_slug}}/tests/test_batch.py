@@ -14,7 +14,7 @@ from {{ cookiecutter.package_name }}.core.scoring import PREDICTION, PROBABILITY
 from {{ cookiecutter.package_name }}.offline.batch import MODEL_NAME, MODEL_VERSION, ROW
 from {{ cookiecutter.package_name }}.release.registry import RegisteredModel, load_registered
 
-from .conftest import copy_inputs
+from .conftest import copy_inputs, write_table
 
 SUFFIXES = [".csv", ".parquet"]
 # Small chunks, so that the bad rows below sit in a later chunk than the first.
@@ -51,14 +51,6 @@ def champion(
     return model
 
 
-def write(frame: pd.DataFrame, path: Path) -> Path:
-    if path.suffix == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
-    return path
-
-
 def read(path: Path) -> pd.DataFrame:
     if path.suffix == ".csv":
         # pandas' default parser drops the last digits of some numbers; the file has them all.
@@ -81,7 +73,7 @@ def test_scores_every_row_like_the_estimator(
     input_suffix: str,
     output_suffix: str,
 ) -> None:
-    source = write(raw_data, tmp_path / f"rows{input_suffix}")
+    source = write_table(raw_data, tmp_path / f"rows{input_suffix}")
     output = tmp_path / f"predictions{output_suffix}"
     assert batch(source, output) == 0
     result = read(output)
@@ -110,7 +102,7 @@ def test_parquet_output_names_the_model_in_its_metadata(
     import pyarrow.parquet as pq
 
     output = tmp_path / "predictions.parquet"
-    assert batch(write(raw_data, tmp_path / "rows.csv"), output) == 0
+    assert batch(write_table(raw_data, tmp_path / "rows.csv"), output) == 0
     metadata = pq.read_schema(output).metadata
     assert metadata[b"model_name"] == champion.name.encode()
     assert metadata[b"model_version"] == champion.version.encode()
@@ -123,7 +115,7 @@ def test_parquet_output_keeps_dictionaries_for_the_repeating_columns(
     import pyarrow.parquet as pq
 
     output = tmp_path / "predictions.parquet"
-    assert batch(write(raw_data, tmp_path / "rows.csv"), output) == 0
+    assert batch(write_table(raw_data, tmp_path / "rows.csv"), output) == 0
     row_group = pq.ParquetFile(output).metadata.row_group(0)
     columns = (row_group.column(i) for i in range(row_group.num_columns))
     dictionary = {c.path_in_schema: "RLE_DICTIONARY" in c.encodings for c in columns}
@@ -139,7 +131,7 @@ def test_parquet_output_keeps_dictionaries_for_the_repeating_columns(
 def test_small_chunks_give_the_same_predictions(
     tmp_path: Path, raw_data: pd.DataFrame, champion: RegisteredModel, suffix: str
 ) -> None:
-    source = write(raw_data, tmp_path / f"rows{suffix}")
+    source = write_table(raw_data, tmp_path / f"rows{suffix}")
     whole, chunked = tmp_path / f"whole{suffix}", tmp_path / f"chunked{suffix}"
     assert batch(source, whole) == 0
     assert batch(source, chunked, "--chunk-size", "7") == 0
@@ -152,12 +144,13 @@ def test_the_target_column_is_optional_and_ignored(
 ) -> None:
     unlabelled = raw_data.assign(**{schema.target.name: np.nan})
     features_only = raw_data[schema.feature_names]
-    assert batch(write(raw_data, tmp_path / f"labelled{suffix}"), tmp_path / "a.csv") == 0
-    assert batch(write(unlabelled, tmp_path / f"unlabelled{suffix}"), tmp_path / "b.csv") == 0
-    assert batch(write(features_only, tmp_path / f"features{suffix}"), tmp_path / "c.csv") == 0
-    expected = (tmp_path / "a.csv").read_bytes()
-    assert (tmp_path / "b.csv").read_bytes() == expected
-    assert (tmp_path / "c.csv").read_bytes() == expected
+    inputs = {"labelled": raw_data, "unlabelled": unlabelled, "features": features_only}
+    for name, frame in inputs.items():
+        source = write_table(frame, tmp_path / f"{name}{suffix}")
+        assert batch(source, tmp_path / f"{name}-scored.csv") == 0
+    expected = (tmp_path / "labelled-scored.csv").read_bytes()
+    assert (tmp_path / "unlabelled-scored.csv").read_bytes() == expected
+    assert (tmp_path / "features-scored.csv").read_bytes() == expected
 
 
 Corruption = Callable[[pd.DataFrame, Schema], pd.DataFrame]
@@ -223,7 +216,7 @@ def test_bad_file_stops_with_the_rows_and_writes_nothing(
     suffix: str,
 ) -> None:
     corrupt, expected = BAD_FILES[case]
-    source = write(corrupt(raw_data.copy(), schema), tmp_path / f"rows{suffix}")
+    source = write_table(corrupt(raw_data.copy(), schema), tmp_path / f"rows{suffix}")
     output = tmp_path / "predictions.csv"
     assert batch(source, output, "--chunk-size", CHUNK) == 1
     error = capsys.readouterr().err
@@ -241,7 +234,7 @@ def test_bad_file_leaves_an_existing_output_as_it_was(
     champion: RegisteredModel,
     output_suffix: str,
 ) -> None:
-    source = write(set_cells((260, 0, -1e6))(raw_data.copy(), schema), tmp_path / "rows.csv")
+    source = write_table(set_cells((260, 0, -1e6))(raw_data.copy(), schema), tmp_path / "rows.csv")
     output = tmp_path / f"predictions{output_suffix}"
     output.write_bytes(b"yesterday's predictions")
     assert batch(source, output, "--chunk-size", CHUNK, "--overwrite") == 1
@@ -255,7 +248,7 @@ def test_an_existing_output_is_replaced_only_when_asked(
     champion: RegisteredModel,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    source = write(raw_data.head(50), tmp_path / "rows.csv")
+    source = write_table(raw_data.head(50), tmp_path / "rows.csv")
     output = tmp_path / "predictions.csv"
     output.write_bytes(b"yesterday's predictions")
     assert batch(source, output) == 1
@@ -273,7 +266,7 @@ def test_predictions_never_land_in_the_tracked_data(
     champion: RegisteredModel,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    source = write(raw_data.head(50), tmp_path / "rows.csv")
+    source = write_table(raw_data.head(50), tmp_path / "rows.csv")
     tracked = Path.cwd() / RAW_DATA
     before = tracked.read_bytes()
     for output in (RAW_DATA, Path("data/predictions.parquet"), tracked.parent / "p.csv"):
@@ -284,11 +277,11 @@ def test_predictions_never_land_in_the_tracked_data(
 
 
 def header_only(path: Path, raw_data: pd.DataFrame) -> None:
-    write(raw_data.iloc[0:0], path)
+    write_table(raw_data.iloc[0:0], path)
 
 
 def row_too_long(path: Path, raw_data: pd.DataFrame) -> None:
-    write(raw_data.head(20), path)
+    write_table(raw_data.head(20), path)
     with path.open("a", encoding="utf-8") as file:
         file.write(",".join(["1"] * (len(raw_data.columns) + 1)) + "\n")
 
@@ -363,7 +356,7 @@ def test_a_missing_alias_is_refused(
     champion: RegisteredModel,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    source = write(raw_data, tmp_path / "rows.csv")
+    source = write_table(raw_data, tmp_path / "rows.csv")
     assert batch(source, tmp_path / "predictions.csv", "--alias", "nobody") == 1
     assert "no version is 'nobody' yet" in capsys.readouterr().err
     assert [path.name for path in tmp_path.iterdir()] == [source.name]
@@ -372,14 +365,14 @@ def test_a_missing_alias_is_refused(
 def test_no_champion_yet(
     workdir: Path, raw_data: pd.DataFrame, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    source = write(raw_data, workdir / "rows.csv")
+    source = write_table(raw_data, workdir / "rows.csv")
     assert batch(source, workdir / "predictions.csv") == 1
     assert "no version is 'champion' yet; run `make promote` first" in capsys.readouterr().err
     assert not (workdir / "predictions.csv").exists()
 
 
 def test_chunk_size_must_be_positive(tmp_path: Path, raw_data: pd.DataFrame) -> None:
-    source = write(raw_data, tmp_path / "rows.csv")
+    source = write_table(raw_data, tmp_path / "rows.csv")
     with pytest.raises(SystemExit) as stopped:
         batch(source, tmp_path / "predictions.csv", "--chunk-size", "0")
     assert stopped.value.code == 2

@@ -18,6 +18,8 @@ from {{ cookiecutter.package_name }}.core.problems import (
 from {{ cookiecutter.package_name }}.core.schema import Schema
 from {{ cookiecutter.package_name }}.core.tables import open_input
 
+from .conftest import write_table
+
 # Two rows a chunk: row 5 is the second row of the third chunk.
 CHUNK = 2
 BAD_ROW = 5
@@ -26,14 +28,6 @@ BAD_ROW = 5
 def features(raw_data: pd.DataFrame, schema: Schema, rows: int = 8) -> pd.DataFrame:
     # Text columns, so that a cell can hold a word in CSV and in Parquet alike.
     return raw_data[schema.feature_names].head(rows).astype(str).reset_index(drop=True)
-
-
-def write(frame: pd.DataFrame, path: Path) -> Path:
-    if path.suffix == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
-    return path
 
 
 def read_error(path: Path, schema: Schema, chunk_size: int = CHUNK) -> str:
@@ -53,7 +47,7 @@ def test_a_bad_row_in_a_later_chunk_is_named_where_the_file_has_it(
     frame = features(raw_data, schema)
     column = schema.features[0]
     frame.loc[BAD_ROW, column.name] = value
-    path = write(frame, tmp_path / f"rows{suffix}")
+    path = write_table(frame, tmp_path / f"rows{suffix}")
     what = "values that are not numbers" if value == "twelve" else f"values not {column.describe()}"
     assert read_error(path, schema) == (
         f"{path}: does not match the schema:\n  column '{column.name}': 1 {what} at {where}"
@@ -69,7 +63,7 @@ def test_past_the_first_rows_shown_the_rest_are_counted(
     frame = features(raw_data, schema, rows=10)
     column = schema.features[0]
     frame.loc[1:7, column.name] = "twelve"
-    path = write(frame, tmp_path / f"rows{suffix}")
+    path = write_table(frame, tmp_path / f"rows{suffix}")
     error = read_error(path, schema, chunk_size=100)
     assert MAX_ROWS_SHOWN == 5
     assert error.endswith(
