@@ -160,12 +160,18 @@ def version_by_alias(registry: MlflowClient, name: str, alias: str) -> str | Non
         raise
 
 
+def required_version(registry: MlflowClient, name: str, alias: str, missing: str) -> str:
+    """The version `alias` points to; RegistryError "<name>: <missing>" when it is not set."""
+    version = version_by_alias(registry, name, alias)
+    if version is None:
+        raise RegistryError(f"{name}: {missing}")
+    return version
+
+
 def _challenger(registry: MlflowClient, name: str, verb: str) -> str:
     """The challenger's version; without one there is nothing to `verb`."""
-    version = version_by_alias(registry, name, CHALLENGER)
-    if version is None:
-        raise RegistryError(f"{name}: no challenger to {verb}; run `make repro` first")
-    return version
+    missing = f"no challenger to {verb}; run `make repro` first"
+    return required_version(registry, name, CHALLENGER, missing)
 
 
 def _candidate(registry: MlflowClient, name: str, version: str) -> Candidate:
@@ -304,14 +310,9 @@ def rollback(params: MlflowParams, reason: str | None = None) -> tuple[str, str,
     registry = client(params)
     name = params.model_name
     with registry_errors(params):
-        current = version_by_alias(registry, name, CHAMPION)
-        if current is None:
-            raise RegistryError(f"{name}: no champion to roll back")
-        target = version_by_alias(registry, name, PREVIOUS)
-        if target is None:
-            raise RegistryError(
-                f"{name}: version {current} has no '{PREVIOUS}' champion to roll back to"
-            )
+        current = required_version(registry, name, CHAMPION, "no champion to roll back")
+        missing = f"version {current} has no '{PREVIOUS}' champion to roll back to"
+        target = required_version(registry, name, PREVIOUS, missing)
         before = registry.get_model_version(name, target).tags.get(REPLACED) or None
         further = before if before not in (None, target) else None
         move_aliases(registry, name, {CHAMPION: target, PREVIOUS: further})
@@ -365,9 +366,8 @@ def load_registered(params: MlflowParams, alias: str = CHAMPION) -> RegisteredMo
     registry = client(params)
     name = params.model_name
     with registry_errors(params):
-        version = version_by_alias(registry, name, alias)
-        if version is None:
-            raise RegistryError(f"{name}: no version is '{alias}' yet; run `make promote` first")
+        missing = f"no version is '{alias}' yet; run `make promote` first"
+        version = required_version(registry, name, alias, missing)
         tags = dict(registry.get_model_version(name, version).tags)
         folder = download_artifacts(
             artifact_uri=f"models:/{name}/{version}", tracking_uri=tracking_uri(params)
