@@ -106,7 +106,17 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         ],
         "serving": ["api_schema", "inference_log", "middleware", "service"],
         "offline": ["batch", "handler", "onnx"],
-        "ops": ["ci", "mlflow_server", "mlflow_ui", "mlflow_users"],
+        "ops": [
+            "ci",
+            "mlflow_server",
+            "mlflow_ui",
+            "mlflow_users",
+            "object_store",
+            "oci_registry",
+            "processes",
+            "prometheus",
+            "stack",
+        ],
     }
     files |= {f"src/{package}/__init__.py", f"src/{package}/__main__.py"}
     for folder, modules in folders.items():
