@@ -76,6 +76,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "tests/test_layout.py",
         "tests/test_service.py",
         "tests/test_server.py",
+        "tests/test_stack.py",
         "tests/test_tables.py",
     }
     # The package by lifecycle: a folder per stage of a model's life, each with its __init__.
