@@ -17,6 +17,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import stat
 import tarfile
 import tempfile
@@ -59,9 +60,12 @@ class Stack:
     service_port: int
     env: dict[str, str]  # the bake's environment: what `make` runs with
 
-    def start(self) -> str:
+    def start_command(self) -> list[str]:
         args = " ".join(f"--{name}-port {port}" for name, port in self.ports.items())
-        return make(self.project, self.env, "stack", f"ARGS={args}", f"PORT={self.service_port}")
+        return ["make", "stack", f"ARGS={args}", f"PORT={self.service_port}"]
+
+    def start(self) -> str:
+        return run(self.start_command(), self.project, self.env).stdout
 
     def variables(self) -> dict[str, str]:
         """What stack.env exports, read the way `source` would."""
@@ -97,6 +101,17 @@ def stack(bake: Bake, bake_env: dict[str, str]) -> Iterator[Stack]:
     ports = {name: free_port() for name in SERVICES}
     started = Stack(project, folder, ports, free_port(), env)
     try:
+        # A taken port: one line naming the option that moves it, and nothing left running.
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", ports["s3"]))
+            taken.listen()
+            refused = run(started.start_command(), project, env, check=False)
+        assert refused.returncode != 0
+        assert [line for line in refused.stderr.splitlines() if line.startswith("ERROR")] == [
+            f"ERROR: port {ports['s3']} on 127.0.0.1 is taken, so the object store cannot listen "
+            'there: stop what uses it or pick another port (make stack ARGS="--s3-port <port>")'
+        ]
+        assert "Nothing was running" in make(project, env, "stack-stop")
         output = started.start()
         assert "ERROR" not in output
         yield started

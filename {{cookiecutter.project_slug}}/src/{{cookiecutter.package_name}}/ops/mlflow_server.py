@@ -136,7 +136,9 @@ def check_host(host: str, allow_remote: bool) -> str | None:
     return f"the server listens on {host}: {REMOTE_HOST}"
 
 
-def check_port_free(host: str, port: int, what: str, option: str) -> None:
+def check_port_free(
+    host: str, port: int, what: str, option: str, target: str = "mlflow-server"
+) -> None:
     with socket.socket() as sock:
         # As the servers themselves do: connections of a server just stopped do not count.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -145,7 +147,7 @@ def check_port_free(host: str, port: int, what: str, option: str) -> None:
         except OSError:
             raise ProjectError(
                 f"port {port} on {host} is taken, so {what} cannot listen there: stop what uses "
-                f'it or pick another port (make mlflow-server ARGS="{option} <port>")'
+                f'it or pick another port (make {target} ARGS="{option} <port>")'
             ) from None
 
 
@@ -339,11 +341,13 @@ def start(
     artifacts: str | None = None,
     password: str | None = None,
     extra_env: Mapping[str, str] | None = None,
+    moved_by: tuple[str, str] = ("mlflow-server", "--port"),
 ) -> str:
     """Start PostgreSQL and the server (or find them running); the server's URL.
 
     `make stack` passes its own folder, an s3:// artifact destination with the object store's
-    variables in `extra_env`, and the admin password it keeps.
+    variables in `extra_env`, the admin password it keeps, and its target and option that move
+    the server's port (`moved_by`), for the message when the port is taken.
     """
     remote_warning = check_host(host, allow_remote)
     password = password or admin_password()
@@ -359,14 +363,15 @@ def start(
     if running(layout.pid, MARKER) is not None:
         print(f"The MLflow server is already running at {url}")
         return url
-    check_port_free(host, port, "the MLflow server", "--port")
+    target, port_option = moved_by
+    check_port_free(host, port, "the MLflow server", port_option, target)
     make_private_folders(layout)
     stored = _load_secrets(layout)
     if not (layout.data / "PG_VERSION").exists():
-        check_port_free("127.0.0.1", pg_port, "PostgreSQL", "--pg-port")
+        check_port_free("127.0.0.1", pg_port, "PostgreSQL", "--pg-port", target)
         _init_postgres(bin_dir, layout, pg_port, stored["database"])
     elif not _postgres_running(bin_dir, layout):
-        check_port_free("127.0.0.1", pg_port, "PostgreSQL", "--pg-port")
+        check_port_free("127.0.0.1", pg_port, "PostgreSQL", "--pg-port", target)
         _start_postgres(bin_dir, layout, pg_port)
 
     database = f"postgresql://{DATABASE_USER}:{stored['database']}@127.0.0.1:{pg_port}"

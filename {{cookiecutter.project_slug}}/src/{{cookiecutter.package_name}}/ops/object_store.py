@@ -84,7 +84,7 @@ def start(store: ObjectStore, buckets: list[str]) -> None:
     if is_running(store):
         print(f"The object store is already running at {store.url}")
         return
-    check_port_free("127.0.0.1", store.port, "the object store", "--s3-port")
+    check_port_free("127.0.0.1", store.port, "the object store", "--s3-port", "stack")
     store.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     command = [sys.executable, "-c", "from moto.server import main; main()"]
     server = spawn([*command, "-H", "127.0.0.1", "-p", str(store.port)], store.log, store.pid)

@@ -45,7 +45,7 @@ def start(registry: Registry) -> None:
     if is_running(registry):
         print(f"The registry is already running at {registry.address}")
         return
-    check_port_free("127.0.0.1", registry.port, "the registry", "--registry-port")
+    check_port_free("127.0.0.1", registry.port, "the registry", "--registry-port", "stack")
     registry.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = registry.folder / "config.yml"
     settings = {

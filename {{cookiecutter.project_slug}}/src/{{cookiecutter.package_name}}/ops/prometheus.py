@@ -53,7 +53,7 @@ def start(prometheus: Prometheus) -> None:
     if is_running(prometheus):
         print(f"Prometheus is already running at {prometheus.url}")
         return
-    check_port_free("127.0.0.1", prometheus.port, "Prometheus", "--prometheus-port")
+    check_port_free("127.0.0.1", prometheus.port, "Prometheus", "--prometheus-port", "stack")
     prometheus.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = prometheus.folder / "prometheus.yml"
     settings = {

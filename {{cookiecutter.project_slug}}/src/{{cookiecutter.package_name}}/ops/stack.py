@@ -159,6 +159,7 @@ def start(args: argparse.Namespace) -> None:
             artifacts=artifacts,
             password=stored["mlflow_admin"],
             extra_env=stack.store.client_env(),
+            moved_by=("stack", "--mlflow-port"),
         )
         oci_registry.start(stack.registry)
         prometheus.start(stack.prometheus)
