@@ -97,6 +97,17 @@ def test_the_env_file_is_private_and_gives_back_every_value_when_sourced(
     assert variables["STACK_REGISTRY"] == "127.0.0.1:5050"
 
 
+def test_a_given_admin_password_too_short_for_mlflow_is_refused_before_anything_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "short")
+    with pytest.raises(ProjectError, match="MLflow wants 12 or more"):
+        stack.load_secrets(tmp_path)
+    assert not (tmp_path / "secrets.json").exists()
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD")
+    assert len(stack.load_secrets(tmp_path)["mlflow_admin"]) == 32
+
+
 def test_an_object_key_that_would_leave_the_snapshot_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="cannot keep the object"):
         object_store._inside(tmp_path, "../outside")

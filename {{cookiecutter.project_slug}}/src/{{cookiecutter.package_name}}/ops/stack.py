@@ -48,21 +48,23 @@ def stack_dir() -> Path:
 
 
 def load_secrets(root: Path) -> dict[str, str]:
-    """The S3 key pair and the MLflow admin's password: made on the first start, then kept."""
+    """The S3 key pair and the MLflow admin's password: made on the first start, then kept.
+
+    MLflow sets the admin's password on its first start only: MLFLOW_AUTH_ADMIN_PASSWORD when
+    it is set then (checked against MLflow's rule), else a generated one.
+    """
     path = root / "secrets.json"
-    stored: dict[str, str] = {}
     if path.exists():
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    wanted = {
+        stored: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        return stored
+    given = os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD")
+    made = {
         "s3_access_key": "STACK" + secrets.token_hex(8).upper(),
         "s3_secret_key": secrets.token_hex(20),
-        # MLflow sets the admin's password on its first start only: the one given then, if any.
-        "mlflow_admin": os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD") or secrets.token_hex(16),
+        "mlflow_admin": mlflow_server.admin_password() if given else secrets.token_hex(16),
     }
-    if not wanted.keys() <= stored.keys():
-        stored = {**wanted, **stored}
-        write_private(path, json.dumps(stored))
-    return stored
+    write_private(path, json.dumps(made))
+    return made
 
 
 def layout(args: argparse.Namespace, stored: dict[str, str]) -> Stack:
