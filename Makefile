@@ -38,13 +38,15 @@ $(TOOLS)/bin/uv:
 
 # Programs the tests drive that PyPI does not carry, as `command:Debian package` (shellcheck comes
 # from PyPI with the test environment). Installed with apt-get when make runs as root; otherwise
-# one line says what to install. PostgreSQL's programs live outside PATH on Debian.
-SYSTEM_TOOLS := git:git npm:npm promtool:prometheus initdb:postgresql
+# one line says what to install. PostgreSQL's programs live outside PATH on Debian. `prometheus`
+# brings promtool and the server, and docker-registry is the stack's registry too
+# (tests/test_stack_slow.py), which runs without root.
+SYSTEM_TOOLS := git:git npm:npm promtool:prometheus initdb:postgresql docker-registry:docker-registry
 # The service's image (tests/test_image_slow.py): built with buildah from a base made with
-# mmdebstrap, run with podman on runc, pushed to Debian's docker-registry, checked with skopeo.
-# That test needs root; where it cannot run (GitHub's runner jobs), `IMAGE_TOOLS=` skips these.
-IMAGE_TOOLS := buildah:buildah podman:podman runc:runc skopeo:skopeo mmdebstrap:mmdebstrap \
-	docker-registry:docker-registry
+# mmdebstrap, run with podman on runc, pushed to Debian's docker-registry (above), checked with
+# skopeo. That test needs root; where it cannot run (GitHub's runner jobs), `IMAGE_TOOLS=` skips
+# these.
+IMAGE_TOOLS := buildah:buildah podman:podman runc:runc skopeo:skopeo mmdebstrap:mmdebstrap
 export POSTGRES_BIN_GLOB ?= /usr/lib/postgresql/*/bin
 
 system-tools: ## Install the programs the tests need that PyPI lacks (apt-get as root)

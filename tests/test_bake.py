@@ -78,6 +78,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "tests/test_layout.py",
         "tests/test_service.py",
         "tests/test_server.py",
+        "tests/test_stack.py",
         "tests/test_tables.py",
     }
     # The package by lifecycle: a folder per stage of a model's life, each with its __init__.
@@ -109,7 +110,17 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         ],
         "serving": ["api_schema", "inference_log", "middleware", "service"],
         "offline": ["batch", "handler", "onnx"],
-        "ops": ["ci", "mlflow_server", "mlflow_ui", "mlflow_users"],
+        "ops": [
+            "ci",
+            "mlflow_server",
+            "mlflow_ui",
+            "mlflow_users",
+            "object_store",
+            "oci_registry",
+            "processes",
+            "prometheus",
+            "stack",
+        ],
     }
     files |= {f"src/{package}/__init__.py", f"src/{package}/__main__.py"}
     for folder, modules in folders.items():

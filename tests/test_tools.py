@@ -14,9 +14,15 @@ from .conftest import ROOT, Bake
 
 BASICS = ("bash", "make", "env", "id", "mkdir", "tail")
 # What each Debian package brings, for the apt-get stand-in to "install".
-PACKAGES = {"git": "git", "npm": "npm", "prometheus": "promtool", "postgresql": "initdb"}
+PACKAGES = {
+    "git": "git",
+    "npm": "npm",
+    "prometheus": "promtool",
+    "postgresql": "initdb",
+    "docker-registry": "docker-registry",
+}
 # The image test's packages each bring the command of their own name.
-IMAGE_PACKAGES = ("buildah", "podman", "runc", "skopeo", "mmdebstrap", "docker-registry")
+IMAGE_PACKAGES = ("buildah", "podman", "runc", "skopeo", "mmdebstrap")
 PACKAGES |= {package: package for package in IMAGE_PACKAGES}
 APT_GET = """#!/usr/bin/env bash
 echo "apt-get $*" >> "$APT_LOG"
@@ -97,7 +103,7 @@ def test_otherwise_one_line_names_what_to_install(tmp_path: Path, uid: int, apt:
     assert result.returncode != 0
     (line,) = result.stderr.strip().splitlines()[:1]
     assert line.startswith("ERROR: the tests need Debian's ")
-    assert "sudo apt-get install git npm prometheus postgresql" in line
+    assert "sudo apt-get install git npm prometheus postgresql docker-registry" in line
     assert not (tmp_path / "apt.log").exists()
 
 

@@ -1,5 +1,6 @@
-# The MLflow server of compose.yaml: MLflow's basic-auth app and the PostgreSQL driver at the
-# versions uv.lock pins (the `server` dependency group), run by a user without privileges.
+# The MLflow server and the object store of compose.yaml: MLflow's basic-auth app, the PostgreSQL
+# driver, boto3 and moto's S3 server at the versions uv.lock pins (the `server` dependency
+# group), run by a user without privileges.
 # Base images by digest; Dependabot (.github/dependabot.yml) proposes new digests.
 {%- import "images.j2" as images %}
 FROM {{ images.uv }} AS uv
@@ -7,8 +8,7 @@ FROM {{ images.uv }} AS uv
 FROM {{ images.python[cookiecutter.python_version] }}
 
 COPY --from=uv /uv /usr/local/bin/uv
-RUN useradd --system --create-home mlflow \
-    && mkdir -p /mlflow/artifacts && chown mlflow /mlflow/artifacts
+RUN useradd --system --create-home mlflow
 
 WORKDIR /opt/mlflow
 COPY pyproject.toml uv.lock ./

@@ -21,10 +21,9 @@ from {{ cookiecutter.package_name }}.ops.mlflow_server import (
     check_port_free,
     find_postgres,
     make_private_folders,
-    open_private,
-    process_start_time,
     server_dir,
 )
+from {{ cookiecutter.package_name }}.ops.processes import open_private, process_start_time
 
 
 def server_programs(folder: Path) -> Path:

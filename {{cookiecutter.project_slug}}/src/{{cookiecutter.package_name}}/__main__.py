@@ -29,6 +29,10 @@ COMMANDS = {
         "ops.mlflow_server",
         "start or stop a shared MLflow server (PostgreSQL, basic auth)",
     ),
+    "stack": (
+        "ops.stack",
+        "start or stop the shared stack: MLflow, object store, registry, Prometheus",
+    ),
     "mlflow-users": (
         "ops.mlflow_users",
         "create or renew the workflows' MLflow users: reader, release",

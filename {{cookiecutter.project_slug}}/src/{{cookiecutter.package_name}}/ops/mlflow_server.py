@@ -20,7 +20,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,13 +27,14 @@ import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from typing import BinaryIO
 
 from ..core.errors import ProjectError
+from .processes import last_line, running, spawn, write_private
+from .processes import stop as stop_process
 
 # Where PostgreSQL's server programs live when they are not on PATH (Debian and Ubuntu, RHEL).
 SEARCH = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin")
@@ -42,6 +42,7 @@ DATABASE_USER = "mlflow"
 DATABASES = ("mlflow", "mlflow_auth")
 # PostgreSQL refuses to run as root; root runs it as this user instead.
 POSTGRES_OS_USER = "postgres"
+MARKER = b"mlflow"  # in the server's command line: the pid file names the server, nothing else
 MIN_PASSWORD = 12  # MLflow's rule for basic-auth passwords
 REMOTE_HOST = (
     "basic auth sends the password with every request, in cleartext over plain HTTP: put a TLS "
@@ -62,8 +63,9 @@ class Layout:
     pid: Path
 
 
-def server_dir() -> Layout:
-    root = Path(os.environ.get("MLFLOW_SERVER_DIR") or ".mlflow-server").absolute()
+def server_dir(root: Path | None = None) -> Layout:
+    """The server's folder: `root`, else MLFLOW_SERVER_DIR, else .mlflow-server/."""
+    root = (root or Path(os.environ.get("MLFLOW_SERVER_DIR") or ".mlflow-server")).absolute()
     names = ("postgres", "artifacts", "auth.ini", "secrets.json", "mlflow.log", "mlflow.pid")
     return Layout(root, *(root / name for name in names))
 
@@ -134,7 +136,9 @@ def check_host(host: str, allow_remote: bool) -> str | None:
     return f"the server listens on {host}: {REMOTE_HOST}"
 
 
-def check_port_free(host: str, port: int, what: str, option: str) -> None:
+def check_port_free(
+    host: str, port: int, what: str, option: str, target: str = "mlflow-server"
+) -> None:
     with socket.socket() as sock:
         # As the servers themselves do: connections of a server just stopped do not count.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -143,20 +147,23 @@ def check_port_free(host: str, port: int, what: str, option: str) -> None:
         except OSError:
             raise ProjectError(
                 f"port {port} on {host} is taken, so {what} cannot listen there: stop what uses "
-                f'it or pick another port (make mlflow-server ARGS="{option} <port>")'
+                f'it or pick another port (make {target} ARGS="{option} <port>")'
             ) from None
 
 
-def mlflow_command(host: str, port: int, workers: int, allowed_hosts: str) -> list[str]:
+def mlflow_command(
+    host: str, port: int, workers: int, allowed_hosts: str, artifacts: str | None = None
+) -> list[str]:
     """`mlflow server` and the flags deploy/compose.yaml gives it too.
 
     The backend store URI, which holds the database password, goes in MLFLOW_BACKEND_STORE_URI
-    rather than on the command line, where any user of the machine could read it.
+    rather than on the command line, where any user of the machine could read it. Artifacts go
+    to the server's folder unless `artifacts` names another destination (an s3:// bucket).
     """
     return [
         *("mlflow", "server", "--app-name", "basic-auth"),
         *("--host", host, "--port", str(port), "--workers", str(workers)),
-        *("--serve-artifacts", "--artifacts-destination", str(server_dir().artifacts)),
+        *("--serve-artifacts", "--artifacts-destination", artifacts or str(server_dir().artifacts)),
         *("--allowed-hosts", allowed_hosts),
     ]
 
@@ -182,32 +189,24 @@ def _give_to_postgres(path: Path) -> None:
     os.chown(path, user.pw_uid, user.pw_gid)
 
 
+def make_passable_folder(folder: Path) -> None:
+    """A folder for its owner only (0700); under root, PostgreSQL's group may pass (0710)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    if os.geteuid() == 0:
+        os.chown(folder, -1, _postgres_user().pw_gid)
+        folder.chmod(0o710)
+
+
 def make_private_folders(layout: Layout) -> None:
     """The server's folder and its artifacts, for their owner only, whatever the umask.
 
     Started by root, PostgreSQL runs as its own user, whose group may pass through the
     folder (0710) to reach its cluster, and do nothing else there.
     """
-    layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    layout.root.chmod(0o700)
-    if os.geteuid() == 0:
-        os.chown(layout.root, -1, _postgres_user().pw_gid)
-        layout.root.chmod(0o710)
+    make_passable_folder(layout.root)
     layout.artifacts.mkdir(mode=0o700, exist_ok=True)
     layout.artifacts.chmod(0o700)
-
-
-def open_private(path: Path, append: bool = False) -> BinaryIO:
-    """The file opened for writing, readable by its owner only (0600), whatever the umask."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-    descriptor = os.open(path, flags, 0o600)
-    os.fchmod(descriptor, 0o600)  # an older file may have been made with a wider mode
-    return os.fdopen(descriptor, "ab" if append else "wb")
-
-
-def _write_private(path: Path, text: str) -> None:
-    with open_private(path) as file:
-        file.write(text.encode("utf-8"))
 
 
 def _run(command: list[str], env: dict[str, str] | None = None) -> None:
@@ -223,7 +222,7 @@ def _load_secrets(layout: Layout) -> dict[str, str]:
         stored: dict[str, str] = json.loads(layout.secrets.read_text(encoding="utf-8"))
         return stored
     generated = {"database": secrets.token_hex(24), "flask": secrets.token_hex(32)}
-    _write_private(layout.secrets, json.dumps(generated))
+    write_private(layout.secrets, json.dumps(generated))
     return generated
 
 
@@ -254,7 +253,7 @@ def _init_postgres(bin_dir: Path, layout: Layout, port: int, password: str) -> N
     layout.data.mkdir(mode=0o700)
     _give_to_postgres(layout.data)
     password_file = layout.root / "initdb-password"
-    _write_private(password_file, password)
+    write_private(password_file, password)
     _give_to_postgres(password_file)
     try:
         _run(
@@ -288,8 +287,8 @@ def _init_postgres(bin_dir: Path, layout: Layout, port: int, password: str) -> N
 
 
 def _write_auth_config(layout: Layout, database_uri: str) -> None:
-    username = os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin"
-    _write_private(
+    username = admin_username()
+    write_private(
         layout.auth_config,
         "[mlflow]\n"
         "default_permission = READ\n"
@@ -297,41 +296,6 @@ def _write_auth_config(layout: Layout, database_uri: str) -> None:
         f"admin_username = {username}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
     )
-
-
-def process_start_time(pid: int) -> int | None:
-    """When the process started, in clock ticks since boot (/proc/<pid>/stat, field 22).
-
-    A pid is reused once its process ends; the pid and this time together name one process.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    # Field 2, the command name in parentheses, may hold spaces and parentheses itself.
-    fields = stat.rpartition(")")[2].split()
-    return int(fields[22 - 3])
-
-
-def _record_server(layout: Layout, pid: int) -> None:
-    _write_private(layout.pid, f"{pid} {process_start_time(pid)}\n")
-
-
-def _server_pid(layout: Layout) -> int | None:
-    """The running server's process id, if the pid file names the very process start() began.
-
-    Both the pid and the process's start time must match: after the server ends, its pid may
-    go to any other process, and a stale file must not name that one.
-    """
-    try:
-        pid_text, started_text = layout.pid.read_text(encoding="utf-8").split()
-        pid, started = int(pid_text), int(started_text)
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    if b"mlflow" not in command or process_start_time(pid) != started:
-        return None
-    return pid
 
 
 def _healthy(url: str) -> bool:
@@ -349,15 +313,9 @@ def _wait_until_healthy(url: str, server: subprocess.Popen[bytes], layout: Layou
         if _healthy(url):
             return
         if server.poll() is not None:
-            raise ProjectError(f"mlflow server stopped: {_last_error(layout.log)}")
+            raise ProjectError(f"mlflow server stopped: {last_line(layout.log)}")
         time.sleep(0.5)
     raise ProjectError(f"mlflow server did not answer at {url} within 120 s; see {layout.log}")
-
-
-def _last_error(log: Path) -> str:
-    lines = [line.strip() for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
-    errors = [line for line in lines if "Error" in line or "Exception" in line]
-    return f"{(errors or lines or ['no output'])[-1]} (see {log})"
 
 
 def _admin_can_log_in(url: str, username: str, password: str) -> bool:
@@ -372,9 +330,27 @@ def _admin_can_log_in(url: str, username: str, password: str) -> bool:
         return False
 
 
-def start(host: str, port: int, pg_port: int, workers: int, allow_remote: bool = False) -> None:
+def start(
+    host: str,
+    port: int,
+    pg_port: int,
+    workers: int,
+    allow_remote: bool = False,
+    *,
+    layout: Layout | None = None,
+    artifacts: str | None = None,
+    password: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    moved_by: tuple[str, str] = ("mlflow-server", "--port"),
+) -> str:
+    """Start PostgreSQL and the server (or find them running); the server's URL.
+
+    `make stack` passes its own folder, an s3:// artifact destination with the object store's
+    variables in `extra_env`, the admin password it keeps, and its target and option that move
+    the server's port (`moved_by`), for the message when the port is taken.
+    """
     remote_warning = check_host(host, allow_remote)
-    password = admin_password()
+    password = password or admin_password()
     for package in ("psycopg", "flask_wtf"):
         if find_spec(package) is None:
             raise ProjectError(
@@ -382,19 +358,20 @@ def start(host: str, port: int, pg_port: int, workers: int, allow_remote: bool =
                 "(`make mlflow-server` installs it)"
             )
     bin_dir = find_postgres()
-    layout = server_dir()
+    layout = layout or server_dir()
     url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"  # noqa: S104
-    if _server_pid(layout) is not None:
-        print(f"The MLflow server is already running at {url}; `make mlflow-server-stop` stops it")
-        return
-    check_port_free(host, port, "the MLflow server", "--port")
+    if running(layout.pid, MARKER) is not None:
+        print(f"The MLflow server is already running at {url}")
+        return url
+    target, port_option = moved_by
+    check_port_free(host, port, "the MLflow server", port_option, target)
     make_private_folders(layout)
     stored = _load_secrets(layout)
     if not (layout.data / "PG_VERSION").exists():
-        check_port_free("127.0.0.1", pg_port, "PostgreSQL", "--pg-port")
+        check_port_free("127.0.0.1", pg_port, "PostgreSQL", "--pg-port", target)
         _init_postgres(bin_dir, layout, pg_port, stored["database"])
     elif not _postgres_running(bin_dir, layout):
-        check_port_free("127.0.0.1", pg_port, "PostgreSQL", "--pg-port")
+        check_port_free("127.0.0.1", pg_port, "PostgreSQL", "--pg-port", target)
         _start_postgres(bin_dir, layout, pg_port)
 
     database = f"postgresql://{DATABASE_USER}:{stored['database']}@127.0.0.1:{pg_port}"
@@ -402,66 +379,53 @@ def start(host: str, port: int, pg_port: int, workers: int, allow_remote: bool =
     allowed = os.environ.get("MLFLOW_SERVER_ALLOWED_HOSTS") or f"localhost:{port},127.0.0.1:{port}"
     env = {
         **os.environ,
+        **(extra_env or {}),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": password,
         "MLFLOW_BACKEND_STORE_URI": f"{database}/mlflow",
         "MLFLOW_AUTH_CONFIG_PATH": str(layout.auth_config),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": stored["flask"],
         # No background job runners: they cost 2 GB and nothing here uses them.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
-    command = mlflow_command(host, port, workers, allowed)
+    command = mlflow_command(host, port, workers, allowed, artifacts)
     if remote_warning:
         print(f"WARNING: {remote_warning}", file=sys.stderr)
-    with open_private(layout.log, append=True) as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", *command],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    _record_server(layout, server.pid)
+    server = spawn([sys.executable, "-m", *command], layout.log, layout.pid, env)
     try:
         _wait_until_healthy(url, server, layout)
     except ProjectError:
-        stop()
+        stop(layout)
         raise
-    username = os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin"
+    username = admin_username()
     if not _admin_can_log_in(url, username, password):
         print(
             f"WARNING: {username} cannot log in with MLFLOW_AUTH_ADMIN_PASSWORD: MLflow sets the "
             "admin's password only on the first start; use the password set then",
             file=sys.stderr,
         )
-    print(f"MLflow server at {url} (PostgreSQL on 127.0.0.1:{pg_port}, data in {layout.root})")
-    print("Point this project at it:")
-    print(f"  export MLFLOW_TRACKING_URI={url} MLFLOW_TRACKING_USERNAME={username}")
-    print("  export MLFLOW_TRACKING_PASSWORD=<the admin password>")
-    print("`make mlflow-server-stop` stops it.")
+    return url
 
 
-def stop() -> None:
-    layout = server_dir()
+def admin_username() -> str:
+    return os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin"
+
+
+def stop(layout: Layout | None = None) -> list[str]:
+    """Stop the server and PostgreSQL; what was running."""
+    layout = layout or server_dir()
     stopped = []
-    pid = _server_pid(layout)
-    if pid is None and layout.pid.exists():
+    if running(layout.pid, MARKER) is None and layout.pid.exists():
         print(
             f"{layout.pid} names no server that `mlflow-server start` began (it ended, and its "
             "pid may be another process's now): removed it, killed nothing"
         )
-    if pid is not None:
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while _server_pid(layout) is not None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _server_pid(layout) is not None:
-            os.killpg(pid, signal.SIGKILL)
+    if stop_process(layout.pid, MARKER):
         stopped.append("the MLflow server")
-    layout.pid.unlink(missing_ok=True)
     if (layout.data / "postmaster.pid").exists():
         bin_dir = find_postgres()
         _run(_as_postgres([str(bin_dir / "pg_ctl"), "stop", "-D", str(layout.data), "-m", "fast"]))
         stopped.append("PostgreSQL")
-    print(f"Stopped {' and '.join(stopped)}" if stopped else "Nothing was running")
+    return stopped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -482,8 +446,15 @@ def main(argv: list[str] | None = None) -> int:
     starting.add_argument("--workers", type=int, default=2)
     commands.add_parser("stop", help="stop both; the data stays")
     args = parser.parse_args(argv)
-    if args.command == "start":
-        start(args.host, args.port, args.pg_port, args.workers, args.allow_remote)
-    else:
-        stop()
+    if args.command == "stop":
+        stopped = stop()
+        print(f"Stopped {' and '.join(stopped)}" if stopped else "Nothing was running")
+        return 0
+    url = start(args.host, args.port, args.pg_port, args.workers, args.allow_remote)
+    layout = server_dir()
+    print(f"MLflow server at {url} (PostgreSQL on 127.0.0.1:{args.pg_port}, data in {layout.root})")
+    print("Point this project at it:")
+    print(f"  export MLFLOW_TRACKING_URI={url} MLFLOW_TRACKING_USERNAME={admin_username()}")
+    print("  export MLFLOW_TRACKING_PASSWORD=<the admin password>")
+    print("`make mlflow-server-stop` stops it.")
     return 0
