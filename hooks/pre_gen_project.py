@@ -383,52 +383,56 @@ ENVIRONMENT = names_table(
     """
 a2wsgi adodbapi=pywin32 afxres=pywin32 aiohappyeyeballs aiohttp aiohttp_asgi_connector
 aiohttp_retry aiosignal aiosqlite alembic amqp annotated_doc annotated_types
-antlr4=antlr4-python3-runtime anyio appdirs asgiref ast_serialize asyncssh attr=attrs attrs bentoml
-bentoml_cli=bentoml billiard blinker cachetools cattr=cattrs cattrs celery certifi cffi cfgv
-charset_normalizer circus=kantoku click click_didyoumean click_option_group click_plugins
-click_repl cloudpickle colorama commctrl=pywin32 configobj contourpy cryptography cycler
-databricks=databricks-sdk dateutil=python-dateutil dde=pywin32 defusedxml deprecation dictdiffer
-diskcache distlib distro docker dotenv=python-dotenv dpath dulwich dvc dvc_data dvc_http
-dvc_objects dvc_render dvc_studio_client dvc_task dynaconf entrypoints evidently
-example=nvidia-ml-py faker fastapi filelock flask flask_cors flask_wtf flatbuffers flatten_dict
-flufl=flufl-lock formulaic frozenlist fsspec funcy git=gitpython gitdb google=google-auth,protobuf
-grandalf graphene graphql=graphql-core graphql_relay grimp gto gunicorn h11 harfile httpcore
-httptools httpx httpx_ws huey hydra=hydra-core hypothesis hypothesis_graphql identify idna
-importlib_metadata importlinter=import-linter include=pywin32 iniconfig interface_meta
-isapi=pywin32 iterative_telemetry itsdangerous jinja2 joblib jsonschema_rs jupyterlab_plotly=plotly
-kiwisolver kombu lib=pywin32 librt libs=pywin32 litestar litestar_htmx mako
-markdown_it=markdown-it-py markupsafe matplotlib mdurl ml_dtypes
-mlflow=mlflow,mlflow-skinny,mlflow-tracing mmapfile=pywin32 mmsystem=pywin32
-mpl_toolkits=matplotlib msgspec multidict multipart=multipart,python-multipart mypy mypy_extensions
-mypyc=mypy narwhals netbios=pywin32 networkx nltk nodeenv ntsecuritycon=pywin32 numpy odbc=pywin32
-omegaconf onnx onnxruntime opentelemetry=opentelemetry-api,opentelemetry-instrumentation,+6 orjson
-packaging packaging_legacy_version=pip-requirements-parser pandas pathspec patsy perfmon=pywin32
+antlr4=antlr4-python3-runtime anyio appdirs asgiref ast_serialize asyncssh attr=attrs attrs
+aws_xray_sdk bentoml bentoml_cli=bentoml billiard blinker boto3 botocore cachetools cattr=cattrs
+cattrs celery certifi cffi cfgv cfnlint=cfn-lint charset_normalizer circus=kantoku click
+click_didyoumean click_option_group click_plugins click_repl cloudpickle colorama commctrl=pywin32
+configobj contourpy cryptography cycler databricks=databricks-sdk dateutil=python-dateutil
+dde=pywin32 defusedxml deprecation dictdiffer diskcache distlib distro docker dotenv=python-dotenv
+dpath dulwich dvc dvc_data dvc_http dvc_objects dvc_render dvc_studio_client dvc_task dynaconf
+entrypoints evidently example=nvidia-ml-py faker fastapi filelock flask flask_cors flask_wtf
+flatbuffers flatten_dict flufl=flufl-lock formulaic frozenlist fsspec funcy git=gitpython gitdb
+google=google-auth,protobuf grandalf graphene graphql=graphql-core graphql_relay grimp gto gunicorn
+h11 harfile httpcore httptools httpx httpx_ws huey hydra=hydra-core hypothesis hypothesis_graphql
+identify idna importlib_metadata importlinter=import-linter include=pywin32 iniconfig
+interface_meta isapi=pywin32 isympy=sympy iterative_telemetry itsdangerous jinja2 jmespath joblib
+joserfc jsonpatch jsonpatch_cli=jsonpatch jsonpath_ng jsonpointer jsonschema jsonschema_path
+jsonschema_rs jsonschema_specifications jupyterlab_plotly=plotly kiwisolver kombu lazy_object_proxy
+lib=pywin32 librt libs=pywin32 litestar litestar_htmx mako markdown_it=markdown-it-py markupsafe
+matplotlib mdurl ml_dtypes mlflow=mlflow,mlflow-skinny,mlflow-tracing mmapfile=pywin32
+mmsystem=pywin32 moto mpl_toolkits=matplotlib mpmath msgspec multidict
+multipart=multipart,python-multipart mypy mypy_extensions mypyc=mypy narwhals netbios=pywin32
+networkx nltk nodeenv ntsecuritycon=pywin32 numpy odbc=pywin32 omegaconf onnx onnxruntime
+openapi_schema_validator openapi_spec_validator
+opentelemetry=opentelemetry-api,opentelemetry-instrumentation,+6 orjson packaging
+packaging_legacy_version=pip-requirements-parser pandas pathable pathspec patsy perfmon=pywin32
 pip_requirements_parser platformdirs plotly pluggy polyfactory pre_commit prettytable
 prometheus_client prompt_toolkit propcache psutil psycopg psycopg_binary public=atpublic py=pytest
-pyarrow pyasn1 pyasn1_modules pycparser pydantic pydantic_core pydantic_settings
+py_partiql_parser pyarrow pyasn1 pyasn1_modules pycparser pydantic pydantic_core pydantic_settings
 pydevd_plugins=omegaconf pydot pygit2 pygments pygtrie pylab=matplotlib pynvml=nvidia-ml-py
 pyparsing pyrate_limiter pytest python_discovery python_multipart pythoncom=pywin32
 pythonjsonlogger=python-json-logger pythonwin=pywin32 pytz pywin=pywin32 pywin32_bootstrap=pywin32
-pywin32_system32=pywin32 pywin32_testutil=pywin32 pywintypes=pywin32 rasutil=pywin32
-regcheck=pywin32 regex regutil=pywin32 requests rich rich_click rich_toolkit ruamel=ruamel-yaml
-ruff schema schemathesis scipy scmrepo scripts=pywin32 semver servicemanager=pywin32 setuptools
-shellingham shortuuid shtab simple_di skl2onnx sklearn=scikit-learn skops smmap sniffio
-sortedcontainers sqlalchemy sqlparse sqltrie sspi=pywin32 sspicon=pywin32 starlette statsmodels
-tabulate tenacity threadpoolctl timer=pywin32 tomli_w tomlkit tornado tqdm typer typing_extensions
-typing_inspect typing_inspection tzdata tzlocal ujson urllib3 uuid6 uvicorn uvloop
-validate=configobj vendor_licenses=dynaconf vine virtualenv voluptuous waitress watchdog watchfiles
-wcwidth websockets werkzeug win2kras=pywin32 win32=pywin32 win32api=pywin32 win32clipboard=pywin32
-win32com=pywin32 win32comext=pywin32 win32con=pywin32 win32console=pywin32 win32cred=pywin32
-win32crypt=pywin32 win32cryptcon=pywin32 win32event=pywin32 win32evtlog=pywin32
-win32evtlogutil=pywin32 win32file=pywin32 win32gui=pywin32 win32gui_struct=pywin32
-win32help=pywin32 win32inet=pywin32 win32inetcon=pywin32 win32job=pywin32 win32lz=pywin32
-win32net=pywin32 win32netcon=pywin32 win32pdh=pywin32 win32pdhquery=pywin32 win32pdhutil=pywin32
-win32pipe=pywin32 win32print=pywin32 win32process=pywin32 win32profile=pywin32 win32ras=pywin32
-win32rcparser=pywin32 win32security=pywin32 win32service=pywin32 win32serviceutil=pywin32
-win32timezone=pywin32 win32trace=pywin32 win32traceutil=pywin32 win32transaction=pywin32
-win32ts=pywin32 win32ui=pywin32 win32uiole=pywin32 win32verstamp=pywin32 win32wnet=pywin32
-winerror=pywin32 winioctlcon=pywin32 winnt=pywin32 winperf=pywin32 winxpgui=pywin32
-winxptheme=pywin32 wrapt wsproto wtforms yaml=pyyaml yarl zc=zc-lockfile zipp zmq=pyzmq
+pywin32_system32=pywin32 pywin32_testutil=pywin32 pywintypes=pywin32 rasutil=pywin32 referencing
+regcheck=pywin32 regex regutil=pywin32 requests responses rfc3339_validator rich rich_click
+rich_toolkit rpds=rpds-py ruamel=ruamel-yaml ruff s3transfer schema schemathesis scipy scmrepo
+scripts=pywin32 semver servicemanager=pywin32 setuptools shellingham shortuuid shtab simple_di six
+skl2onnx sklearn=scikit-learn skops smmap sniffio sortedcontainers sqlalchemy sqlparse sqltrie
+sspi=pywin32 sspicon=pywin32 starlette statsmodels sympy tabulate tenacity threadpoolctl
+timer=pywin32 tomli_w tomlkit tornado tqdm typer typing_extensions typing_inspect typing_inspection
+tzdata tzlocal ujson urllib3 uuid6 uvicorn uvloop validate=configobj vendor_licenses=dynaconf vine
+virtualenv voluptuous waitress watchdog watchfiles wcwidth websockets werkzeug win2kras=pywin32
+win32=pywin32 win32api=pywin32 win32clipboard=pywin32 win32com=pywin32 win32comext=pywin32
+win32con=pywin32 win32console=pywin32 win32cred=pywin32 win32crypt=pywin32 win32cryptcon=pywin32
+win32event=pywin32 win32evtlog=pywin32 win32evtlogutil=pywin32 win32file=pywin32 win32gui=pywin32
+win32gui_struct=pywin32 win32help=pywin32 win32inet=pywin32 win32inetcon=pywin32 win32job=pywin32
+win32lz=pywin32 win32net=pywin32 win32netcon=pywin32 win32pdh=pywin32 win32pdhquery=pywin32
+win32pdhutil=pywin32 win32pipe=pywin32 win32print=pywin32 win32process=pywin32 win32profile=pywin32
+win32ras=pywin32 win32rcparser=pywin32 win32security=pywin32 win32service=pywin32
+win32serviceutil=pywin32 win32timezone=pywin32 win32trace=pywin32 win32traceutil=pywin32
+win32transaction=pywin32 win32ts=pywin32 win32ui=pywin32 win32uiole=pywin32 win32verstamp=pywin32
+win32wnet=pywin32 winerror=pywin32 winioctlcon=pywin32 winnt=pywin32 winperf=pywin32
+winxpgui=pywin32 winxptheme=pywin32 wrapt wsproto wtforms xmltodict yaml=pyyaml yarl zc=zc-lockfile
+zipp zmq=pyzmq
 """
 )
 
