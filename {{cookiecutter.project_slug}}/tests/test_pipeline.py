@@ -222,7 +222,7 @@ def test_a_rolled_back_model_stays_out_until_forced_back(
     register_again()
     assert main(["promote"]) == 0
     assert main(["rollback", "--reason", 'AUC fell on "cohort B"']) == 0
-    assert aliases(client, name) == {CHALLENGER: "2", CHAMPION: "1"}
+    assert aliases(client, name) == {CHALLENGER: "2", CHAMPION: "1", PREVIOUS: "1"}
 
     # The same model comes back (a push that changes nothing): the same version, refused.
     capsys.readouterr()
@@ -231,12 +231,12 @@ def test_a_rolled_back_model_stays_out_until_forced_back(
     assert main(["promote"]) == 1
     report = capsys.readouterr().out
     assert 'version 2 was rolled back (AUC fell on "cohort B")' in report
-    assert aliases(client, name) == {CHALLENGER: "2", CHAMPION: "1"}
+    assert aliases(client, name) == {CHALLENGER: "2", CHAMPION: "1", PREVIOUS: "1"}
 
     assert main(["promote", "--version", "2", "--force", "--reason", "fixed upstream"]) == 0
     assert aliases(client, name) == {CHALLENGER: "2", CHAMPION: "2", PREVIOUS: "1"}
     tags = client.get_model_version(name, "2").tags
-    assert "rolled_back" not in tags
+    assert tags["rolled_back"] == "false"  # lifted by setting it: a delete takes MANAGE
     assert tags["rollback_reason"] == 'AUC fell on "cohort B"'  # the history stays
 
 
@@ -313,11 +313,12 @@ def test_rollback_walks_back_through_the_champions(
     assert aliases(client, name) == {CHALLENGER: "3", CHAMPION: "2", PREVIOUS: "1"}
     assert client.get_model_version(name, "3").tags["rolled_back"] == "true"
     assert main(["rollback"]) == 0
-    assert aliases(client, name) == {CHALLENGER: "3", CHAMPION: "1"}
+    # The end of the history: `previous` on the champion itself (no alias removed).
+    assert aliases(client, name) == {CHALLENGER: "3", CHAMPION: "1", PREVIOUS: "1"}
     capsys.readouterr()
     assert main(["rollback"]) == 1
     assert "version 1 has no 'previous' champion to roll back to" in capsys.readouterr().err
-    assert aliases(client, name) == {CHALLENGER: "3", CHAMPION: "1"}
+    assert aliases(client, name) == {CHALLENGER: "3", CHAMPION: "1", PREVIOUS: "1"}
 
 
 def test_rollback_without_a_champion_says_so(

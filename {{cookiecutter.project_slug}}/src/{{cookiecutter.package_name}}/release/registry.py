@@ -294,8 +294,9 @@ def promote(
             return version, None
         for key, value in {**(tags or {}), REPLACED: current or ""}.items():
             registry.set_model_version_tag(name, version, key, value)
-        if forced and registry.get_model_version(name, version).tags.get(ROLLED_BACK):
-            registry.delete_model_version_tag(name, version, ROLLED_BACK)
+        if forced and registry.get_model_version(name, version).tags.get(ROLLED_BACK) == "true":
+            # Set, not deleted: deleting a tag takes MANAGE, which the release user lacks.
+            registry.set_model_version_tag(name, version, ROLLED_BACK, "false")
         moves = {CHAMPION: version, **({PREVIOUS: current} if current is not None else {})}
         move_aliases(registry, name, moves)
     return version, current
@@ -305,7 +306,9 @@ def rollback(params: MlflowParams, reason: str | None = None) -> tuple[str, str,
     """Point `champion` back at `previous`, and `previous` at the one before it.
 
     Returns the version that was the champion, the champion now and the new `previous` (None
-    when the history ends there). Repeated, it walks further back.
+    when the history ends there). Repeated, it walks further back. Where the history ends,
+    `previous` stays on the new champion itself rather than being removed: removing an alias
+    takes MANAGE on the model, and the release user has EDIT only (ops/mlflow_users.py).
     """
     registry = client(params)
     name = params.model_name
@@ -313,9 +316,11 @@ def rollback(params: MlflowParams, reason: str | None = None) -> tuple[str, str,
         current = required_version(registry, name, CHAMPION, "no champion to roll back")
         missing = f"version {current} has no '{PREVIOUS}' champion to roll back to"
         target = required_version(registry, name, PREVIOUS, missing)
+        if target == current:  # the end of the history, as an earlier rollback left it
+            raise RegistryError(f"{name}: {missing}")
         before = registry.get_model_version(name, target).tags.get(REPLACED) or None
         further = before if before not in (None, target) else None
-        move_aliases(registry, name, {CHAMPION: target, PREVIOUS: further})
+        move_aliases(registry, name, {CHAMPION: target, PREVIOUS: further or target})
         registry.set_model_version_tag(name, current, ROLLED_BACK, "true")
         if reason:
             registry.set_model_version_tag(name, current, ROLLBACK_REASON, reason)
