@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -45,6 +46,10 @@ MATRIX: dict[str, dict[str, str]] = {
         "mlflow_tracking_uri": "http://127.0.0.1:5999",
     },
 }
+# The container tools of the image tests, each from Debian's package of the same name (`make
+# system-tools` installs them as root), and their own container storage, kept between runs.
+COMMANDS = ["buildah", "podman", "runc", "skopeo", "mmdebstrap", "docker-registry"]
+STORE = ROOT / "build" / "image-test"
 # No usage reports and no cloud metadata look-ups from anything a test starts.
 QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -193,3 +198,44 @@ def mlflow_server(tmp_path: Path, bake_env: dict[str, str]) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture
+def engine_env(bake_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The environment for buildah, podman and `make container`: the tests' own container
+    storage, emptied of everything but base images before and after, and held by one test at a
+    time (another test's reset would remove this one's images)."""
+    if os.geteuid() != 0:
+        pytest.skip(
+            f"needs root (uid {os.geteuid()} here): rootful podman and buildah, mmdebstrap's root "
+            "mode and volumes owned by the Deployment's fsGroup; rootless is not set up"
+        )
+    missing = [command for command in COMMANDS if shutil.which(command) is None]
+    assert not missing, f"run `make system-tools` as root: it installs Debian's {missing}"
+    STORE.mkdir(parents=True, exist_ok=True)
+    conf = STORE / "storage.conf"
+    conf.write_text(
+        f'[storage]\ndriver = "overlay"\ngraphroot = "{STORE / "storage"}"\n'
+        f'runroot = "{STORE / "run"}"\n',
+        encoding="utf-8",
+    )
+    # chroot isolation: buildah's RUN steps need no OCI runtime, hence no cgroup setup.
+    env = {**bake_env, "CONTAINERS_STORAGE_CONF": str(conf), "BUILDAH_ISOLATION": "chroot"}
+    with (STORE / "in-use.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        reset_storage(env)
+        yield env
+        reset_storage(env)
+
+
+def reset_storage(env: dict[str, str]) -> None:
+    """Remove the containers and images earlier runs left; keep the base images (the cache)."""
+    run(["podman", "rm", "--all", "--force"], STORE, env)
+    run(["buildah", "rm", "--all"], STORE, env)
+    # By ID: an image pulled by digest has no tag to name it by.
+    images = run(["podman", "images", "--format", "{{.ID}} {{.Repository}}"], STORE, env)
+    listed = [line.split() for line in images.stdout.splitlines()]
+    others = sorted({image for image, name in listed if not name.startswith("docker.io/library/")})
+    if others:
+        run(["podman", "rmi", "--force", *others], STORE, env)
+    run(["podman", "image", "prune", "--force"], STORE, env)

@@ -23,10 +23,17 @@ equivalent:
 - marocchino/sticky-pull-request-comment: the comment's body written to `comment.md`;
 - actions/github-script (the drift alert): the issue body (`reports/drift.md`) to `issue.md`;
 - docker/login-action, anchore/sbom-action, actions/attest-*: nothing to log in to or attest
-  here; recorded as skipped.
+  here; recorded as skipped;
+- aws-actions/configure-aws-credentials (the DVC remote's OIDC login): exports the credentials
+  the rehearsal was given (`cloud_login`), as the action exports the role's session; without
+  them the step fails.
 
 `docker` and `gh` talk to a daemon and to GitHub: the rehearsal puts stand-ins first on PATH
-that record their arguments in `calls.log` and answer like the real ones.
+that record their arguments in `calls.log` and answer like the real ones. With
+REHEARSAL_REGISTRY=<host:port> in the environment, `docker` is real instead: `push` is podman's
+push of the image `make container` built (with buildah, BACKEND=buildah) to that registry, and
+`buildx imagetools create` is skopeo's copy of a manifest under another tag there; `ghcr.io` in
+an image's name stands for that registry.
 """
 
 from __future__ import annotations
@@ -61,9 +68,30 @@ STAND_INS = {
     # docker: a recent server for BentoML's version check, a digest for `push` like the
     # registry's answer; every call is recorded.
     "docker": """#!/usr/bin/env bash
+set -euo pipefail
 echo "docker $*" >> "$REHEARSAL_CALLS"
-if [ "$1" = version ]; then echo '"27.0.0"'; fi
-if [ "$1" = push ]; then echo "latest: digest: sha256:$(printf %064d 0) size: 1"; fi
+if [ "$1" = version ]; then echo '"27.0.0"'; exit; fi
+if [ -z "${REHEARSAL_REGISTRY:-}" ]; then
+  if [ "$1" = push ]; then echo "latest: digest: sha256:$(printf %064d 0) size: 1"; fi
+  exit
+fi
+# A real registry: ghcr.io/<owner>/<name>:<tag> is $REHEARSAL_REGISTRY/<owner>/<name>:<tag>.
+there() { echo "docker://$REHEARSAL_REGISTRY/${1#ghcr.io/}"; }
+case "$1 ${2:-}" in
+  "push --quiet")
+    podman push --quiet --tls-verify=false "$3" "$(there "$3")" ;;
+  "push "*)
+    digest=$(mktemp)
+    podman push --quiet --tls-verify=false --digestfile="$digest" "$2" "$(there "$2")"
+    echo "${2##*:}: digest: $(cat "$digest") size: 0"
+    rm -f "$digest" ;;
+  "buildx imagetools")
+    # imagetools create --tag <target> <source>: the source's manifest under another tag.
+    [ "$3 $4" = "create --tag" ] || { echo "docker: unexpected $*" >&2; exit 2; }
+    skopeo copy --quiet --preserve-digests --src-tls-verify=false --dest-tls-verify=false \
+      "$(there "$6")" "$(there "$5")" ;;
+  *) echo "docker: no stand-in for $*" >&2; exit 2 ;;
+esac
 """,
     # gh: no release exists yet, so `release view` fails and `release create` is used.
     "gh": """#!/usr/bin/env bash
@@ -168,9 +196,17 @@ class Rehearsal:
     """One workflow file's jobs, run in `project` with the given event and repository settings."""
 
     def __init__(
-        self, project: Path, workflow: str, scratch: Path, env: dict[str, str], caches: Path
+        self,
+        project: Path,
+        workflow: str,
+        scratch: Path,
+        env: dict[str, str],
+        caches: Path,
+        *,
+        cloud_login: dict[str, str] | None = None,
     ) -> None:
         self.project = project
+        self.cloud_login = cloud_login
         self.caches = caches
         self.to_save: list[tuple[Path, Path]] = []
         self.numbers = itertools.count()  # names each step's GITHUB_OUTPUT and GITHUB_ENV files
@@ -196,6 +232,7 @@ class Rehearsal:
         event_name: str = "pull_request",
         needs: dict[str, Job] | None = None,
         variables: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
         inputs: dict[str, str] | None = None,
     ) -> Job:
         spec = self.workflow["jobs"][name]
@@ -218,7 +255,7 @@ class Rehearsal:
                 "workspace": str(self.project),
             },
             "vars": variables or {},
-            "secrets": {},
+            "secrets": secrets or {},
             "inputs": inputs or {},
             "needs": {
                 job_name: {"outputs": done.outputs, "result": done.result}
@@ -316,7 +353,7 @@ class Rehearsal:
                         action, with_, contexts, env, files, own_env
                     )
                 else:
-                    outcome, text = self._uses(action, with_, output_file)
+                    outcome, text = self._uses(action, with_, output_file, env_file)
             done.append(Step(label, outcome, time.perf_counter() - began, text, inner))
             if outputs is None:
                 outputs = read_pairs(output_file)
@@ -386,7 +423,9 @@ class Rehearsal:
         outcome = "success" if result.returncode == 0 else "failure"
         return outcome, result.stdout + result.stderr
 
-    def _uses(self, action: str, inputs: dict[str, str], output: Path) -> tuple[str, str]:
+    def _uses(
+        self, action: str, inputs: dict[str, str], output: Path, exported: Path
+    ) -> tuple[str, str]:
         if action == "actions/setup-python":
             found = subprocess.run(
                 [
@@ -406,6 +445,12 @@ class Rehearsal:
             output.write_text(f"python-version={found.stdout.strip()}\n", encoding="utf-8")
         if action in LOCAL_ACTIONS:
             return "success", f"{action}: the local equivalent (see tests/rehearsal.py)"
+        if action == "aws-actions/configure-aws-credentials":
+            if self.cloud_login is None:
+                return "failure", f"{action}: the rehearsal was given no credentials to export"
+            pairs = {**self.cloud_login, "AWS_REGION": inputs["aws-region"]}
+            exported.write_text("".join(f"{k}={v}\n" for k, v in pairs.items()), "utf-8")
+            return "success", f"{action}: the stack's credentials for {inputs['role-to-assume']}"
         if action in SKIPPED_ACTIONS:
             return "success", f"{action}: skipped, nothing to log in to or attest here"
         if action == "actions/cache":

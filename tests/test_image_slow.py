@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import resource
 import shutil
@@ -32,14 +31,11 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from .conftest import ROOT, Bake, free_port, make, run, wait_for_http
+from .conftest import STORE, Bake, free_port, make, run, wait_for_http
 from .test_deploy import assert_serves_every_queried_metric, container, quantity
 from .test_deploy import resources as manifests
 
 pytestmark = pytest.mark.slow
-# Each from Debian's package of the same name; `make system-tools` installs them as root.
-COMMANDS = ["buildah", "podman", "runc", "skopeo", "mmdebstrap", "docker-registry"]
-STORE = ROOT / "build" / "image-test"
 # The Debian release whose python3 is the version a python:3.X-slim base carries.
 DEBIAN_PYTHON = {"3.11": "bookworm"}
 BASE_KEY_LABEL = "org.mlops-template.base-key"
@@ -71,44 +67,6 @@ def base_recipe(suite: str) -> dict[str, Any]:
             'CMD ["python3"]',
         ],
     }
-
-
-@pytest.fixture
-def engine_env(bake_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The environment for buildah, podman and `make container`: the tests' own container
-    storage, emptied of everything but base images before and after."""
-    if os.geteuid() != 0:
-        pytest.skip(
-            f"needs root (uid {os.geteuid()} here): rootful podman and buildah, mmdebstrap's root "
-            "mode and volumes owned by the Deployment's fsGroup; rootless is not set up"
-        )
-    missing = [command for command in COMMANDS if shutil.which(command) is None]
-    assert not missing, f"run `make system-tools` as root: it installs Debian's {missing}"
-    STORE.mkdir(parents=True, exist_ok=True)
-    conf = STORE / "storage.conf"
-    conf.write_text(
-        f'[storage]\ndriver = "overlay"\ngraphroot = "{STORE / "storage"}"\n'
-        f'runroot = "{STORE / "run"}"\n',
-        encoding="utf-8",
-    )
-    # chroot isolation: buildah's RUN steps need no OCI runtime, hence no cgroup setup.
-    env = {**bake_env, "CONTAINERS_STORAGE_CONF": str(conf), "BUILDAH_ISOLATION": "chroot"}
-    reset_storage(env)
-    yield env
-    reset_storage(env)
-
-
-def reset_storage(env: dict[str, str]) -> None:
-    """Remove the containers and images earlier runs left; keep the base images (the cache)."""
-    run(["podman", "rm", "--all", "--force"], STORE, env)
-    run(["buildah", "rm", "--all"], STORE, env)
-    # By ID: an image pulled by digest has no tag to name it by.
-    images = run(["podman", "images", "--format", "{{.ID}} {{.Repository}}"], STORE, env)
-    listed = [line.split() for line in images.stdout.splitlines()]
-    others = sorted({image for image, name in listed if not name.startswith("docker.io/library/")})
-    if others:
-        run(["podman", "rmi", "--force", *others], STORE, env)
-    run(["podman", "image", "prune", "--force"], STORE, env)
 
 
 def base_image(dockerfile: Path, env: dict[str, str], tmp_path: Path) -> str:
