@@ -83,6 +83,15 @@ $(MERMAID): | system-tools
 	echo "$(MERMAID_SHA256)  $(TOOLS)/mermaid.tmp/package/dist/mermaid.min.js" | sha256sum --check --quiet
 	mkdir -p $(@D) && mv $(TOOLS)/mermaid.tmp/package/dist/mermaid.min.js $@ && rm -rf $(TOOLS)/mermaid.tmp
 
+# Azurite, the Azure Blob Storage emulator of tests/test_cloud_remotes_slow.py: `npm ci` from the
+# lock in tests/azurite/, which pins every package of its tree by version and sha512.
+AZURITE := $(TOOLS)/azurite/node_modules/.bin/azurite-blob
+$(AZURITE): tests/azurite/package.json tests/azurite/package-lock.json | system-tools
+	rm -rf $(TOOLS)/azurite && mkdir -p $(TOOLS)/azurite
+	cp tests/azurite/package.json tests/azurite/package-lock.json $(TOOLS)/azurite/
+	npm ci --silent --no-audit --no-fund --prefix $(TOOLS)/azurite
+	touch $@
+
 demo: .venv/.synced ## Bake the default project into build/demo/ and run its whole pipeline
 	rm -rf $(DEMO)
 	uv run --locked cookiecutter --no-input --output-dir $(DEMO) . \
@@ -100,13 +109,13 @@ demo: .venv/.synced ## Bake the default project into build/demo/ and run its who
 	@echo "  make promote     make this version the champion"
 	@echo "  edit params.yaml, then make repro && make metrics"
 
-test: .venv/.synced system-tools $(ACTIONLINT) $(MERMAID) ## Run every test: bakes, hooks and the generated pipelines (minutes)
+test: .venv/.synced system-tools $(ACTIONLINT) $(MERMAID) $(AZURITE) ## Run every test: bakes, hooks and the generated pipelines (minutes)
 	uv run --locked pytest --numprocesses auto --dist worksteal
 
 test-fast: .venv/.synced system-tools $(ACTIONLINT) $(MERMAID) ## Run the fast tier only (bakes, hooks, static checks)
 	uv run --locked pytest --numprocesses auto --dist worksteal -m "not slow"
 
-test-slow: .venv/.synced system-tools ## Run the slow tier only, or TESTS=<files> of it (what the CI matrix runs)
+test-slow: .venv/.synced system-tools $(AZURITE) ## Run the slow tier only, or TESTS=<files> of it (what the CI matrix runs)
 	uv run --locked pytest --numprocesses auto --dist worksteal -m slow $(TESTS)
 
 lint: .venv/.synced ## Lint the template's own Python (hooks, tests, benchmarks)

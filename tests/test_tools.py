@@ -3,6 +3,8 @@ line what to install. Run against a machine made of stand-ins: a PATH holding on
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -143,3 +145,40 @@ def test_a_project_gets_uv_on_a_machine_without_it(bake: Bake, tmp_path: Path) -
     assert result.stderr.splitlines()[0].startswith(
         "ERROR: uv is not installed and there is no python3 to install it with: install uv"
     )
+
+
+AZURITE_LOCK = ROOT / "tests" / "azurite"
+
+
+def test_azurite_is_pinned_with_its_whole_tree() -> None:
+    """tests/test_cloud_remotes_slow.py's Azure emulator: one exact version, and every package of
+    its tree pinned by version and sha512 in the lock that `npm ci` installs from."""
+    wanted = json.loads((AZURITE_LOCK / "package.json").read_text(encoding="utf-8"))
+    version = wanted["dependencies"]["azurite"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), version
+    lock = json.loads((AZURITE_LOCK / "package-lock.json").read_text(encoding="utf-8"))
+    packages = lock["packages"]
+    assert packages[""]["dependencies"] == {"azurite": version}
+    assert packages["node_modules/azurite"]["version"] == version
+    for name, package in packages.items():
+        if name:
+            assert package["integrity"].startswith("sha512-"), name
+            assert "resolved" not in package, name  # by name from the configured registry
+
+
+@pytest.mark.parametrize("target", ["test", "test-slow"])
+def test_make_test_installs_azurite_from_the_lock(target: str) -> None:
+    """What `make test` (or `test-slow`) would run with the lock changed: `npm ci` into
+    build/tools/azurite/, before pytest."""
+    result = subprocess.run(
+        ["make", "--dry-run", "--what-if=tests/azurite/package-lock.json", target],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    install = "npm ci --silent --no-audit --no-fund --prefix build/tools/azurite"
+    assert install in lines
+    pytest_line = next(i for i, line in enumerate(lines) if "pytest" in line)
+    assert lines.index(install) < pytest_line
