@@ -22,8 +22,8 @@ unexport PYTHONDONTWRITEBYTECODE
 DEMO := build/demo
 DEMO_PROJECT := $(DEMO)/tumour-classifier
 
-.PHONY: help demo test test-fast lint bench bench-batch bench-drift bench-serving clean docs \
-	docs-serve test-slow system-tools taken-names
+.PHONY: help demo test test-fast lint bench bench-batch bench-drift bench-remotes bench-serving clean \
+	docs docs-serve test-slow system-tools taken-names
 
 help: ## Show this list of commands
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -133,6 +133,9 @@ bench-batch: .venv/.synced ## Score 1M rows with `batch` against predict in memo
 
 bench-drift: .venv/.synced ## Time the drift check against Evidently's Report.run (see docs/benchmarks-drift.md)
 	uv run --locked python benchmarks/drift.py
+
+bench-remotes: .venv/.synced ## Time dvc push and pull against the stack's object store and a folder (see docs/benchmarks-remotes.md)
+	uv run --locked python benchmarks/remotes.py
 
 bench-serving: .venv/.synced ## Serve the champion with BentoML, FastAPI and mlflow serve (see docs/benchmarks-serving.md)
 	uv run --locked python benchmarks/serving.py

@@ -144,9 +144,10 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, st
     return time.perf_counter() - start, output
 
 
-def bake(folder: Path) -> Path:
+def bake(folder: Path, answers: Mapping[str, str] | None = None) -> Path:
     """Bake the default project into `folder`, emptied first, with a private cookiecutter config.
 
+    `answers` change the defaults; without them the DVC remote is a folder beside the project.
     Stops first if uv is missing: the baked project's Makefile runs everything with it.
     """
     require_uv()
@@ -165,7 +166,7 @@ def bake(folder: Path) -> Path:
         no_input=True,
         output_dir=str(folder),
         config_file=str(config),
-        extra_context={"dvc_remote_url": str(folder / "dvc-remote")},
+        extra_context=dict(answers or {"dvc_remote_url": str(folder / "dvc-remote")}),
     )
     return Path(path)
 

@@ -140,8 +140,8 @@ Written by `make bench` (`benchmarks/pipeline.py`) on {date}. Every figure below
 run: rerun it rather than editing this page.
 
 The other benchmarks: [serving](benchmarks-serving.md) (`make bench-serving`),
-[batch scoring](benchmarks-batch.md) (`make bench-batch`) and [drift](benchmarks-drift.md)
-(`make bench-drift`).
+[batch scoring](benchmarks-batch.md) (`make bench-batch`), [drift](benchmarks-drift.md)
+(`make bench-drift`) and [DVC remotes](benchmarks-remotes.md) (`make bench-remotes`).
 
 ## What is measured
 

@@ -197,6 +197,17 @@ def test_data_reports_an_unreachable_remote(
     assert capsys.readouterr().err.startswith(f"ERROR: {RAW_DATA}: could not pull it")
 
 
+def test_data_warns_with_dvc_s_reason_when_the_push_fails(
+    workdir: Path, dvc_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / RAW_DATA).unlink()
+    dvc_repo.write_text("a file where the remote's folder should be\n", encoding="utf-8")
+    assert main(["data"]) == 0  # the data is tracked; only sharing it waits
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "could not push" in line]
+    assert warnings
+    assert all("Having any troubles" not in line for line in warnings), warnings
+
+
 def test_without_the_remote_the_tracked_sample_is_rebuilt(
     workdir: Path, dvc_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -61,8 +61,10 @@ def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _last_line(output: str) -> str:
+    """DVC's last error line, else the last line: DVC ends an error with a plea for feedback."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
+    errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
+    return (errors or lines or ["no output"])[-1]
 
 
 def pull(path: Path) -> None:
