@@ -22,7 +22,7 @@ unexport PYTHONDONTWRITEBYTECODE
 DEMO := build/demo
 DEMO_PROJECT := $(DEMO)/tumour-classifier
 
-.PHONY: help demo test test-fast lint bench bench-batch bench-drift bench-remotes bench-serving clean \
+.PHONY: help demo test test-fast lint bench bench-batch bench-cycle bench-drift bench-remotes bench-serving clean \
 	docs docs-serve test-slow system-tools taken-names
 
 help: ## Show this list of commands
@@ -130,6 +130,9 @@ bench: .venv/.synced ## Time the generated pipeline against one plain script (se
 
 bench-batch: .venv/.synced ## Score 1M rows with `batch` against predict in memory (see docs/benchmarks-batch.md)
 	uv run --locked python benchmarks/batch.py
+
+bench-cycle: .venv/.synced system-tools ## Time the team's whole cycle against the stack, step by step (see docs/team.md)
+	uv run --locked python benchmarks/cycle.py
 
 bench-drift: .venv/.synced ## Time the drift check against Evidently's Report.run (see docs/benchmarks-drift.md)
 	uv run --locked python benchmarks/drift.py

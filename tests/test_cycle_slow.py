@@ -11,13 +11,15 @@ Deployment runs it, with Prometheus scraping it.
 
 The cycle: a pull request, its merge (version 1 released), a second pull request and merge
 (version 2, gated against version 1 in the registry), traffic, the drift job, a rollback, a
-push afterwards; then everything counted. Each step's wall time is printed.
+push afterwards; then everything counted. Each step's wall time is printed, and written to
+the file CYCLE_TIMINGS names, if set (`make bench-cycle`).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -233,6 +235,8 @@ def team(
         team.timed("bake, set up, start the stack, first commit", started)
         yield team
         print("\n".join(f"{s:7.1f} s  {step}" for step, s in team.timings.items()))
+        if "CYCLE_TIMINGS" in os.environ:  # benchmarks/cycle.py reads them
+            Path(os.environ["CYCLE_TIMINGS"]).write_text(json.dumps(team.timings), "utf-8")
     finally:
         run(["make", "stack-stop"], project, env, check=False)
         shutil.rmtree(parent, ignore_errors=True)
