@@ -15,10 +15,16 @@ from {{ cookiecutter.package_name }}.release.registry import champion_candidate,
 
 
 class Failing(BaseHTTPRequestHandler):
-    """A tracking server whose every answer is HTTP 500, as MLflow's server answers when its
-    artifact store (the bucket behind --artifacts-destination) is down."""
+    """A tracking server that answers HTTP 500 to every request, or drops the connection of
+    those for model files: what MLflow's server does when its artifact store (the bucket behind
+    --artifacts-destination) goes down, depending on when."""
+
+    drop_artifacts = False
 
     def answer(self) -> None:
+        if self.drop_artifacts and "/mlflow-artifacts/" in self.path:
+            self.close_connection = True
+            return
         self.send_response(500)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -29,9 +35,15 @@ class Failing(BaseHTTPRequestHandler):
         """Quiet: the test reads the project's message, not the server's log."""
 
 
-@pytest.fixture
-def failing_server(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+class Dropping(Failing):
+    drop_artifacts = True
+
+
+@pytest.fixture(params=[Failing, Dropping], ids=["500", "dropped"])
+def failing_server(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), request.param)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -50,8 +62,8 @@ def test_a_failing_artifact_store_says_so_and_what_to_do(failing_server: str) ->
         )
     assert str(error.value) == (
         f"MLflow at {failing_server}: the server could not store or read a model's files (HTTP "
-        "5xx, retried): its artifact store is down or failing (`make stack` starts the stack's "
-        "object store again); see the server's log, then run this again"
+        "5xx or a dropped connection, retried): its artifact store is down or failing (`make "
+        "stack` starts the stack's object store again); see the server's log, then run this again"
     )
 
 
@@ -59,6 +71,6 @@ def test_a_failing_server_says_to_read_its_log(failing_server: str) -> None:
     with pytest.raises(RegistryError, match="kept failing") as error:
         champion_candidate(load_params().mlflow)
     assert str(error.value) == (
-        f"MLflow at {failing_server}: the server kept failing (HTTP 5xx, retried): see its log, "
-        "then run this again"
+        f"MLflow at {failing_server}: the server kept failing (HTTP 5xx or a dropped connection, "
+        "retried): see its log, then run this again"
     )

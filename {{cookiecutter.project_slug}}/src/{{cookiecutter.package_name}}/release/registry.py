@@ -90,15 +90,17 @@ def _gave_up(message: str) -> str | None:
         )
     if "timed out" in message:
         return "the server did not answer in time (retried): see its log, then run this again"
-    # urllib3's ResponseError("too many 500 error responses"), 502, 503, 504 alike.
-    if "too many 5" in message:
+    # The server answered 5xx (urllib3's "too many 500 error responses"; 502, 503, 504 alike)
+    # or dropped the connection in the middle of a request.
+    if "too many 5" in message or "Connection aborted" in message:
+        failure = "HTTP 5xx or a dropped connection, retried"
         if "/mlflow-artifacts/" in message:
             return (
-                "the server could not store or read a model's files (HTTP 5xx, retried): its "
-                "artifact store is down or failing (`make stack` starts the stack's object store "
-                "again); see the server's log, then run this again"
+                f"the server could not store or read a model's files ({failure}): its artifact "
+                "store is down or failing (`make stack` starts the stack's object store again); "
+                "see the server's log, then run this again"
             )
-        return "the server kept failing (HTTP 5xx, retried): see its log, then run this again"
+        return f"the server kept failing ({failure}): see its log, then run this again"
     return None
 
 
