@@ -209,7 +209,10 @@ def check_every_version_has_its_files(stack: Stack, client: MlflowClient) -> Non
     versions = client.search_model_versions(f"name='{MODEL}'")
     assert versions
     for version in versions:
-        location = client.get_logged_model(version.model_id).artifact_location
+        # A search leaves the logged model's id out; the version itself names it.
+        found = client.get_model_version(MODEL, version.version)
+        model_id = found.model_id or found.source.removeprefix("models:/")
+        location = client.get_logged_model(model_id).artifact_location
         prefix = "mlflow/" + location.removeprefix("mlflow-artifacts:/") + "/"
         files = {key.removeprefix(prefix) for key in hashed if key.startswith(prefix)}
         assert {"MLmodel", "model.skops"} <= files, (version.version, sorted(hashed))
