@@ -15,16 +15,13 @@ import hashlib
 import io
 import json
 import os
-import shlex
 import shutil
 import socket
 import stat
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,75 +29,18 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from .conftest import Bake, answers, free_port, make, run
+from .conftest import Bake, answers, make, run
+from .stack import Stack, stack_of
 
 pytestmark = pytest.mark.slow
-SERVICES = ("mlflow", "pg", "s3", "registry", "prometheus")
-# Every object of every bucket, as {bucket: [keys]}, listed with the project's own boto3.
-LIST_BUCKETS = """
-import json
-import boto3
-s3 = boto3.client("s3")
-print(json.dumps({
-    bucket["Name"]: [
-        entry["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"])
-        for entry in page.get("Contents", [])
-    ]
-    for bucket in s3.list_buckets()["Buckets"]
-}))
-"""
-
-
-@dataclass(frozen=True)
-class Stack:
-    project: Path
-    folder: Path
-    ports: dict[str, int]
-    service_port: int
-    env: dict[str, str]  # the bake's environment: what `make` runs with
-
-    def start_command(self) -> list[str]:
-        args = " ".join(f"--{name}-port {port}" for name, port in self.ports.items())
-        return ["make", "stack", f"ARGS={args}", f"PORT={self.service_port}"]
-
-    def start(self) -> str:
-        return run(self.start_command(), self.project, self.env).stdout
-
-    def variables(self) -> dict[str, str]:
-        """What stack.env exports, read the way `source` would."""
-        found = {}
-        for line in (self.folder / "stack.env").read_text(encoding="utf-8").splitlines():
-            if line.startswith("export "):
-                name, _, value = line.removeprefix("export ").partition("=")
-                found[name] = shlex.split(value)[0]
-        return found
-
-    def client_env(self) -> dict[str, str]:
-        return {**self.env, **self.variables()}
-
-    def objects(self) -> dict[str, list[str]]:
-        python = str(self.project / ".venv" / "bin" / "python")
-        listed = run([python, "-c", LIST_BUCKETS], self.project, self.client_env()).stdout
-        found: dict[str, list[str]] = json.loads(listed)
-        return found
 
 
 @pytest.fixture
 def stack(bake: Bake, bake_env: dict[str, str]) -> Iterator[Stack]:
     project = bake(dvc_remote="s3")
     make(project, bake_env, "setup")  # the remote is not there yet: the push waits
-    # Outside pytest's private temp folder: as root, PostgreSQL runs as the `postgres` user,
-    # who must be able to reach its data folder.
-    parent = Path(tempfile.mkdtemp(prefix="stack-"))
-    parent.chmod(0o755)
-    folder = parent / "stack"
-    env = {**bake_env, "STACK_DIR": str(folder)}
-    for name in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL_S3"):
-        env.pop(name, None)
-    ports = {name: free_port() for name in SERVICES}
-    started = Stack(project, folder, ports, free_port(), env)
-    try:
+    with stack_of(project, bake_env) as started:
+        ports, env = started.ports, started.env
         # A taken port: one line naming the option that moves it, and nothing left running.
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", ports["s3"]))
@@ -115,9 +55,6 @@ def stack(bake: Bake, bake_env: dict[str, str]) -> Iterator[Stack]:
         output = started.start()
         assert "ERROR" not in output
         yield started
-    finally:
-        run(["make", "stack-stop"], project, env, check=False)
-        shutil.rmtree(parent, ignore_errors=True)
 
 
 def get_json(url: str) -> Any:

@@ -194,7 +194,11 @@ def test_data_reports_an_unreachable_remote(
     shutil.rmtree(workdir / ".dvc" / "cache")
     shutil.rmtree(dvc_repo)
     assert main(["data"]) == 1
-    assert capsys.readouterr().err.startswith(f"ERROR: {RAW_DATA}: could not pull it")
+    error = capsys.readouterr().err
+    assert error.startswith(f"ERROR: {RAW_DATA}: could not pull it from the DVC remote: ")
+    # DVC's reason, not the line asking to contact its support that ends its output.
+    assert "support" not in error, error
+    assert error.count("\n") == 1
 
 
 def test_data_warns_with_dvc_s_reason_when_the_push_fails(

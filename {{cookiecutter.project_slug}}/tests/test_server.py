@@ -18,12 +18,11 @@ from {{ cookiecutter.package_name }}.core.errors import ProjectError
 from {{ cookiecutter.package_name }}.ops.mlflow_server import (
     admin_password,
     check_host,
-    check_port_free,
     find_postgres,
     make_private_folders,
     server_dir,
 )
-from {{ cookiecutter.package_name }}.ops.processes import open_private, process_start_time
+from {{ cookiecutter.package_name }}.ops.processes import check_port_free, open_private, process_start_time
 
 
 def server_programs(folder: Path) -> Path:

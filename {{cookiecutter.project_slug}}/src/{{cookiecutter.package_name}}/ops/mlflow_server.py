@@ -33,7 +33,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from ..core.errors import ProjectError
-from .processes import last_line, running, spawn, write_private
+from .processes import check_port_free, last_line, running, spawn, write_private
 from .processes import stop as stop_process
 
 # Where PostgreSQL's server programs live when they are not on PATH (Debian and Ubuntu, RHEL).
@@ -134,21 +134,6 @@ def check_host(host: str, allow_remote: bool) -> str | None:
             "then pass --allow-remote too"
         )
     return f"the server listens on {host}: {REMOTE_HOST}"
-
-
-def check_port_free(
-    host: str, port: int, what: str, option: str, target: str = "mlflow-server"
-) -> None:
-    with socket.socket() as sock:
-        # As the servers themselves do: connections of a server just stopped do not count.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            raise ProjectError(
-                f"port {port} on {host} is taken, so {what} cannot listen there: stop what uses "
-                f'it or pick another port (make {target} ARGS="{option} <port>")'
-            ) from None
 
 
 def mlflow_command(

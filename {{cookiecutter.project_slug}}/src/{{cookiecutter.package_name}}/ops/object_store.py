@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ProjectError
-from .mlflow_server import check_port_free
-from .processes import running, spawn, wait_until_answers
-from .processes import stop as stop_process
+from .processes import Daemon, start_daemon
 
 MARKER = b"moto"
 REGION = "us-east-1"
@@ -46,6 +44,10 @@ class ObjectStore:
     def log(self) -> Path:
         return self.folder / "moto.log"
 
+    @property
+    def daemon(self) -> Daemon:
+        return Daemon("the object store", "--s3-port", self.port, self.pid, MARKER)
+
     def client_env(self) -> dict[str, str]:
         """What an S3 client (boto3, DVC, MLflow's server) reads to reach this store."""
         return {
@@ -70,7 +72,7 @@ def client(store: ObjectStore) -> Any:
 
 
 def is_running(store: ObjectStore) -> bool:
-    return running(store.pid, MARKER) is not None
+    return store.daemon.is_running()
 
 
 def start(store: ObjectStore, buckets: list[str]) -> None:
@@ -84,11 +86,12 @@ def start(store: ObjectStore, buckets: list[str]) -> None:
     if is_running(store):
         print(f"The object store is already running at {store.url}")
         return
-    check_port_free("127.0.0.1", store.port, "the object store", "--s3-port", "stack")
-    store.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     command = [sys.executable, "-c", "from moto.server import main; main()"]
-    server = spawn([*command, "-H", "127.0.0.1", "-p", str(store.port)], store.log, store.pid)
-    wait_until_answers(f"{store.url}/moto-api/", server, store.pid, MARKER, "the object store")
+    start_daemon(
+        store.daemon,
+        lambda: [*command, "-H", "127.0.0.1", "-p", str(store.port)],
+        f"{store.url}/moto-api/",
+    )
     s3 = client(store)
     restored = _restore(s3, store.snapshot)
     for bucket in buckets:
@@ -100,7 +103,7 @@ def stop(store: ObjectStore) -> bool:
     """Copy every bucket into the folder, then stop moto; whether it was running."""
     if is_running(store):
         _save(client(store), store.snapshot)
-    return stop_process(store.pid, MARKER)
+    return store.daemon.stop()
 
 
 def _save(s3: Any, snapshot: Path) -> None:

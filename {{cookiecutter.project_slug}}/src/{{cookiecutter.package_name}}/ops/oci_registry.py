@@ -9,9 +9,7 @@ from pathlib import Path
 import yaml
 
 from ..core.errors import ProjectError
-from .mlflow_server import check_port_free
-from .processes import running, spawn, wait_until_answers, write_private
-from .processes import stop as stop_process
+from .processes import Daemon, start_daemon, write_private
 
 MARKER = b"docker-registry"
 
@@ -30,9 +28,13 @@ class Registry:
     def pid(self) -> Path:
         return self.folder / "registry.pid"
 
+    @property
+    def daemon(self) -> Daemon:
+        return Daemon("the registry", "--registry-port", self.port, self.pid, MARKER)
+
 
 def is_running(registry: Registry) -> bool:
-    return running(registry.pid, MARKER) is not None
+    return registry.daemon.is_running()
 
 
 def start(registry: Registry) -> None:
@@ -45,24 +47,24 @@ def start(registry: Registry) -> None:
     if is_running(registry):
         print(f"The registry is already running at {registry.address}")
         return
-    check_port_free("127.0.0.1", registry.port, "the registry", "--registry-port", "stack")
-    registry.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = registry.folder / "config.yml"
-    settings = {
-        "version": 0.1,
-        "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {
-            "filesystem": {"rootdirectory": str(registry.folder / "data")},
-            "delete": {"enabled": True},  # a rollback may remove a tag
-        },
-        # The secret signs upload sessions; a new one each start is fine for one instance.
-        "http": {"addr": registry.address, "secret": secrets.token_hex(16)},
-    }
-    write_private(config, yaml.safe_dump(settings, sort_keys=False))
-    process = spawn([program, "serve", str(config)], registry.pid.with_suffix(".log"), registry.pid)
-    url = f"http://{registry.address}/v2/"
-    wait_until_answers(url, process, registry.pid, MARKER, "the registry")
+
+    def configured() -> list[str]:
+        settings = {
+            "version": 0.1,
+            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(registry.folder / "data")},
+                "delete": {"enabled": True},  # a rollback may remove a tag
+            },
+            # The secret signs upload sessions; a new one each start is fine for one instance.
+            "http": {"addr": registry.address, "secret": secrets.token_hex(16)},
+        }
+        write_private(config, yaml.safe_dump(settings, sort_keys=False))
+        return [program, "serve", str(config)]
+
+    start_daemon(registry.daemon, configured, f"http://{registry.address}/v2/")
 
 
 def stop(registry: Registry) -> bool:
-    return stop_process(registry.pid, MARKER)
+    return registry.daemon.stop()

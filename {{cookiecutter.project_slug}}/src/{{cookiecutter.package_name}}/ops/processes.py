@@ -8,10 +8,12 @@ sits beside its pid file: `<name>.pid`, `<name>.log`.
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -127,3 +129,53 @@ def wait_until_answers(
             stop(pid_file, marker)
             raise ProjectError(f"{what} did not start: {last_line(pid_file.with_suffix('.log'))}")
         time.sleep(0.3)
+
+
+def check_port_free(
+    host: str, port: int, what: str, option: str, target: str = "mlflow-server"
+) -> None:
+    """Refuse a taken port in one line naming the `make <target>` option that moves it."""
+    with socket.socket() as sock:
+        # As the servers themselves do: connections of a server just stopped do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise ProjectError(
+                f"port {port} on {host} is taken, so {what} cannot listen there: stop what uses "
+                f'it or pick another port (make {target} ARGS="{option} <port>")'
+            ) from None
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """One program of `make stack`: how messages name it, the option that moves its port, and
+    its pid file (its log beside it) with the marker its command line holds."""
+
+    what: str
+    option: str
+    port: int
+    pid: Path
+    marker: bytes
+
+    def is_running(self) -> bool:
+        return running(self.pid, self.marker) is not None
+
+    def stop(self) -> bool:
+        return stop(self.pid, self.marker)
+
+
+def start_daemon(
+    daemon: Daemon,
+    command: Callable[[], list[str]],
+    ready: str,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Start a program of the stack on 127.0.0.1: its port checked free, its folder made (0700),
+    then `command()` (which may write its configuration there first) spawned, and
+    waited for until `ready` answers; a program that stops or stays silent is stopped again,
+    with one line from its log."""
+    check_port_free("127.0.0.1", daemon.port, daemon.what, daemon.option, "stack")
+    daemon.pid.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    process = spawn(command(), daemon.pid.with_suffix(".log"), daemon.pid, env)
+    wait_until_answers(ready, process, daemon.pid, daemon.marker, daemon.what)

@@ -11,9 +11,7 @@ from pathlib import Path
 import yaml
 
 from ..core.errors import ProjectError
-from .mlflow_server import check_port_free
-from .processes import running, spawn, wait_until_answers, write_private
-from .processes import stop as stop_process
+from .processes import Daemon, start_daemon, write_private
 
 MARKER = b"prometheus"
 JOB = "{{ cookiecutter.project_slug }}"  # the `job` label of deploy/monitoring/alerts.yaml
@@ -36,9 +34,13 @@ class Prometheus:
     def pid(self) -> Path:
         return self.folder / "prometheus.pid"
 
+    @property
+    def daemon(self) -> Daemon:
+        return Daemon("Prometheus", "--prometheus-port", self.port, self.pid, MARKER)
+
 
 def is_running(prometheus: Prometheus) -> bool:
-    return running(prometheus.pid, MARKER) is not None
+    return prometheus.daemon.is_running()
 
 
 def start(prometheus: Prometheus) -> None:
@@ -53,27 +55,26 @@ def start(prometheus: Prometheus) -> None:
     if is_running(prometheus):
         print(f"Prometheus is already running at {prometheus.url}")
         return
-    check_port_free("127.0.0.1", prometheus.port, "Prometheus", "--prometheus-port", "stack")
-    prometheus.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = prometheus.folder / "prometheus.yml"
-    settings = {
-        "global": {"scrape_interval": INTERVAL, "evaluation_interval": INTERVAL},
-        "rule_files": [str(RULES.absolute())],
-        "scrape_configs": [
-            {"job_name": JOB, "static_configs": [{"targets": [prometheus.service]}]},
-        ],
-    }
-    write_private(config, yaml.safe_dump(settings, sort_keys=False))
-    command = [
-        program,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={prometheus.folder / 'data'}",
-        f"--web.listen-address=127.0.0.1:{prometheus.port}",
-    ]
-    process = spawn(command, prometheus.pid.with_suffix(".log"), prometheus.pid)
-    url = f"{prometheus.url}/-/ready"
-    wait_until_answers(url, process, prometheus.pid, MARKER, "Prometheus")
+
+    def configured() -> list[str]:
+        settings = {
+            "global": {"scrape_interval": INTERVAL, "evaluation_interval": INTERVAL},
+            "rule_files": [str(RULES.absolute())],
+            "scrape_configs": [
+                {"job_name": JOB, "static_configs": [{"targets": [prometheus.service]}]},
+            ],
+        }
+        write_private(config, yaml.safe_dump(settings, sort_keys=False))
+        return [
+            program,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={prometheus.folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{prometheus.port}",
+        ]
+
+    start_daemon(prometheus.daemon, configured, f"{prometheus.url}/-/ready")
 
 
 def stop(prometheus: Prometheus) -> bool:
-    return stop_process(prometheus.pid, MARKER)
+    return prometheus.daemon.stop()

@@ -60,11 +60,13 @@ def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["dvc", *args], capture_output=True, text=True, check=False)
 
 
-def _last_line(output: str) -> str:
-    """DVC's last error line, else the last line: DVC ends an error with a plea for feedback."""
+def _dvc_error(output: str) -> str:
+    """DVC's first ERROR line, the cause (later ones repeat it per file, then sum up), without
+    its prefix; else the last line. DVC ends its output with a line asking to contact its
+    support, which says nothing of what failed."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
-    return (errors or lines or ["no output"])[-1]
+    errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR")]
+    return (errors or lines or ["no output"])[0 if errors else -1]
 
 
 def pull(path: Path) -> None:
@@ -72,7 +74,7 @@ def pull(path: Path) -> None:
     result = _dvc("pull", str(pointer(path)))
     if result.returncode != 0:
         raise DataError(
-            f"{path}: could not pull it from the DVC remote: {_last_line(result.stderr)}; "
+            f"{path}: could not pull it from the DVC remote: {_dvc_error(result.stderr)}; "
             "check `dvc remote list` and your credentials"
         )
 
@@ -81,13 +83,13 @@ def track(path: Path) -> None:
     """Track a file with DVC and push it to the remote."""
     result = _dvc("add", str(path))
     if result.returncode != 0:
-        raise DataError(f"{path}: `dvc add` failed: {_last_line(result.stderr)}")
+        raise DataError(f"{path}: `dvc add` failed: {_dvc_error(result.stderr)}")
     result = _dvc("push", str(pointer(path)))
     if result.returncode != 0:
         # The data is safe in the local DVC cache; only sharing it has to wait.
         print(
             f"warning: could not push {path} to the DVC remote "
-            f"({_last_line(result.stderr)}); run `dvc push` once the remote is reachable",
+            f"({_dvc_error(result.stderr)}); run `dvc push` once the remote is reachable",
             file=sys.stderr,
         )
 
@@ -102,7 +104,7 @@ def rebuild(path: Path, sample: Callable[[], pd.DataFrame]) -> bool:
     write_atomic(path, lambda tmp: tmp.write_bytes(content))
     result = _dvc("commit", "--force", str(pointer(path)))
     if result.returncode != 0:
-        raise DataError(f"{path}: `dvc commit` failed: {_last_line(result.stderr)}")
+        raise DataError(f"{path}: `dvc commit` failed: {_dvc_error(result.stderr)}")
     return True
 
 

@@ -74,7 +74,34 @@ def _reason(error: MlflowException) -> str:
             f"user {user!r} may not do this (HTTP 403): ask the server's admin for the EDIT "
             "permission on the experiment and the registered model"
         )
-    return str(error.message).strip().splitlines()[0]
+    message = str(error.message).strip()
+    return _gave_up(message) or message.splitlines()[0]
+
+
+def _gave_up(message: str) -> str | None:
+    """For a request MLflow's client gave up on after its retries, what failed and what to do:
+    its own message is a long line of urllib3's reprs that names neither."""
+    if not message.startswith("API request to "):
+        return None
+    if "Connection refused" in message or "Failed to establish a new connection" in message:
+        return (
+            "nothing answers there (connection refused): start the server (`make stack` starts "
+            "the stack's) or point MLFLOW_TRACKING_URI at one that runs, then run this again"
+        )
+    if "timed out" in message:
+        return "the server did not answer in time (retried): see its log, then run this again"
+    # The server answered 5xx (urllib3's "too many 500 error responses"; 502, 503, 504 alike)
+    # or dropped the connection in the middle of a request.
+    if "too many 5" in message or "Connection aborted" in message:
+        failure = "HTTP 5xx or a dropped connection, retried"
+        if "/mlflow-artifacts/" in message:
+            return (
+                f"the server could not store or read a model's files ({failure}): its artifact "
+                "store is down or failing (`make stack` starts the stack's object store again); "
+                "see the server's log, then run this again"
+            )
+        return f"the server kept failing ({failure}): see its log, then run this again"
+    return None
 
 
 def client(params: MlflowParams) -> MlflowClient:
@@ -248,7 +275,7 @@ def move_aliases(registry: MlflowClient, name: str, moves: Mapping[str, str | No
             done.append(alias)
     except MlflowException as error:
         stuck = [alias for alias in reversed(done) if not _put_back(registry, name, alias, before)]
-        reason = str(error.message).strip().splitlines()[0]
+        reason = _reason(error)
         if stuck:
             raise RegistryError(
                 f"{name}: moving the aliases failed ({reason}) and {', '.join(stuck)} could not "
