@@ -21,8 +21,6 @@ import itertools
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -35,8 +33,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from .conftest import Bake, free_port, make, run, wait_for_http
+from .conftest import Bake, make, run, wait_for_http
 from .rehearsal import Job, Rehearsal
+from .stack import Stack, stack_of
 from .test_deploy import container, dashboard_exprs
 from .test_image_slow import (
     as_the_deployment_runs_it,
@@ -47,7 +46,7 @@ from .test_image_slow import (
     unpinned_base,
 )
 from .test_rehearsal import checkout, commit, edit_readme, failed_steps, git, merge, propose
-from .test_stack_slow import SERVICES, Stack, get_json
+from .test_stack_slow import get_json
 
 pytestmark = pytest.mark.slow
 MODEL = "tumour-classifier"
@@ -191,15 +190,7 @@ def team(
     git(project, bake_env, "config", "user.email", "team@example.com")
     git(project, bake_env, "config", "user.name", "Team")
     make(project, bake_env, "setup")
-    # As root, PostgreSQL runs as `postgres`, who must reach its folder: not under pytest's.
-    parent = Path(tempfile.mkdtemp(prefix="cycle-"))
-    parent.chmod(0o755)
-    env = {**bake_env, "STACK_DIR": str(parent / "stack")}
-    for name in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL_S3"):
-        env.pop(name, None)
-    ports = {name: free_port() for name in SERVICES}
-    stack = Stack(project, parent / "stack", ports, free_port(), env)
-    try:
+    with stack_of(project, bake_env) as stack:
         stack.start()
         variables = stack.variables()
         admin = stack.client_env()
@@ -237,9 +228,6 @@ def team(
         print("\n".join(f"{s:7.1f} s  {step}" for step, s in team.timings.items()))
         if "CYCLE_TIMINGS" in os.environ:  # benchmarks/cycle.py reads them
             Path(os.environ["CYCLE_TIMINGS"]).write_text(json.dumps(team.timings), "utf-8")
-    finally:
-        run(["make", "stack-stop"], project, env, check=False)
-        shutil.rmtree(parent, ignore_errors=True)
 
 
 def assert_released(team: Team, job: Job, version: str, commit_sha: str) -> str:
