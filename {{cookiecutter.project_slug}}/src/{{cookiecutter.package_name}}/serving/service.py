@@ -38,7 +38,6 @@ from .middleware import (
 )
 
 
-
 def _stop(error: ProjectError) -> NoReturn:
     print(f"ERROR: {error}", file=sys.stderr)
     raise SystemExit(1) from None
