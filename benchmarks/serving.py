@@ -165,6 +165,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from PACKAGE.core.config import load_params
+from PACKAGE.core.prediction_ids import new_ids
 from PACKAGE.core.schema import MAX_ROWS, load_schema
 from PACKAGE.release.registry import load_registered
 from PACKAGE.serving.api_schema import prediction_model, row_model
@@ -193,12 +194,16 @@ def predict(request: Rows) -> list[Prediction]:
     records = [row.model_dump() for row in request.rows]
     frame = pd.DataFrame.from_records(records, columns=FEATURES)
     predicted = ESTIMATOR.predict(frame).tolist()
+    ids = new_ids(len(records))
     if not SCHEMA.target_is_categorical:
-        return [Prediction(prediction=value) for value in predicted]
+        return [
+            Prediction(prediction_id=key, prediction=value)
+            for key, value in zip(ids, predicted, strict=True)
+        ]
     positive = ESTIMATOR.predict_proba(frame)[:, 1].tolist()
     return [
-        Prediction(prediction=value, probability=probability)
-        for value, probability in zip(predicted, positive, strict=True)
+        Prediction(prediction_id=key, prediction=value, probability=probability)
+        for key, value, probability in zip(ids, predicted, positive, strict=True)
     ]
 '''
 # uvicorn's own supervisor, with a listener that keeps TCP_NODELAY on the accepted sockets.
@@ -269,15 +274,16 @@ readiness probe. The champion is {estimator}.
 - **FastAPI**: a plain FastAPI app on uvicorn with 1 worker (`--workers 1`:
   {fastapi_workers}), written by the benchmark into
   `build/bench-serving/fastapi_app.py`: the same request shape (`{{"rows": [...]}}` validated by
-  the package's `row_model`, 1 to `MAX_ROWS` rows), `prediction_model` answers, the estimator
-  from `registry.load_registered`, `predict` and `predict_proba` on a DataFrame of the rows, in
+  the package's `row_model`, 1 to `MAX_ROWS` rows), `prediction_model` answers with a
+  `prediction_id` per row made as the service makes it, the estimator from
+  `registry.load_registered`, `predict` and `predict_proba` on a DataFrame of the rows, in
   a plain `def` endpoint. No batching, metrics or inference log; uvicorn's access log on (its
   default). FastAPI and uvicorn are already in the project's environment: uvicorn and Starlette
   come with BentoML, FastAPI with MLflow. {event_loop}
 - **mlflow serve**: `mlflow models serve -m models:/<name>@champion --env-manager local` (one
   uvicorn worker, its default), POST /invocations with `{{"dataframe_records": [row]}}`; MLflow's
   pyfunc wrapper around the skops file (`MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true` lets it load),
-  which answers `predict` only, no probability.
+  which answers `predict` only, no probability and no prediction id.
 
 **Load.** The first test-set row, the same for every server; the three servers' answers to it
 are checked to agree. {concurrency} concurrent keep-alive connections, each sending its next
@@ -813,12 +819,22 @@ def answer_of(server: Server, port: int, row: dict[str, float]) -> object:
     return json.loads(http(port, server.predict_path, server.body([row]), REQUEST_TIMEOUT))
 
 
+def without_ids(answer: object) -> object:
+    """An answer of BentoML or FastAPI without its prediction ids, new for every request."""
+    if not isinstance(answer, list):
+        return answer
+    return [{k: v for k, v in item.items() if k != "prediction_id"} for item in answer]
+
+
 def check_answers(answers: dict[str, object]) -> None:
-    """BentoML and FastAPI answer alike; mlflow serve predicts the same class."""
+    """BentoML and FastAPI answer alike but for their prediction ids; mlflow serve predicts the
+    same class."""
     bentoml, fastapi, mlflow = answers["bentoml"], answers["fastapi"], answers["mlflow"]
     same = (
         isinstance(bentoml, list)
-        and bentoml == fastapi
+        and isinstance(fastapi, list)
+        and without_ids(bentoml) == without_ids(fastapi)
+        and all(isinstance(item.get("prediction_id"), str) for item in [*bentoml, *fastapi])
         and isinstance(mlflow, dict)
         and mlflow["predictions"][0] == bentoml[0]["prediction"]
     )

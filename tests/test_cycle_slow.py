@@ -347,6 +347,7 @@ def serve_and_watch(team: Team, version: str, *, watch: bool = True) -> None:
             )
             assert status == 200, answer
             assert headers["x-model-version"] == version
+            assert len({item["prediction_id"] for item in json.loads(answer)}) == count
         team.timed(
             f"the champion's image (version {version}) pulled, started, 30 requests", started
         )

@@ -724,13 +724,18 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
             }
             for line in raw[1:6]
         ]
+        ids: list[str] = []
         for count in (1, 3, 5):
             status, body = request(url + "/predict", json.dumps({"rows": rows[:count]}).encode())
             assert status == 200, body
+            ids += [item["prediction_id"] for item in json.loads(body)]
         for bad in (b'{"rows": []}', b"not json", json.dumps({"rows": [{"x": 1}]}).encode()):
             assert request(url + "/predict", bad)[0] == 400
         log = Path(env["INFERENCE_LOG_DIR"]) / "inference-1.jsonl"
-        assert len(log.read_text(encoding="utf-8").splitlines()) == 9
+        lines = log.read_text(encoding="utf-8").splitlines()
+        # Each row's line carries the id its answer did, the ground truth's join key.
+        assert [json.loads(line)["prediction_id"] for line in lines] == ids
+        assert len(set(ids)) == 9
         # What a scanner asks for: BentoML's metrics get a series for it.
         assert request(url + "/wp-login.php")[0] == 404
 

@@ -381,6 +381,7 @@ def test_the_image_builds_pushes_with_the_release_tags_and_serves_as_the_deploym
         champion = client.get_model_version_by_alias(params["mlflow"]["model_name"], "champion")
         assert str(champion.version) == version
         rows = sample_rows(project)
+        ids: list[str] = []
         for count in (1, 3, 5):
             status, headers, answer = call(
                 url + "/predict", json.dumps({"rows": rows[:count]}).encode()
@@ -388,6 +389,7 @@ def test_the_image_builds_pushes_with_the_release_tags_and_serves_as_the_deploym
             assert status == 200, answer
             assert headers["x-model-version"] == version
             assert len(json.loads(answer)) == count
+            ids += [item["prediction_id"] for item in json.loads(answer)]
         for bad in (b'{"rows": []}', b"not json", json.dumps({"rows": [{"x": 1}]}).encode()):
             status, headers, answer = call(url + "/predict", bad)
             assert status == 400, answer
@@ -406,6 +408,10 @@ def test_the_image_builds_pushes_with_the_release_tags_and_serves_as_the_deploym
         if mount["mountPath"] == env["INFERENCE_LOG_DIR"]
     ]
     logs = (volumes / inference).glob("inference-*.jsonl")
-    assert sum(len(path.read_text(encoding="utf-8").splitlines()) for path in logs) == 9
+    lines = [line for path in logs for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 9
+    # Each row's line carries the id its answer did, the ground truth's join key; none repeats.
+    assert sorted(json.loads(line)["prediction_id"] for line in lines) == sorted(ids)
+    assert len(set(ids)) == 9
     assert_serves_every_queried_metric(project, scrape)
     print("\n".join(f"{seconds:7.1f} s  {step}" for step, seconds in timings.items()))

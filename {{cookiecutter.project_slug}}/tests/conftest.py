@@ -16,6 +16,8 @@ from {{ cookiecutter.package_name }}.core.schema import Schema, load_schema
 ROOT = Path(__file__).resolve().parents[1]
 # What a skops file that runs code holds, as this project's loading names it.
 UNTRUSTED = ("posix.system", f"{__name__}.Trap")
+# A prediction id: a version 4 UUID as 32 lowercase hex characters.
+PREDICTION_ID_PATTERN = r"[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}"
 
 
 class Trap:

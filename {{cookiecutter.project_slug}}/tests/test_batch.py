@@ -9,12 +9,13 @@ import pytest
 
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.core.config import RAW_DATA, load_params
+from {{ cookiecutter.package_name }}.core.prediction_ids import PREDICTION_ID
 from {{ cookiecutter.package_name }}.core.schema import Schema
 from {{ cookiecutter.package_name }}.core.scoring import PREDICTION, PROBABILITY
 from {{ cookiecutter.package_name }}.offline.batch import MODEL_NAME, MODEL_VERSION, ROW
 from {{ cookiecutter.package_name }}.release.registry import RegisteredModel, load_registered
 
-from .conftest import copy_inputs, write_table
+from .conftest import PREDICTION_ID_PATTERN, copy_inputs, write_table
 
 SUFFIXES = [".csv", ".parquet"]
 # Small chunks, so that the bad rows below sit in a later chunk than the first.
@@ -54,7 +55,8 @@ def champion(
 def read(path: Path) -> pd.DataFrame:
     if path.suffix == ".csv":
         # pandas' default parser drops the last digits of some numbers; the file has them all.
-        return pd.read_csv(path, float_precision="round_trip")
+        # An id of digits only would read as a number.
+        return pd.read_csv(path, float_precision="round_trip", dtype={PREDICTION_ID: str})
     return pd.read_parquet(path)
 
 
@@ -79,6 +81,9 @@ def test_scores_every_row_like_the_estimator(
     result = read(output)
     features = raw_data[schema.feature_names]
     assert list(result[ROW]) == list(range(len(raw_data)))
+    assert list(result.columns[:2]) == [ROW, PREDICTION_ID]
+    assert result[PREDICTION_ID].str.fullmatch(PREDICTION_ID_PATTERN).all()
+    assert result[PREDICTION_ID].is_unique
     np.testing.assert_allclose(result[PREDICTION], champion.estimator.predict(features), rtol=1e-12)
     if schema.target_is_categorical:
         positive = champion.estimator.predict_proba(features)[:, 1]
@@ -122,20 +127,29 @@ def test_parquet_output_keeps_dictionaries_for_the_repeating_columns(
     assert dictionary.pop(MODEL_NAME)
     assert dictionary.pop(MODEL_VERSION)
     assert not dictionary.pop(ROW)
+    assert not dictionary.pop(PREDICTION_ID)
     floats = [name for name, kind in read(output).dtypes.items() if kind.kind == "f"]
     assert floats
     assert not any(dictionary[name] for name in floats)
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
-def test_small_chunks_give_the_same_predictions(
+def test_small_chunks_give_the_same_predictions_and_new_ids(
     tmp_path: Path, raw_data: pd.DataFrame, champion: RegisteredModel, suffix: str
 ) -> None:
+    """The same rows scored twice, whole and in chunks of 7: the same predictions, and ids
+    unique across the chunks and the runs."""
     source = write_table(raw_data, tmp_path / f"rows{suffix}")
     whole, chunked = tmp_path / f"whole{suffix}", tmp_path / f"chunked{suffix}"
     assert batch(source, whole) == 0
     assert batch(source, chunked, "--chunk-size", "7") == 0
-    pd.testing.assert_frame_equal(read(chunked), read(whole))
+    first, second = read(whole), read(chunked)
+    pd.testing.assert_frame_equal(
+        second.drop(columns=PREDICTION_ID), first.drop(columns=PREDICTION_ID)
+    )
+    ids = pd.concat([first[PREDICTION_ID], second[PREDICTION_ID]])
+    assert ids.str.fullmatch(PREDICTION_ID_PATTERN).all()
+    assert ids.is_unique
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
@@ -148,9 +162,10 @@ def test_the_target_column_is_optional_and_ignored(
     for name, frame in inputs.items():
         source = write_table(frame, tmp_path / f"{name}{suffix}")
         assert batch(source, tmp_path / f"{name}-scored.csv") == 0
-    expected = (tmp_path / "labelled-scored.csv").read_bytes()
-    assert (tmp_path / "unlabelled-scored.csv").read_bytes() == expected
-    assert (tmp_path / "features-scored.csv").read_bytes() == expected
+    expected = read(tmp_path / "labelled-scored.csv").drop(columns=PREDICTION_ID)
+    for name in ("unlabelled", "features"):
+        scored = read(tmp_path / f"{name}-scored.csv").drop(columns=PREDICTION_ID)
+        pd.testing.assert_frame_equal(scored, expected)
 
 
 Corruption = Callable[[pd.DataFrame, Schema], pd.DataFrame]

@@ -8,12 +8,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.core.checks import find_problems, read_table
 from {{ cookiecutter.package_name }}.core.config import RAW_DATA, TEST_DATA, TRAIN_DATA, load_params
 from {{ cookiecutter.package_name }}.core.errors import DataError
-from {{ cookiecutter.package_name }}.core.schema import Schema
+from {{ cookiecutter.package_name }}.core.prediction_ids import PREDICTION_ID
+from {{ cookiecutter.package_name }}.core.schema import (
+    OUTPUT_NAMES,
+    SCHEMA_FILE,
+    Schema,
+    SchemaError,
+    load_schema,
+)
+from {{ cookiecutter.package_name }}.core.scoring import PREDICTION, PROBABILITY
+from {{ cookiecutter.package_name }}.offline.batch import MODEL_VERSION
 from {{ cookiecutter.package_name }}.pipeline.data import CURRENT_ROWS, current_sample, sample_frame
 from {{ cookiecutter.package_name }}.pipeline.prepare import split
 from {{ cookiecutter.package_name }}.release.lineage import pointer
@@ -91,6 +101,29 @@ def test_bad_data_is_refused(
     corrupt(raw_data.copy(), schema).to_csv(path, index=False)
     with pytest.raises(DataError, match=expected.replace("(", r"\(")):
         read_table(path, schema)
+
+
+def test_the_outputs_names_are_reserved() -> None:
+    assert {PREDICTION, PROBABILITY, PREDICTION_ID, MODEL_VERSION, "time"} == set(OUTPUT_NAMES)
+
+
+@pytest.mark.parametrize("role", ["feature", "target"])
+def test_a_column_named_like_an_output_is_refused(tmp_path: Path, role: str) -> None:
+    """A feature called `prediction_id` would be overwritten in the inference log's lines."""
+    spec = yaml.safe_load(SCHEMA_FILE.read_text(encoding="utf-8"))
+    if role == "feature":
+        spec["features"][PREDICTION_ID] = {"dtype": "float", "min": 0, "max": 1}
+    else:
+        spec["target"]["name"] = "time"
+    path = tmp_path / "schema.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    taken = PREDICTION_ID if role == "feature" else "time"
+    with pytest.raises(SchemaError) as refused:
+        load_schema(path)
+    assert str(refused.value) == (
+        f"{path}: {taken}: a column may not take an output's name "
+        f"({', '.join(OUTPUT_NAMES)}); rename it"
+    )
 
 
 @pytest.mark.parametrize(

@@ -94,8 +94,14 @@ def test_the_inference_log_can_be_the_current_data(
     log.mkdir(parents=True)
     rows = current_sample(raw_data, schema)
     records = [
-        {**row, "prediction": 1, "model_version": "1", "time": 0.0}
-        for row in rows.to_dict(orient="records")
+        {
+            "prediction_id": f"{number:032x}",
+            **row,
+            "prediction": 1,
+            "model_version": "1",
+            "time": 0.0,
+        }
+        for number, row in enumerate(rows.to_dict(orient="records"))
     ]
     half = len(records) // 2
     # A rotated file of worker 1 and the current file of worker 2.

@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,12 +26,13 @@ from sklearn.pipeline import Pipeline
 
 from {{ cookiecutter.package_name }}.core.config import load_params
 from {{ cookiecutter.package_name }}.core.estimators import build_pipeline
+from {{ cookiecutter.package_name }}.core.prediction_ids import PREDICTION_ID
 from {{ cookiecutter.package_name }}.core.schema import MAX_ROWS, SCHEMA_FILE, Column, Schema
 from {{ cookiecutter.package_name }}.offline import handler
 from {{ cookiecutter.package_name }}.offline import onnx as onnx_export
 from {{ cookiecutter.package_name }}.pipeline.prepare import split
 
-from .conftest import ROOT
+from .conftest import PREDICTION_ID_PATTERN, ROOT
 
 VERSION = "7"
 PACKAGE = "{{ cookiecutter.package_name }}"
@@ -94,6 +96,11 @@ def test_sample_event_scores_like_scikit_learn(
     assert answer["statusCode"] == 200, answer["body"]
     assert answer["headers"] == {"Content-Type": "application/json", "X-Model-Version": VERSION}
     body = json.loads(answer["body"])
+    assert len(body) == len(features)
+    assert all(list(item)[:2] == [PREDICTION_ID, "prediction"] for item in body)
+    ids = [item[PREDICTION_ID] for item in body]
+    assert all(re.fullmatch(PREDICTION_ID_PATTERN, key) for key in ids)
+    assert len(set(ids)) == len(ids)
     predicted = [item["prediction"] for item in body]
     if schema.target_is_categorical:
         assert predicted == model.predict(features).tolist()
@@ -379,5 +386,6 @@ print(json.dumps([answer["statusCode"], loaded_on_import, json.loads(answer["bod
     assert (status, loaded_on_import) == (200, False), result.stderr
     expected = trained[0].predict(trained[1].head(3))
     assert [row["prediction"] for row in body] == pytest.approx(expected.tolist())
+    assert all(re.fullmatch(PREDICTION_ID_PATTERN, row[PREDICTION_ID]) for row in body)
     # The pipeline's libraries are not in the folder: the handler ran without them.
     assert not [name for name in ("pandas", "sklearn", "mlflow") if (folder / name).exists()]

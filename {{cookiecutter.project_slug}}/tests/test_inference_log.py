@@ -25,7 +25,7 @@ BACKUPS = 1000
 def write_rows(folder: Path, worker: int) -> None:
     log = InferenceLog(folder, MAX_BYTES, BACKUPS, worker)
     for number in range(ROWS_PER_WORKER):
-        log.append([{"worker": worker, "number": number}], [0.0], "1")
+        log.append([{"worker": worker, "number": number}], ["0" * 32], [0.0], "1")
     log.close()
 
 
@@ -48,6 +48,27 @@ def test_each_worker_keeps_every_row_through_rotation(tmp_path: Path) -> None:
         assert sorted(record["number"] for record in records) == list(range(ROWS_PER_WORKER))
 
 
+def test_a_line_is_the_id_the_features_the_prediction_the_version_and_the_time(
+    tmp_path: Path,
+) -> None:
+    log = InferenceLog(tmp_path)
+    before = time.time()
+    log.append([{"a": 1.5, "b": 2}, {"a": 0.5, "b": 3}], ["1" * 32, "2" * 32], [1, 0], "7")
+    log.close()
+    lines = (tmp_path / "inference-1.jsonl").read_text("utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [list(record) for record in records] == [
+        ["prediction_id", "a", "b", "prediction", "model_version", "time"]
+    ] * 2
+    assert [record["prediction_id"] for record in records] == ["1" * 32, "2" * 32]
+    assert [(record["a"], record["b"], record["prediction"]) for record in records] == [
+        (1.5, 2, 1),
+        (0.5, 3, 0),
+    ]
+    assert {record["model_version"] for record in records} == {"7"}
+    assert before <= records[0]["time"] == records[1]["time"] <= time.time()
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -58,7 +79,7 @@ def test_files_and_folder_are_private_whatever_the_umask(tmp_path: Path) -> None
     try:
         log = InferenceLog(folder, MAX_BYTES, BACKUPS)
         for number in range(ROWS_PER_WORKER):
-            log.append([{"number": number}], [0.0], "1")
+            log.append([{"number": number}], ["0" * 32], [0.0], "1")
         log.close()
     finally:
         os.umask(previous)
@@ -99,7 +120,7 @@ def test_files_last_written_before_the_retention_are_removed(tmp_path: Path) -> 
     write(tmp_path / "inference-2.jsonl", 9, 7)  # another worker's file: its own to clean
     log = InferenceLog(tmp_path, MAX_BYTES, BACKUPS, worker=1, retention_days=3)
     assert not (tmp_path / "inference-1.jsonl.2").exists()
-    log.append([{"number": 11}], [0.0], "1")
+    log.append([{"number": 11}], ["0" * 32], [0.0], "1")
     assert numbers(current) == [11]
     assert numbers(tmp_path / "inference-1.jsonl.1") == [10]
     assert numbers(tmp_path / "inference-1.jsonl.2") == [9]
@@ -107,7 +128,7 @@ def test_files_last_written_before_the_retention_are_removed(tmp_path: Path) -> 
     then = time.time() - 4 * DAY_SECONDS
     os.utime(tmp_path / "inference-1.jsonl.2", (then, then))
     for number in range(12, ROWS_PER_WORKER):
-        log.append([{"number": number}], [0.0], "1")
+        log.append([{"number": number}], ["0" * 32], [0.0], "1")
     log.close()
     kept = [number for file in tmp_path.glob("inference-1.jsonl*") for number in numbers(file)]
     assert sorted(kept) == list(range(10, ROWS_PER_WORKER))
@@ -118,7 +139,7 @@ def test_without_a_retention_old_files_stay(tmp_path: Path) -> None:
     write(tmp_path / "inference-1.jsonl", 400, 1)
     write(tmp_path / "inference-1.jsonl.1", 500, 0)
     log = InferenceLog(tmp_path, MAX_BYTES, BACKUPS)
-    log.append([{"number": 2}], [0.0], "1")
+    log.append([{"number": 2}], ["0" * 32], [0.0], "1")
     log.close()
     assert numbers(tmp_path / "inference-1.jsonl") == [1, 2]
     assert numbers(tmp_path / "inference-1.jsonl.1") == [0]

@@ -25,10 +25,13 @@ from hypothesis import strategies as st
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.core.checks import read_table
 from {{ cookiecutter.package_name }}.core.config import TEST_DATA, load_params
+from {{ cookiecutter.package_name }}.core.prediction_ids import PREDICTION_ID
 from {{ cookiecutter.package_name }}.core.schema import MAX_ROWS, Schema, load_schema
 from {{ cookiecutter.package_name }}.core.scoring import PREDICTION, PROBABILITY
 from {{ cookiecutter.package_name }}.release.registry import load_registered
 from {{ cookiecutter.package_name }}.serving.api_schema import max_body_bytes
+
+from .conftest import PREDICTION_ID_PATTERN
 
 # The service's own limit: what MAX_ROWS rows of the schema need.
 BODY_LIMIT = max_body_bytes(load_schema())
@@ -149,9 +152,19 @@ def test_answers_one_prediction_per_row_with_the_version(
     assert headers["x-model-version"] == "1"
     assert len(body) == len(rows)
     for answer in body:
-        assert math.isfinite(answer["prediction"])
-        if "probability" in answer:
-            assert 0 <= answer["probability"] <= 1
+        assert list(answer)[:2] == [PREDICTION_ID, PREDICTION]
+        assert re.fullmatch(PREDICTION_ID_PATTERN, answer[PREDICTION_ID]), answer
+        assert math.isfinite(answer[PREDICTION])
+        if PROBABILITY in answer:
+            assert 0 <= answer[PROBABILITY] <= 1
+
+
+def test_every_row_gets_its_own_prediction_id(service: Service, rows: list[dict[str, Any]]) -> None:
+    """Within a request, across requests, and for the same row sent again."""
+    answers = [service.predict(rows)[2] for _ in range(3)] + [service.predict(rows[:1] * 5)[2]]
+    ids = [answer[PREDICTION_ID] for body in answers for answer in body]
+    assert len(ids) == 3 * len(rows) + 5
+    assert len(set(ids)) == len(ids)
 
 
 def test_answers_are_the_champions_own_predictions(
@@ -235,12 +248,18 @@ def test_the_api_page_loads_only_the_services_own_files(service: Service) -> Non
 def test_every_accepted_row_is_logged(service: Service, rows: list[dict[str, Any]]) -> None:
     log = service.folder / "logs" / "inference" / "inference-1.jsonl"
     before = len(log.read_text(encoding="utf-8").splitlines()) if log.exists() else 0
-    assert service.predict(rows[:4])[0] == 200
+    status, _, body = service.predict(rows[:4])
+    assert status == 200
     lines = log.read_text(encoding="utf-8").splitlines()[before:]
     assert len(lines) == 4
-    record = json.loads(lines[0])
-    assert record["model_version"] == "1"
-    assert {name: record[name] for name in rows[0]} == rows[0]
+    records = [json.loads(line) for line in lines]
+    # Each row's line has the id and the prediction its answer has: the ground truth's join key.
+    for record, answer, row in zip(records, body, rows[:4], strict=True):
+        assert record[PREDICTION_ID] == answer[PREDICTION_ID]
+        assert record[PREDICTION] == answer[PREDICTION]
+        assert {name: record[name] for name in row} == row
+        assert record["model_version"] == "1"
+        assert math.isfinite(record["time"])
 
 
 def with_change(row: dict[str, Any], **changes: Any) -> dict[str, Any]:

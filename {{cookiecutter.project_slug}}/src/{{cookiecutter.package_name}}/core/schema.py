@@ -9,10 +9,19 @@ from typing import Any, Literal
 
 import yaml
 
+from .errors import ProjectError
+
 SCHEMA_FILE = Path(__file__).with_name("schema.yaml")
 # Rows in one request, to the service or the handler: enough for small batches, small enough
 # to keep latency predictable.
 MAX_ROWS = 1000
+# What the service, `batch` and the inference log write beside a row's features: a column of
+# the schema with one of these names would be overwritten by it, or overwrite it.
+OUTPUT_NAMES = ("prediction", "probability", "prediction_id", "model_version", "time")
+
+
+class SchemaError(ProjectError):
+    """schema.yaml names a column the way an output is named."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,14 @@ def load_schema(path: Path = SCHEMA_FILE) -> Schema:
     """Read the data contract."""
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     target = spec["target"]
-    return Schema(
+    schema = Schema(
         features=tuple(_column(name, column) for name, column in spec["features"].items()),
         target=_column(target["name"], target),
     )
+    taken = [column.name for column in schema.columns if column.name in OUTPUT_NAMES]
+    if taken:
+        raise SchemaError(
+            f"{path}: {', '.join(taken)}: a column may not take an output's name "
+            f"({', '.join(OUTPUT_NAMES)}); rename it"
+        )
+    return schema

@@ -3,6 +3,7 @@
 Each chunk is checked against the schema (the target column may be absent) before it is scored.
 The predictions go to a temporary file beside the output, which takes the output's name only once
 every row is scored: a bad row leaves no output behind, and an existing output file as it was.
+Every output row gets a new `prediction_id`, the key that joins its ground truth later.
 """
 
 import argparse
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 from ..core.config import CHAMPION, DATA_DIR, load_params
 from ..core.errors import DataError
 from ..core.files import write_atomic
+from ..core.prediction_ids import ID_LENGTH, PREDICTION_ID, id_text
 from ..core.problems import Problem, does_not_match
 from ..core.schema import load_schema
 from ..core.scoring import predict
@@ -44,11 +46,20 @@ def prefetched(chunks: Iterator[Chunk]) -> Generator[Chunk]:
             yield chunk
 
 
+def prediction_ids(rows: int) -> Any:
+    """`rows` new prediction ids as an Arrow string column, made straight from their text, with
+    64-bit offsets: a chunk of more than 67 million ids does not fit 32-bit ones."""
+    offsets = np.arange(0, (rows + 1) * ID_LENGTH, ID_LENGTH, dtype=np.int64)
+    text = id_text(rows).encode("ascii")
+    return pa.LargeStringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(text))
+
+
 def predictions(model: RegisteredModel, chunk: Chunk) -> Any:
     """The output rows for one chunk, as an Arrow table carrying the model in its metadata."""
     rows = len(chunk.features)
     columns = {
         ROW: np.arange(chunk.start, chunk.start + rows),
+        PREDICTION_ID: prediction_ids(rows),
         **predict(model.estimator, chunk.features),
         MODEL_NAME: pa.repeat(model.name, rows),
         MODEL_VERSION: pa.repeat(int(model.version), rows),
@@ -58,12 +69,13 @@ def predictions(model: RegisteredModel, chunk: Chunk) -> Any:
 
 
 def repeating(schema: Any) -> list[str]:
-    """The columns worth a Parquet dictionary: all but the row numbers and the floats.
+    """The columns worth a Parquet dictionary: all but the row numbers, the ids and the floats.
 
     pyarrow's default encodes every column with one; for columns whose values hardly repeat that
     makes writing slower and the file larger.
     """
-    return [f.name for f in schema if f.name != ROW and not pa.types.is_floating(f.type)]
+    unique = {ROW, PREDICTION_ID}
+    return [f.name for f in schema if f.name not in unique and not pa.types.is_floating(f.type)]
 
 
 def write_tables(path: Path, suffix: str, first: Any, rest: Iterator[Any]) -> int:

@@ -1,8 +1,9 @@
 """A serverless scoring function: AWS Lambda behind API Gateway, scoring with the ONNX model.
 
 POST a JSON body `{"rows": [{feature: value, ...}, ...]}`. The answer is the BentoML service's:
-one `{"prediction": ..., "probability": ...}` per row (the probability of the positive class, for
-a classifier), with the model version in the `X-Model-Version` header. Bad input gets a 400
+one `{"prediction_id": ..., "prediction": ..., "probability": ...}` per row (a new id for each
+row, the key that joins its ground truth later; the probability of the positive class, for a
+classifier), with the model version in the `X-Model-Version` header. Bad input gets a 400
 answer that says what is wrong; the function never raises. It needs numpy, onnxruntime and
 PyYAML only, no pandas, scikit-learn or MLflow, so a cold start stays short. The model loads on
 the first request and stays loaded for the life of the process; with MODEL_ONNX_SHA256 set (the
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.prediction_ids import PREDICTION_ID, new_ids
 from ..core.schema import MAX_ROWS, Column, load_schema
 
 # `make onnx` writes the model here; the environment variable points elsewhere.
@@ -83,13 +85,17 @@ class Model:
         """One answer per row, in the BentoML service's shape."""
         outputs = self.session.run(None, {self.input_name: np.array(rows, self.input_dtype)})
         predicted = np.ravel(outputs[0]).tolist()
+        ids = new_ids(len(predicted))
         if len(outputs) == 1:
-            return [{"prediction": value} for value in predicted]
+            return [
+                {PREDICTION_ID: key, "prediction": value}
+                for key, value in zip(ids, predicted, strict=True)
+            ]
         # A classifier also gives one probability per class; the second is the positive one.
         positive = outputs[1][:, 1].tolist()
         return [
-            {"prediction": value, "probability": probability}
-            for value, probability in zip(predicted, positive, strict=True)
+            {PREDICTION_ID: key, "prediction": value, "probability": probability}
+            for key, value, probability in zip(ids, predicted, positive, strict=True)
         ]
 
 

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from ..core.prediction_ids import ID_LENGTH, PREDICTION_ID
 from ..core.schema import MAX_ROWS, Column, Schema
 
 # Beyond this many unknown or missing fields a row is refused in one error, not one per field:
@@ -72,9 +73,18 @@ def row_model(schema: Schema) -> type[Strict]:
 
 
 def prediction_model(schema: Schema) -> type[Strict]:
-    """One answer: the class and its probability, or the predicted value."""
+    """One answer: the row's prediction id, then the class and its probability, or the value."""
+    key = (
+        str,
+        Field(
+            pattern="^[0-9a-f]{" + str(ID_LENGTH) + "}$",
+            description="this row's own id, kept with it in the inference log: the key that "
+            "joins the prediction to its ground truth",
+        ),
+    )
     if schema.target_is_categorical:
         fields: dict[str, Any] = {
+            PREDICTION_ID: key,
             "prediction": (int, Field(description=f"predicted {schema.target.name}")),
             "probability": (
                 float,
@@ -82,6 +92,9 @@ def prediction_model(schema: Schema) -> type[Strict]:
             ),
         }
     else:
-        fields = {"prediction": (float, Field(description=f"predicted {schema.target.name}"))}
+        fields = {
+            PREDICTION_ID: key,
+            "prediction": (float, Field(description=f"predicted {schema.target.name}")),
+        }
     model: type[Strict] = create_model("Prediction", __base__=Strict, **fields)
     return model

@@ -1,5 +1,9 @@
 """Every scored row, appended to rotated JSON-lines files: the drift job's real "current" data.
 
+A line is one row: `prediction_id` (the id its answer carries, the key that joins the row's
+ground truth later), the row's features, `prediction`, `model_version` and `time` (seconds since
+1970, UTC).
+
 Each service worker writes its own file, `inference-<worker>.jsonl`: a rotating file handler
 renames its file when it is full, which is safe only while one process writes to it. The rows
 are the data clients send, so the files are readable by their owner and group only, a retention
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ProjectError
+from ..core.prediction_ids import PREDICTION_ID
 
 LOG_DIR = Path("logs/inference")
 MAX_BYTES = 10 * 1024 * 1024
@@ -176,16 +181,25 @@ class InferenceLog:
             settings.retention_days,
         )
 
-    def append(self, rows: list[dict[str, Any]], predictions: list[float], version: str) -> None:
-        """One line per row: its features, the prediction and the model version, written for the
-        whole batch at once."""
+    def append(
+        self, rows: list[dict[str, Any]], ids: list[str], predictions: list[float], version: str
+    ) -> None:
+        """One line per row: its prediction id (the key its ground truth joins on later), its
+        features, the prediction, the model version and the time, written for the whole batch
+        at once."""
         now = time.time()
         lines = [
             json.dumps(
-                {**row, "prediction": prediction, "model_version": version, "time": now},
+                {
+                    PREDICTION_ID: key,
+                    **row,
+                    "prediction": prediction,
+                    "model_version": version,
+                    "time": now,
+                },
                 separators=(",", ":"),
             )
-            for row, prediction in zip(rows, predictions, strict=True)
+            for key, row, prediction in zip(ids, rows, predictions, strict=True)
         ]
         self._logger.info("\n".join(lines))
 

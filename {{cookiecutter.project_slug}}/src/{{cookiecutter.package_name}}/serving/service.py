@@ -2,8 +2,10 @@
 
 `make serve` copies the registry's champion into BentoML's model store and serves it on
 127.0.0.1:3000. POST /predict with `{"rows": [{<feature>: <number>, ...}, ...]}`; the answer is
-one `{"prediction": ..., "probability": ...}` per row, with the model version in the
-`X-Model-Version` header. /livez, /readyz and /metrics come with BentoML.
+one `{"prediction_id": ..., "prediction": ..., "probability": ...}` per row, with the model
+version in the `X-Model-Version` header. The `prediction_id` is new for every row, and the
+inference log records it with the row: the key that joins the prediction to its ground truth
+later. /livez, /readyz and /metrics come with BentoML.
 """
 
 import gc
@@ -12,7 +14,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import bentoml
 import numpy as np
@@ -21,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from ..core.errors import ProjectError
 from ..core.model_file import BENTO_MODEL, FILE_NAME, load_model
+from ..core.prediction_ids import new_ids
 from ..core.schema import MAX_ROWS, load_schema
 from ..core.scoring import PREDICTION, PROBABILITY, predict
 from .api_schema import max_body_bytes, prediction_model, row_model
@@ -34,9 +37,18 @@ from .middleware import (
     ValidationErrors,
 )
 
+
+def _stop(error: ProjectError) -> NoReturn:
+    print(f"ERROR: {error}", file=sys.stderr)
+    raise SystemExit(1) from None
+
+
 # BentoML reads the API's signature when this module loads, to validate requests and write the
 # OpenAPI document: the row type is built here, from the data contract.
-SCHEMA = load_schema()
+try:
+    SCHEMA = load_schema()
+except ProjectError as error:
+    _stop(error)
 if TYPE_CHECKING:  # the type checker cannot see models built at run time
     Row = BaseModel
     Prediction = BaseModel
@@ -84,8 +96,7 @@ try:
     TIMEOUT_SECONDS = _whole_number("SERVICE_TIMEOUT_SECONDS", 10, "seconds")
     MAX_CONCURRENCY = _whole_number("SERVICE_MAX_CONCURRENCY", 256, "requests")
 except ProjectError as error:
-    print(f"ERROR: {error}", file=sys.stderr)
-    raise SystemExit(1) from None
+    _stop(error)
 
 
 class Metrics:
@@ -175,17 +186,21 @@ class Champion:
         values = [[record[name] for name in self.features] for record in records]
         scores = predict(self.estimator, np.array(values, dtype=np.float64))
         predicted = scores[PREDICTION].tolist()
+        ids = new_ids(len(records))
         if SCHEMA.target_is_categorical:
             positive = scores[PROBABILITY].tolist()
             answers = [
-                Prediction(prediction=value, probability=probability)
-                for value, probability in zip(predicted, positive, strict=True)
+                Prediction(prediction_id=key, prediction=value, probability=probability)
+                for key, value, probability in zip(ids, predicted, positive, strict=True)
             ]
         else:
-            answers = [Prediction(prediction=value) for value in predicted]
+            answers = [
+                Prediction(prediction_id=key, prediction=value)
+                for key, value in zip(ids, predicted, strict=True)
+            ]
         self.metrics.observe(predicted)
         if self.log is not None:
-            self.log.append(records, predicted, self.version)
+            self.log.append(records, ids, predicted, self.version)
         return answers
 
 
