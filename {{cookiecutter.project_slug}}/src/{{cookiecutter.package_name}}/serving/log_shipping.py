@@ -22,8 +22,18 @@ from fsspec.implementations.local import LocalFileSystem
 from ..core.errors import ProjectError
 
 # The schemes fsspec reads and the backends the project can depend on (`file` for tests and
-# for a mounted volume).
-SCHEMES = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "file": ""}
+# for a mounted volume). `azure` is DVC's spelling, accepted so that the drift stage's
+# `drift.current` (a DVC dependency) and this URL can be the same string.
+SCHEMES = {
+    "s3": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "az": "adlfs",
+    "azure": "adlfs",
+    "abfs": "adlfs",
+    "file": "",
+}
+FSSPEC_SCHEMES = {"azure": "az"}
 URL = re.compile(r"(?P<scheme>[a-z0-9]+)://(?P<rest>[^\s]+)")
 # How each closed file's start time reads in its name.
 STAMP = "%Y%m%dT%H%M%S.%fZ"
@@ -40,16 +50,22 @@ def check_url(url: str) -> str:
     found = URL.fullmatch(url.strip())
     if found is None or found["scheme"] not in SCHEMES or not found["rest"].strip("/"):
         raise ShippingError(
-            f"INFERENCE_LOG_URL={url!r}: expected s3://, gs://, az:// or file:// and a location"
+            f"INFERENCE_LOG_URL={url!r}: expected s3://, gs://, azure:// or file:// and a location"
         )
     try:
-        fsspec.get_filesystem_class(found["scheme"])
+        fsspec.get_filesystem_class(FSSPEC_SCHEMES.get(found["scheme"], found["scheme"]))
     except ImportError:
         raise ShippingError(
             f"INFERENCE_LOG_URL={url!r}: {found['scheme']}:// needs the "
             f"{SCHEMES[found['scheme']]} package, which this image does not install"
         ) from None
     return url.strip().rstrip("/")
+
+
+def fsspec_url(url: str) -> str:
+    """`url` with the scheme fsspec knows it by (azure:// is az://)."""
+    scheme, separator, rest = url.partition("://")
+    return FSSPEC_SCHEMES.get(scheme, scheme) + separator + rest
 
 
 def started(file: Path) -> datetime:
@@ -68,7 +84,7 @@ class Shipper:
     def __init__(self, url: str, worker: int, host: str | None = None) -> None:
         self.url = check_url(url)
         self.fs: Any
-        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.fs, self.root = fsspec.core.url_to_fs(fsspec_url(self.url))
         self.name = f"{host or socket.gethostname()}-{worker}"
         self.failures = 0
         self._wake = threading.Event()
