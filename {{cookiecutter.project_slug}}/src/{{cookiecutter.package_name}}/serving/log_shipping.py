@@ -90,7 +90,9 @@ class Shipper:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pending: list[Path] = []
-        self._lock = threading.Lock()  # one copy at a time, whichever thread runs it
+        # Held only to swap the list, so a rotation never waits for a copy in progress.
+        self._lock = threading.Lock()
+        self._copying = threading.Lock()  # one copy pass at a time, whichever thread runs it
         self._thread = threading.Thread(target=self._run, name="inference-log-shipper", daemon=True)
         self._thread.start()
 
@@ -113,13 +115,12 @@ class Shipper:
                 self.copy_pending()
 
     def copy_pending(self) -> int:
-        """Copy each pending file and delete it once copied; the number that failed."""
-        with self._lock:
-            failed = 0
-            for file in self._pending:
-                if file.exists() and not self._copy(file):
-                    failed += 1
-            self._pending = [file for file in self._pending if file.exists()]
+        """Copy each pending file and delete it once copied; the number that failed. A file
+        that failed stays on disk, and the next rotation lists it again."""
+        with self._copying:
+            with self._lock:
+                pending = self._pending
+            failed = sum(1 for file in pending if file.exists() and not self._copy(file))
             self.failures += failed
             return failed
 
