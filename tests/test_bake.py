@@ -100,7 +100,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
             "scoring",
             "tables",
         ],
-        "pipeline": ["data", "drift", "evaluate", "prepare", "register", "train"],
+        "pipeline": ["data", "drift", "evaluate", "prepare", "register", "shipped_log", "train"],
         "release": [
             "bento",
             "champion",
