@@ -71,6 +71,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "tests/test_model.py",
         "tests/test_pipeline.py",
         "tests/test_prediction_ids.py",
+        "tests/test_registry_errors.py",
         "tests/test_batch.py",
         "tests/test_export.py",
         "tests/test_handler.py",
