@@ -78,6 +78,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "tests/test_images.py",
         "tests/test_inference_log.py",
         "tests/test_layout.py",
+        "tests/test_log_shipping.py",
         "tests/test_service.py",
         "tests/test_server.py",
         "tests/test_stack.py",
@@ -100,7 +101,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
             "scoring",
             "tables",
         ],
-        "pipeline": ["data", "drift", "evaluate", "prepare", "register", "train"],
+        "pipeline": ["data", "drift", "evaluate", "prepare", "register", "shipped_log", "train"],
         "release": [
             "bento",
             "champion",
@@ -111,7 +112,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
             "rollback",
             "verdict",
         ],
-        "serving": ["api_schema", "inference_log", "middleware", "service"],
+        "serving": ["api_schema", "inference_log", "log_shipping", "middleware", "service"],
         "offline": ["batch", "handler", "onnx"],
         "ops": [
             "ci",

@@ -1,6 +1,7 @@
 """Drift: a shifted copy of the data is caught, a plain sample is not, bad current data stops."""
 
 import json
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,59 @@ def test_the_inference_log_can_be_the_current_data(
     assert main(["drift"]) == 0
     assert summary().rows.current == len(rows)
     assert summary().drift is False
+
+
+def write_partitions(store: Path, days: dict[date, list[str]]) -> None:
+    """A shipped log: one file of `lines` in each `date=` partition."""
+    for day, lines in days.items():
+        partition = store / f"date={day:%Y-%m-%d}"
+        partition.mkdir(parents=True)
+        (partition / "pod-1-0.jsonl").write_text("".join(line + "\n" for line in lines))
+
+
+def log_lines(frame: pd.DataFrame) -> list[str]:
+    return [
+        json.dumps({"prediction_id": "0" * 32, **row, "prediction": 1, "time": 0.0})
+        for row in frame.to_dict(orient="records")
+    ]
+
+
+def test_the_shipped_log_is_read_within_the_window_and_bad_lines_are_counted(
+    prepared: Path, raw_data: pd.DataFrame, schema: Schema, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Path("shipped")
+    today = datetime.now(UTC).date()
+    rows = log_lines(current_sample(raw_data, schema))
+    half = len(rows) // 2
+    shifted_rows = log_lines(shifted(current_sample(raw_data, schema), schema))
+    write_partitions(
+        store,
+        {
+            today: [*rows[:half], '{"cut short', "[1, 2]"],
+            today - timedelta(days=6): [*rows[half:], json.dumps({"prediction": 1})],
+            today - timedelta(days=7): shifted_rows,  # outside the window: never read
+        },
+    )
+    set_drift_params(current=f"file://{store.resolve()}", window_days=7)
+    assert main(["drift"]) == 0
+    assert summary().rows.current == len(rows)
+    assert summary().drift is False
+    out = capsys.readouterr().out
+    assert f"drift: ignored 3 malformed of {len(rows) + 3:,} lines in file://" in out
+
+
+def test_an_empty_window_makes_no_report(
+    prepared: Path, raw_data: pd.DataFrame, schema: Schema, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Path("shipped")
+    old = datetime.now(UTC).date() - timedelta(days=3)
+    write_partitions(store, {old: log_lines(current_sample(raw_data, schema))})
+    set_drift_params(current=str(store), window_days=3)
+    assert main(["drift"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"ERROR: {store}: no inference log in the last 3 days (")
+    assert error.count("\n") == 1
+    assert not DRIFT_SUMMARY.exists()
 
 
 def test_large_data_is_sampled_and_says_so(

@@ -609,6 +609,26 @@ def test_with_the_inference_log_off_the_service_serves_counts_and_writes_no_row(
     assert not folder.exists()
 
 
+def test_with_a_log_url_the_rows_are_in_the_store_once_the_service_stops(
+    service: Service, rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """The worker's shutdown hook closes its file and copies it: no row stays behind."""
+    folder, store = tmp_path / "log", tmp_path / "store"
+    with serving(
+        service.folder,
+        "service-log-shipped.log",
+        INFERENCE_LOG_DIR=str(folder),
+        INFERENCE_LOG_URL=f"file://{store}",
+    ) as shipping:
+        status, _, answer = shipping.predict(rows[:3])
+        assert status == 200, answer
+    copies = list(store.glob("date=*/*.jsonl"))
+    assert len(copies) == 1
+    logged = [json.loads(line) for line in copies[0].read_text("utf-8").splitlines()]
+    assert [row["prediction_id"] for row in logged] == [row["prediction_id"] for row in answer]
+    assert not list(folder.iterdir())
+
+
 def test_the_body_limit_can_be_set(service: Service, rows: list[dict[str, Any]]) -> None:
     with serving(service.folder, "service-small-body.log", SERVICE_MAX_BODY_BYTES="2000") as small:
         assert small.predict(rows[:1])[0] == 200
@@ -624,6 +644,7 @@ def test_the_body_limit_can_be_set(service: Service, rows: list[dict[str, Any]])
         "INFERENCE_LOG_BACKUPS=-1",
         "INFERENCE_LOG_RETENTION_DAYS=a week",
         "INFERENCE_LOG=maybe",
+        "INFERENCE_LOG_URL=ftp://host/inference",
         "SERVICE_MAX_BODY_BYTES=4MB",
         "SERVICE_TIMEOUT_SECONDS=0",
         "SERVICE_MAX_CONCURRENCY=lots",

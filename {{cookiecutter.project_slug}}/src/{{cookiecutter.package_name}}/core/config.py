@@ -77,6 +77,7 @@ class MlflowParams(Section):
 
 class DriftParams(Section):
     current: str = Field(min_length=1)
+    window_days: int = Field(ge=1)
     method: str | None
     threshold: float | None = Field(gt=0)
     sample_size: int = Field(ge=100)

@@ -1,11 +1,12 @@
 """`stack`: the services a team shares, on one machine, without containers (docs: team.md).
 
-- `stack start`: an S3-compatible object store (moto) with a bucket for MLflow's artifacts and
-  the DVC remote's bucket; PostgreSQL and the MLflow server (`mlflow-server`) with its artifacts
-  in that bucket; an OCI registry (docker-registry); Prometheus scraping the model service with
-  the alert rules loaded. All on 127.0.0.1, each on a port of its own. Then it writes
-  `stack.env`, every variable a client needs, and points DVC at the object store in
-  `.dvc/config.local` (never `.dvc/config`, which git shares).
+- `stack start`: an S3-compatible object store (moto) with a bucket for MLflow's artifacts, one
+  for the service's inference log (INFERENCE_LOG_URL) and the DVC remote's bucket; PostgreSQL
+  and the MLflow server (`mlflow-server`) with its artifacts in that bucket; an OCI registry
+  (docker-registry); Prometheus scraping the model service with the alert rules loaded. All on
+  127.0.0.1, each on a port of its own. Then it writes `stack.env`, every variable a client
+  needs, and points DVC at the object store in `.dvc/config.local` (never `.dvc/config`, which
+  git shares).
 - `stack stop`: stops them; MLflow's database, the objects and the images stay in the folder.
 - `stack status`: which of them run.
 
@@ -28,6 +29,9 @@ from . import mlflow_server, object_store, oci_registry, prometheus
 from .processes import running, write_private
 
 ARTIFACTS_BUCKET = "mlflow-artifacts"
+# Where a service run against the stack ships its inference log, and the drift stage reads it.
+INFERENCE_LOG_BUCKET = "inference-log"
+INFERENCE_LOG_URL = f"s3://{INFERENCE_LOG_BUCKET}/inference"
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,9 @@ def client_env(stack: Stack, mlflow_url: str, password: str) -> dict[str, str]:
         **stack.store.client_env(),
         "STACK_REGISTRY": stack.registry.address,
         "STACK_PROMETHEUS_URL": stack.prometheus.url,
+        # Not INFERENCE_LOG_URL itself: a project without s3fs (a local, gcs or azure remote)
+        # would refuse to serve in every shell that sources the file.
+        "STACK_INFERENCE_LOG_URL": INFERENCE_LOG_URL,
     }
 
 
@@ -150,7 +157,8 @@ def start(args: argparse.Namespace) -> None:
     write_private(root / "ports.json", json.dumps(vars(args)))
     bucket = dvc_bucket(url)
     try:
-        object_store.start(stack.store, [ARTIFACTS_BUCKET, *([bucket] if bucket else [])])
+        buckets = [ARTIFACTS_BUCKET, INFERENCE_LOG_BUCKET, *([bucket] if bucket else [])]
+        object_store.start(stack.store, buckets)
         artifacts = f"s3://{ARTIFACTS_BUCKET}/mlflow"
         mlflow_url = mlflow_server.start(
             "127.0.0.1",
@@ -173,6 +181,7 @@ def start(args: argparse.Namespace) -> None:
     print(f"  MLflow        {mlflow_url}, PostgreSQL on 127.0.0.1:{args.pg_port}")
     print(f"                artifacts in {artifacts}")
     print(f"  object store  {stack.store.url} (S3 API)")
+    print(f"                inference log: INFERENCE_LOG_URL={INFERENCE_LOG_URL}")
     print(f"  registry      {stack.registry.address} (OCI, plain HTTP)")
     print(f"  Prometheus    {stack.prometheus.url}, scraping {args.service}")
     if bucket:

@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="data", description=__doc__)
     parser.parse_args(argv)
     schema = load_schema()
-    current = Path(load_params().drift.current)
+    source = load_params().drift.current
+    current = Path(source)
 
     def raw_sample() -> pd.DataFrame:
         return sample_frame(schema)
@@ -154,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if not pull_or_track(RAW_DATA, raw_sample):
         write_sample(RAW_DATA, raw_sample(), "the sample data")
-    # A folder is the service's inference log: the service fills it, DVC does not track it.
-    if not current.is_dir() and current.suffix and not pull_or_track(current, current_rows):
+    # A folder or a URL is the service's inference log: the service fills it, DVC does not
+    # track it.
+    local = "://" not in source and not current.is_dir()
+    if local and current.suffix and not pull_or_track(current, current_rows):
         write_sample(current, current_rows(), "a sample of the raw rows")
     return 0

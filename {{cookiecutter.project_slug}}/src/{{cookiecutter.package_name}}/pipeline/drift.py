@@ -32,6 +32,7 @@ from ..core.files import write_text_atomic
 from ..core.problems import JSON_LINES, Problem, does_not_match
 from ..core.schema import Schema, load_schema
 from ..core.tables import open_input
+from .shipped_log import ShippedLog, is_shipped_log
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
@@ -121,6 +122,26 @@ def read_sample(path: Path, schema: Schema, params: DriftParams, role: str) -> S
     return sample
 
 
+def read_current(schema: Schema, params: DriftParams) -> Sample:
+    """The current data: `drift.current`'s file or folder, or the days of `drift.window_days`
+    of the log the service shipped to a store (shipped_log.py), whose bad lines are counted."""
+    if not is_shipped_log(params.current):
+        return read_sample(Path(params.current), schema, params, "current")
+    log = ShippedLog.of(params.current, params.window_days)
+    sample = sample_rows(log.chunks(schema), params.sample_size, params.seed)
+    if log.malformed:
+        print(
+            f"drift: ignored {log.malformed:,} malformed of {log.lines:,} lines in "
+            f"{params.current} (not a JSON row with every feature as a number)"
+        )
+    if sample.rows == 0:
+        raise DataError(
+            f"{params.current}: no row in {log.describe_window()}, only malformed lines; "
+            "no drift report is made from nothing"
+        )
+    return sample
+
+
 def compare(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -198,16 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(prog="drift", description=__doc__).parse_args(argv)
     params = load_params()
     schema = load_schema()
-    current_path = Path(params.drift.current)
     # Both sides are read and checked before Evidently (slow to import) is loaded.
     reference = read_sample(TRAIN_DATA, schema, params.drift, "reference")
-    current = read_sample(current_path, schema, params.drift, "current")
+    current = read_current(schema, params.drift)
     share = params.gate.max_drift_share
     snapshot = compare(reference.frame, current.frame, schema, params.drift, share)
     summary = DriftSummary.of(
         column_tests(snapshot),
         share,
-        str(current_path),
+        params.drift.current,
         rows=Rows(reference=reference.rows, current=current.rows),
         compared=Rows(reference=len(reference.frame), current=len(current.frame)),
     )

@@ -8,6 +8,12 @@ Each service worker writes its own file, `inference-<worker>.jsonl`: a rotating 
 renames its file when it is full, which is safe only while one process writes to it. The rows
 are the data clients send, so the files are readable by their owner and group only, a retention
 in days can be set, and `INFERENCE_LOG=off` writes none.
+
+With INFERENCE_LOG_URL (`s3://bucket/inference`, ...), the log leaves the pod: a file is also
+closed at the first row of each UTC day and at shutdown, renamed `inference-<worker>.jsonl.<start>`
+and copied to the store by `log_shipping`, which deletes it once copied. Until then it stays,
+whatever INFERENCE_LOG_BACKUPS says, so an unreachable store loses no row; the retention still
+deletes it when it is older than that.
 """
 
 import json
@@ -15,7 +21,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from io import TextIOWrapper
 from logging.handlers import RotatingFileHandler
@@ -24,6 +30,7 @@ from typing import Any
 
 from ..core.errors import ProjectError
 from ..core.prediction_ids import PREDICTION_ID
+from .log_shipping import STAMP, Shipper, check_url, started
 
 LOG_DIR = Path("logs/inference")
 MAX_BYTES = 10 * 1024 * 1024
@@ -50,23 +57,26 @@ class LogSettings:
     max_bytes: int = MAX_BYTES
     backups: int = BACKUPS
     retention_days: int | None = None
+    url: str | None = None  # where closed files are copied; None keeps them in `folder` only
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> "LogSettings":
         """The defaults, overridden by INFERENCE_LOG (on/off), INFERENCE_LOG_DIR, _MAX_BYTES,
-        _BACKUPS and _RETENTION_DAYS; raises InferenceLogError naming a bad one."""
+        _BACKUPS, _RETENTION_DAYS and _URL; raises a ProjectError naming a bad one."""
         switch = environ.get("INFERENCE_LOG", "on").strip().lower()
         if switch not in ON | OFF:
             raise InferenceLogError(
                 f"INFERENCE_LOG={environ['INFERENCE_LOG']!r}: expected on or off"
             )
         days = _at_least_one(environ, "INFERENCE_LOG_RETENTION_DAYS", 0)
+        url = environ.get("INFERENCE_LOG_URL", "").strip()
         return cls(
             enabled=switch in ON,
             folder=Path(environ.get("INFERENCE_LOG_DIR", LOG_DIR)),
             max_bytes=_at_least_one(environ, "INFERENCE_LOG_MAX_BYTES", MAX_BYTES),
             backups=_at_least_one(environ, "INFERENCE_LOG_BACKUPS", BACKUPS),
             retention_days=days or None,
+            url=check_url(url) if url else None,
         )
 
 
@@ -83,25 +93,58 @@ def _at_least_one(environ: Mapping[str, str], name: str, default: int) -> int:
 class RetainingFileHandler(RotatingFileHandler):
     """A size-rotated file, created with FILE_MODE. With `retention_days`, it also rotates at
     its first record of each UTC day and deletes its files last written more than that many
-    days ago, when it opens and at each rotation: a row is kept at most one day longer."""
+    days ago, when it opens and at each rotation: a row is kept at most one day longer.
 
-    def __init__(self, path: Path, max_bytes: int, backups: int, retention_days: int | None):
+    With a `shipper`, it rotates at each new UTC day too, and a closed file is not numbered
+    but named by its first row's time and handed to the shipper, at each rotation, when the
+    handler opens (a file a stopped worker left) and when it closes."""
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        backups: int,
+        retention_days: int | None,
+        shipper: Shipper | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self.retention = None if retention_days is None else retention_days * DAY_SECONDS
         self.path = path
+        self.shipper = shipper
+        self.clock = clock
         self.remove_expired()
-        self.day = _day(path.stat().st_mtime) if _has_rows(path) else _day(time.time())
+        if shipper is not None:
+            self.seal()
+        self.day = _day(path.stat().st_mtime) if _has_rows(path) else _day(clock())
         super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         for file in self.files():
             _tighten(file, FILE_MODE)
+        if shipper is not None:
+            shipper.ship(self.closed_files())
 
     def files(self) -> list[Path]:
         """This handler's file and its rotated copies."""
-        return [self.path, *self.path.parent.glob(f"{self.path.name}.*")]
+        return [self.path, *self.closed_files()]
+
+    def closed_files(self) -> list[Path]:
+        return sorted(self.path.parent.glob(f"{self.path.name}.*"))
+
+    def seal(self) -> None:
+        """Rename the file, if it has rows, to its closed name (the stream must be closed)."""
+        if not _has_rows(self.path):
+            return
+        name = f"{self.path.name}.{started(self.path):{STAMP}}"
+        closed = self.path.with_name(name)
+        copy = 1
+        while closed.exists():  # never replace a file not yet shipped
+            copy += 1
+            closed = self.path.with_name(f"{name}.{copy}")
+        self.path.rename(closed)
 
     def remove_expired(self) -> None:
         if self.retention is None:
             return
-        oldest = time.time() - self.retention
+        oldest = self.clock() - self.retention
         for file in self.files():
             try:
                 if file.stat().st_mtime < oldest:
@@ -110,14 +153,36 @@ class RetainingFileHandler(RotatingFileHandler):
                 pass
 
     def shouldRollover(self, record: logging.LogRecord) -> int:
-        if self.retention is not None and _day(time.time()) != self.day and _has_rows(self.path):
+        daily = self.retention is not None or self.shipper is not None
+        if daily and _day(self.clock()) != self.day and _has_rows(self.path):
             return True
         return super().shouldRollover(record)
 
     def doRollover(self) -> None:
-        super().doRollover()
-        self.day = _day(time.time())
+        if self.shipper is None:
+            super().doRollover()
+        else:
+            if self.stream:
+                self.stream.close()
+            self.seal()
+            self.stream = self._open()
+        self.day = _day(self.clock())
         self.remove_expired()
+        if self.shipper is not None:
+            self.shipper.ship(self.closed_files())
+
+    def close(self) -> None:
+        """Close the file; with a shipper, ship it and what is left, and wait for the copies.
+        (logging calls this again at exit: the second time there is nothing left to do.)"""
+        super().close()
+        shipper, self.shipper = self.shipper, None
+        if shipper is not None:
+            self.acquire()
+            try:
+                self.seal()
+            finally:
+                self.release()
+            shipper.close(self.closed_files())
 
     def _open(self) -> TextIOWrapper:
         descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
@@ -157,11 +222,17 @@ class InferenceLog:
         backups: int = BACKUPS,
         worker: int = 1,
         retention_days: int | None = None,
+        url: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         _tighten(folder, FOLDER_MODE)
         self.path = folder / f"inference-{worker}.jsonl"
-        handler = RetainingFileHandler(self.path, max_bytes, backups, retention_days)
+        self.shipper = None if url is None else Shipper(url, worker)
+        handler = RetainingFileHandler(
+            self.path, max_bytes, backups, retention_days, self.shipper, clock
+        )
+        self.clock = clock
         handler.setFormatter(logging.Formatter("%(message)s"))
         self._logger = logging.getLogger(f"{__name__}.{id(self)}")
         self._logger.propagate = False
@@ -179,7 +250,13 @@ class InferenceLog:
             settings.backups,
             worker,
             settings.retention_days,
+            settings.url,
         )
+
+    @property
+    def shipping_failures(self) -> int:
+        """How many copies to the store failed so far (each failed file is tried again)."""
+        return 0 if self.shipper is None else self.shipper.failures
 
     def append(
         self, rows: list[dict[str, Any]], ids: list[str], predictions: list[float], version: str
@@ -187,7 +264,7 @@ class InferenceLog:
         """One line per row: its prediction id (the key its ground truth joins on later), its
         features, the prediction, the model version and the time, written for the whole batch
         at once."""
-        now = time.time()
+        now = self.clock()
         lines = [
             json.dumps(
                 {

@@ -203,6 +203,13 @@ class Champion:
             self.log.append(records, ids, predicted, self.version)
         return answers
 
+    # When the worker stops: the log's last file is closed and, with INFERENCE_LOG_URL, copied
+    # to the store before the pod goes.
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]
+    def close_log(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
 
 # mypy does not apply class decorators, so it cannot see BentoML's Service methods.
 service: Any = Champion
