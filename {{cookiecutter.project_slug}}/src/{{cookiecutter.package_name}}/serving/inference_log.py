@@ -1,8 +1,8 @@
 """Every scored row, appended to rotated JSON-lines files: the drift job's real "current" data.
 
 A line is one row: `prediction_id` (the id its answer carries, the key that joins the row's
-ground truth later), the row's features, `prediction`, `model_version` and `time` (seconds since
-1970, UTC).
+ground truth later), the row's features, `prediction`, a binary classifier's `probability`,
+`model_version` and `time` (seconds since 1970, UTC).
 
 Each service worker writes its own file, `inference-<worker>.jsonl`: a rotating file handler
 renames its file when it is full, which is safe only while one process writes to it. The rows
@@ -30,6 +30,7 @@ from typing import Any
 
 from ..core.errors import ProjectError
 from ..core.prediction_ids import PREDICTION_ID
+from ..core.scoring import PREDICTION, PROBABILITY
 from .log_shipping import STAMP, Shipper, check_url, started
 
 LOG_DIR = Path("logs/inference")
@@ -259,24 +260,32 @@ class InferenceLog:
         return 0 if self.shipper is None else self.shipper.failures
 
     def append(
-        self, rows: list[dict[str, Any]], ids: list[str], predictions: list[float], version: str
+        self,
+        rows: list[dict[str, Any]],
+        ids: list[str],
+        predictions: list[float],
+        version: str,
+        probabilities: list[float] | None = None,
     ) -> None:
         """One line per row: its prediction id (the key its ground truth joins on later), its
-        features, the prediction, the model version and the time, written for the whole batch
-        at once."""
+        features, the prediction, a binary classifier's probability of the positive class (for
+        the production ROC AUC), the model version and the time, written for the whole batch at
+        once."""
         now = self.clock()
+        outputs: list[dict[str, float]] = (
+            [{PREDICTION: value} for value in predictions]
+            if probabilities is None
+            else [
+                {PREDICTION: value, PROBABILITY: probability}
+                for value, probability in zip(predictions, probabilities, strict=True)
+            ]
+        )
         lines = [
             json.dumps(
-                {
-                    PREDICTION_ID: key,
-                    **row,
-                    "prediction": prediction,
-                    "model_version": version,
-                    "time": now,
-                },
+                {PREDICTION_ID: key, **row, **output, "model_version": version, "time": now},
                 separators=(",", ":"),
             )
-            for key, row, prediction in zip(ids, rows, predictions, strict=True)
+            for key, row, output in zip(ids, rows, outputs, strict=True)
         ]
         self._logger.info("\n".join(lines))
 

@@ -187,6 +187,7 @@ class Champion:
         scores = predict(self.estimator, np.array(values, dtype=np.float64))
         predicted = scores[PREDICTION].tolist()
         ids = new_ids(len(records))
+        positive = None
         if SCHEMA.target_is_categorical:
             positive = scores[PROBABILITY].tolist()
             answers = [
@@ -200,7 +201,7 @@ class Champion:
             ]
         self.metrics.observe(predicted)
         if self.log is not None:
-            self.log.append(records, ids, predicted, self.version)
+            self.log.append(records, ids, predicted, self.version, positive)
         return answers
 
     # When the worker stops: the log's last file is closed and, with INFERENCE_LOG_URL, copied
