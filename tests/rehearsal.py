@@ -21,7 +21,8 @@ equivalent:
   links: files are replaced, never written in place, by uv, Python and DVC);
 - actions/upload-artifact / download-artifact: a copy into / out of `artifacts/<name>/`;
 - marocchino/sticky-pull-request-comment: the comment's body written to `comment.md`;
-- actions/github-script (the drift alert): the issue body (`reports/drift.md`) to `issue.md`;
+- actions/github-script (the monitoring alert): the script itself, run by Node
+  (`tests/github_script.js`) against issues kept in `issues.json`;
 - docker/login-action, anchore/sbom-action, actions/attest-*: nothing to log in to or attest
   here; recorded as skipped;
 - aws-actions/configure-aws-credentials (the DVC remote's OIDC login): exports the credentials
@@ -56,6 +57,7 @@ EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 # The repository's own actions: GitHub's self-repository syntax (the running commit) and a path
 # in the workspace (the checkout); both are the checked-out commit here.
 OWN_ACTION = ("$/", "./")
+GITHUB_SCRIPT = Path(__file__).with_name("github_script.js")
 STATUS_CHECK = re.compile(r"\b(success|failure|always|cancelled)\(\)")
 SKIPPED_ACTIONS = (
     "docker/login-action",
@@ -490,7 +492,15 @@ class Rehearsal:
             (self.scratch / "comment.md").write_text(body, encoding="utf-8")
             return "success", f"comment {inputs['header']!r} written"
         if action == "actions/github-script":
-            body = (self.project / "reports" / "drift.md").read_text(encoding="utf-8")
-            (self.scratch / "issue.md").write_text(body, encoding="utf-8")
-            return "success", "drift issue body written"
+            script = self.scratch / "github-script.js"
+            script.write_text(inputs["script"], encoding="utf-8")
+            issues = self.scratch / "issues.json"
+            ran = subprocess.run(
+                ["node", str(GITHUB_SCRIPT), str(script), str(issues), "data-team/project", "1"],
+                cwd=self.project,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            return ("success" if ran.returncode == 0 else "failure"), ran.stdout + ran.stderr
         return "failure", f"{action}: no local equivalent in tests/rehearsal.py"

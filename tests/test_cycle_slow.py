@@ -278,7 +278,7 @@ def test_the_team_cycle_against_the_stack(team: Team) -> None:
 
     # The scheduled drift job, on the data in the bucket.
     started = time.monotonic()
-    drift = team.job(team.workflow("drift.yml"), "drift", None, event_name="schedule")
+    drift = team.job(team.workflow("monitor.yml"), "monitor", None, event_name="schedule")
     assert drift.outputs["drift"] in {"true", "false"}
     team.timed("drift job", started)
 

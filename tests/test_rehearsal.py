@@ -8,6 +8,7 @@ what replaces each `uses:` step.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -322,13 +323,21 @@ def test_drift_on_shifted_data_writes_the_issue(
     workspace = checkout(project, bake_env, tmp_path)
     # The runner's DVC cache restore: the new current data is only in the author's cache.
     shutil.copytree(project / ".dvc" / "cache", workspace / ".dvc" / "cache")
-    rehearsal = Rehearsal(workspace, "drift.yml", tmp_path, bake_env, tmp_path / "caches")
-    drift = rehearsal.run_job("drift", event_name="schedule")
-    assert drift.result == "success", failed_steps(drift)
-    assert drift.outputs == {"drift": "true"}
-    assert "**Drift detected.**" in drift.summary
-    alert = rehearsal.run_job("alert", event_name="schedule", needs={"drift": drift})
-    assert alert.result == "success", failed_steps(alert)
-    issue = (tmp_path / "issue.md").read_text(encoding="utf-8")
+    rehearsal = Rehearsal(workspace, "monitor.yml", tmp_path, bake_env, tmp_path / "caches")
+    monitor = rehearsal.run_job("monitor", event_name="schedule")
+    assert monitor.result == "success", failed_steps(monitor)
+    # No production log in the checkout: drift alone raises the alert, and quality says why.
+    assert monitor.outputs == {"drift": "true", "quality": "false"}
+    assert "**Drift detected.**" in monitor.summary
+    assert "no prediction was logged in the window" in monitor.summary
+    for _ in range(2):  # next week's run updates the issue rather than opening another
+        alert = rehearsal.run_job("alert", event_name="schedule", needs={"monitor": monitor})
+        assert alert.result == "success", failed_steps(alert)
+    issues = json.loads((tmp_path / "issues.json").read_text(encoding="utf-8"))
+    assert [(issue["title"], issue["labels"]) for issue in issues] == [
+        ("The production model needs attention", ["monitor"])
+    ]
+    issue = issues[0]["body"]
+    assert issue.startswith("## Production quality")
     assert "**Drift detected.**" in issue
     assert "| column | score |" in issue

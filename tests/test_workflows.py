@@ -46,7 +46,7 @@ DATA_JOBS = {
     "ci.yml": "check",
     "train.yml": "train",
     "release.yml": "release",
-    "drift.yml": "drift",
+    "monitor.yml": "monitor",
 }
 
 
@@ -110,7 +110,7 @@ def test_the_project_has_the_five_workflows_and_their_companions(project: Path) 
         "ci.yml",
         "train.yml",
         "release.yml",
-        "drift.yml",
+        "monitor.yml",
         "rollback.yml",
     }
     assert set(actions(project)) == {"setup"}
@@ -294,8 +294,8 @@ def test_release_runs_one_at_a_time_in_an_environment(project: Path) -> None:
         assert job["if"] == "github.ref == 'refs/heads/main'"
 
 
-def test_the_drift_alert_can_only_write_issues(project: Path) -> None:
-    alert = workflows(project)["drift.yml"]["jobs"]["alert"]
+def test_the_monitoring_alert_can_only_write_issues(project: Path) -> None:
+    alert = workflows(project)["monitor.yml"]["jobs"]["alert"]
     assert alert["permissions"] == {"issues": "write"}
     assert "createWorkflowDispatch" not in alert["steps"][-1]["with"]["script"]
 

@@ -126,7 +126,7 @@ def test_the_drift_report_says_whether_to_act(
     assert f"{count} of 30 columns drifted" in report
     assert "a sample of 100,000 of 200,000 rows of `logs/inference`" in report
     assert report.count("| column_") == min(count, MAX_COLUMNS)
-    assert "`drift-report` artifact" in report
+    assert "`monitor-report` artifact" in report
     assert report in repository.read_text(encoding="utf-8")
 
 

@@ -14,6 +14,10 @@ COMMANDS = {
     "evaluate": ("pipeline.evaluate", "score the model on the test set: metrics and plots"),
     "register": ("pipeline.register", "log the model to MLflow and register it as the challenger"),
     "drift": ("pipeline.drift", "compare the current data with the training data (Evidently)"),
+    "monitor": (
+        "pipeline.monitor",
+        "measure the model in production: labels joined with its logged predictions",
+    ),
     "gate": ("release.gate", "judge the challenger: metric floors, the champion to beat, drift"),
     "promote": ("release.promote", "make a model version the champion, through the gate"),
     "rollback": ("release.rollback", "point the champion back at the version it replaced"),

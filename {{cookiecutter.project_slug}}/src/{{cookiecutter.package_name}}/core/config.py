@@ -26,6 +26,8 @@ MODEL_VERSION_FILE = Path("reports/model_version.json")
 DRIFT_REPORT = Path("reports/drift.html")
 DRIFT_SUMMARY = Path("reports/drift.json")
 GATE_REPORT = Path("reports/gate.md")
+MONITOR_REPORT = Path("reports/monitor.html")
+MONITOR_SUMMARY = Path("reports/monitor.json")
 # The service's inference log, as `drift` reads it: every worker's file and its rotated copies
 # (`inference-1.jsonl`, `inference-1.jsonl.1`, ...).
 LOG_FILES = "inference-*.jsonl*"
@@ -109,12 +111,28 @@ class GateParams(Section):
         return _known_metric(primary)
 
 
+class MonitorParams(Section):
+    predictions: str = Field(min_length=1)
+    labels: str = Field(min_length=1)
+    window_days: int = Field(ge=1)
+    min_labelled: int = Field(ge=1)
+    floors: dict[str, float]
+
+    @field_validator("floors")
+    @classmethod
+    def _floors_name_metrics(cls, floors: dict[str, float]) -> dict[str, float]:
+        for name in floors:
+            _known_metric(name)
+        return floors
+
+
 class Params(Section):
     prepare: PrepareParams
     train: TrainParams
     mlflow: MlflowParams
     drift: DriftParams
     gate: GateParams
+    monitor: MonitorParams
 
 
 def tracking_uri(params: MlflowParams) -> str:

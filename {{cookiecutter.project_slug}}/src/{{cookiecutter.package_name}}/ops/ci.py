@@ -34,9 +34,11 @@ from ..core.config import (
 from ..core.drift_summary import DriftSummary
 from ..core.errors import ProjectError
 from ..core.files import write_text_atomic
+from ..core.monitor_summary import MonitorSummary
 
 PR_COMMENT = Path("reports/pr-comment.md")
 DRIFT_MARKDOWN = Path("reports/drift.md")
+MONITOR_MARKDOWN = Path("reports/monitor.md")
 PLOTS = Path("dvc_plots")
 REGISTRY = "ghcr.io"
 CHAMPION_TAG = "champion"
@@ -144,8 +146,15 @@ def report(base: str) -> str:
 def drift() -> tuple[bool, str]:
     """Whether the drift stage found drift, and its markdown account with where the report is."""
     summary = DriftSummary.read()
-    artifact = "The HTML report is in the `drift-report` artifact of this run."
+    artifact = "The HTML report is in the `monitor-report` artifact of this run."
     return summary.drift, f"{summary.markdown()}\n{artifact}\n"
+
+
+def monitor() -> tuple[bool, str]:
+    """Whether production quality fell below a floor, and its markdown account."""
+    summary = MonitorSummary.read()
+    artifact = "The HTML report is in the `monitor-report` artifact of this run."
+    return summary.alert, f"{summary.markdown()}\n{artifact}\n"
 
 
 def registry_version(version: str) -> str:
@@ -252,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     compare = commands.add_parser("report", help="write the pull request's report")
     compare.add_argument("--base", required=True, help="the git revision to compare with")
     commands.add_parser("drift", help="write reports/drift.md; print drift=true|false")
+    commands.add_parser("monitor", help="write reports/monitor.md; print alert=true|false")
     commands.add_parser("image", help="the champion's image and tags, for GITHUB_OUTPUT")
     commands.add_parser("plan", help="whether this release publishes the challenger, and how")
     args = parser.parse_args(argv)
@@ -267,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(DRIFT_MARKDOWN, markdown)
         summarise(markdown)
         text = f"drift={str(drifted).lower()}\n"
+    elif args.command == "monitor":
+        alert, markdown = monitor()
+        write_text_atomic(MONITOR_MARKDOWN, markdown)
+        summarise(markdown)
+        text = f"alert={str(alert).lower()}\n"
     elif args.command == "plan":
         text, markdown = plan()
         summarise(markdown)

@@ -1,4 +1,4 @@
-"""The inference log the service shipped (INFERENCE_LOG_URL): the days of `drift.window_days`.
+"""The inference log the service shipped (INFERENCE_LOG_URL): the days of a window.
 
 The service copies each closed file to `<url>/date=YYYY-MM-DD/*.jsonl` (serving/log_shipping.py),
 so a window of days is a listing of the root and of the partitions in it: nothing outside the
@@ -62,8 +62,8 @@ class ShippedLog:
         return f"the last {self.window_days} days ({self.first_day} to {self.today}, UTC)"
 
     def files(self) -> tuple[Any, list[str]]:
-        """The store's filesystem and the window's files in day and name order; DataError in
-        one line when the store cannot be listed or the window holds no file."""
+        """The store's filesystem and the window's files in day and name order (none when the
+        window holds none); DataError in one line when the store cannot be listed."""
         found = URL.match(self.source)
         url = self.source
         if found is not None and found["scheme"] in FSSPEC_SCHEMES:
@@ -81,12 +81,6 @@ class ShippedLog:
         except (ImportError, ValueError, OSError) as error:
             reason = " ".join(str(error).split())[:200]
             raise DataError(f"{self.source}: cannot list the inference log ({reason})") from None
-        if not files:
-            raise DataError(
-                f"{self.source}: no inference log in {self.describe_window()}; no drift report "
-                "is made from nothing (serve the model with INFERENCE_LOG_URL pointing here, or "
-                "widen drift.window_days)"
-            )
         return fs, files
 
     def _in_window(self, name: str) -> bool:
@@ -99,25 +93,39 @@ class ShippedLog:
             return False
         return self.first_day <= day <= self.today
 
-    def chunks(self, schema: Schema) -> Iterator[pd.DataFrame]:
-        """The window's rows, features only, CHUNK_ROWS at a time; counts lines and bad ones."""
-        fs, files = self.files()
-        names = schema.feature_names
-        rows: list[list[float]] = []
+    def text_lines(self) -> Iterator[str]:
+        """The window's lines that are not blank, in day and file order; counts them."""
+        return self._lines(*self.files())
+
+    def _lines(self, fs: Any, files: list[str]) -> Iterator[str]:
         for file in files:
             with fs.open(file, "rt", encoding="utf-8", errors="replace") as text:
                 for line in text:
-                    if not line.strip():
-                        continue
-                    self.lines += 1
-                    values = _features(line, names)
-                    if values is None:
-                        self.malformed += 1
-                        continue
-                    rows.append(values)
-                    if len(rows) == CHUNK_ROWS:
-                        yield pd.DataFrame(rows, columns=names)
-                        rows = []
+                    if line.strip():
+                        self.lines += 1
+                        yield line
+
+    def chunks(self, schema: Schema) -> Iterator[pd.DataFrame]:
+        """The window's rows, features only, CHUNK_ROWS at a time; counts lines and bad ones.
+        DataError when the window holds no file."""
+        fs, files = self.files()
+        if not files:
+            raise DataError(
+                f"{self.source}: no inference log in {self.describe_window()}; no drift report "
+                "is made from nothing (serve the model with INFERENCE_LOG_URL pointing here, or "
+                "widen drift.window_days)"
+            )
+        names = schema.feature_names
+        rows: list[list[float]] = []
+        for line in self._lines(fs, files):
+            values = _features(line, names)
+            if values is None:
+                self.malformed += 1
+                continue
+            rows.append(values)
+            if len(rows) == CHUNK_ROWS:
+                yield pd.DataFrame(rows, columns=names)
+                rows = []
         if rows:
             yield pd.DataFrame(rows, columns=names)
 

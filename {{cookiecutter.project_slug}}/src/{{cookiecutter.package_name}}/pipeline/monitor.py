@@ -1,0 +1,271 @@
+"""`monitor`: how good is the model in production? Labels joined with the logged predictions.
+
+The service logs every prediction with its id (serving/inference_log.py); the truth arrives
+later, as label files keyed by that id (pipeline/labels.py). This joins the two over the last
+`monitor.window_days` days and measures each model version on its labelled predictions, with
+the metrics `evaluate` reports, and how late the labels came. reports/monitor.json is for
+machines (`ci monitor`, the monitoring issue), reports/monitor.html, Evidently's classification
+or regression report of the judged version, for people.
+
+Only the log lines whose id has a label are parsed: the ids are compared at a fixed place in the
+line first, so memory holds the labels and their predictions, not the log, and a week of a busy
+service reads at the speed of the disk or the network.
+
+It is a command, not a DVC stage: its inputs are a moving window over live data, which DVC
+cannot see change.
+"""
+
+import argparse
+import html
+import json
+import math
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..core.config import LOG_FILES, MONITOR_REPORT, MONITOR_SUMMARY, MonitorParams, load_params
+from ..core.files import write_text_atomic
+from ..core.metrics import measure
+from ..core.monitor_summary import Lateness, MonitorSummary, VersionQuality, judge
+from ..core.prediction_ids import ID_LENGTH, PREDICTION_ID
+from ..core.schema import Schema, load_schema
+from ..core.scoring import PREDICTION, PROBABILITY
+from .drift import stable_ids
+from .labels import LABEL, Labels, describe_skipped, read_labels
+from .shipped_log import ShippedLog, is_shipped_log
+
+# How the service writes a line's start: the id sits at a fixed place (json.dumps, compact).
+ID_PREFIX = '{"' + PREDICTION_ID + '":"'
+ID_END = len(ID_PREFIX) + ID_LENGTH
+DAY = 24 * 60 * 60
+
+
+@dataclass(frozen=True)
+class Window:
+    """The days from `first_day` to `last_day` (UTC), both whole."""
+
+    first_day: date
+    last_day: date
+
+    @classmethod
+    def ending_today(cls, days: int) -> "Window":
+        today = datetime.now(UTC).date()
+        return cls(today - timedelta(days=days - 1), today)
+
+    @property
+    def start(self) -> float:
+        return datetime(*self.first_day.timetuple()[:3], tzinfo=UTC).timestamp()
+
+    @property
+    def end(self) -> float:
+        return self.start + ((self.last_day - self.first_day).days + 1) * DAY
+
+    def __contains__(self, seconds: float) -> bool:
+        return self.start <= seconds < self.end
+
+
+@dataclass
+class Joined:
+    """The labelled predictions: one entry per id in each list."""
+
+    lines: int = 0
+    malformed: int = 0
+    versions: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    predictions: list[float] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)
+    labels: list[float] = field(default_factory=list)
+    label_times: list[float] = field(default_factory=list)
+
+    def frame(self) -> pd.DataFrame:
+        columns: dict[str, Any] = {
+            "model_version": self.versions,
+            "time": self.times,
+            LABEL: self.labels,
+            PREDICTION: self.predictions,
+            "label_time": self.label_times,
+        }
+        if len(self.probabilities) == len(self.predictions):
+            columns[PROBABILITY] = self.probabilities
+        return pd.DataFrame(columns)
+
+
+def log_lines(source: str, window: Window) -> Iterator[str]:
+    """The inference log's lines: a shipped log's days of the window, or a folder's files
+    (`make serve`'s logs/inference) or one file whole; nothing when the source does not exist."""
+    if is_shipped_log(source):
+        days = (window.last_day - window.first_day).days + 1
+        yield from ShippedLog(source, days, window.last_day).text_lines()
+        return
+    path = Path(source)
+    files = sorted(path.glob(LOG_FILES)) if path.is_dir() else [path] if path.is_file() else []
+    for file in files:
+        with file.open(encoding="utf-8", errors="replace") as text:
+            yield from (line for line in text if line.strip())
+
+
+def join(lines: Iterable[str], labels: Labels, window: Window) -> Joined:
+    """The window's predictions that have a label, each id once; the rest is only counted."""
+    truth = labels.truth
+    joined = Joined()
+    seen: set[str] = set()
+    early: set[str] = set()
+    for line in lines:
+        joined.lines += 1
+        fixed = line.startswith(ID_PREFIX) and line[ID_END : ID_END + 1] == '"'
+        if fixed and line[len(ID_PREFIX) : ID_END] not in truth:
+            continue  # the common case: no label (yet), nothing parsed
+        record = _prediction(line)
+        if record is None:
+            joined.malformed += 1
+            continue
+        key, version, seconds, prediction, probability = record
+        if key not in truth or key in seen or seconds not in window:
+            continue
+        label, label_time = truth[key]
+        if label_time < seconds:
+            labels.skip("before_prediction", 1, f"id {key}")
+            early.add(key)
+            continue
+        seen.add(key)
+        joined.versions.append(version)
+        joined.times.append(seconds)
+        joined.predictions.append(prediction)
+        if probability is not None:
+            joined.probabilities.append(probability)
+        joined.labels.append(label)
+        joined.label_times.append(label_time)
+    unknown = [key for key in truth if key not in seen and key not in early]
+    labels.skip("unknown_ids", len(unknown), _first(unknown))
+    return joined
+
+
+def _first(keys: list[str]) -> str:
+    return f"id {keys[0]}" if keys else ""
+
+
+def _prediction(line: str) -> tuple[str, str, float, float, float | None] | None:
+    """A log line's id, model version, time, prediction and probability; None if it has none."""
+    try:
+        record = json.loads(line)
+        key, version, seconds = record[PREDICTION_ID], record["model_version"], record["time"]
+        prediction, probability = record[PREDICTION], record.get(PROBABILITY)
+    except (ValueError, TypeError, KeyError):
+        return None
+    values = (seconds, prediction) if probability is None else (seconds, prediction, probability)
+    if not (isinstance(key, str) and isinstance(version, str | int)) or not all(
+        isinstance(value, int | float) and math.isfinite(value) for value in values
+    ):
+        return None
+    return key, str(version), float(seconds), float(prediction), probability
+
+
+def qualities(rows: pd.DataFrame) -> list[VersionQuality]:
+    """Each version's labelled count and metrics, the latest version first."""
+    found = []
+    latest = rows.groupby("model_version")["time"].max().sort_values(ascending=False)
+    for version in latest.index:
+        mine = rows[rows["model_version"] == version]
+        probability = mine.get(PROBABILITY)
+        metrics = measure(mine[LABEL], mine[PREDICTION], probability)
+        found.append(VersionQuality(version=version, labelled=len(mine), metrics=metrics))
+    return found
+
+
+def lateness(rows: pd.DataFrame) -> Lateness | None:
+    if rows.empty:
+        return None
+    hours = (rows["label_time"] - rows["time"]).to_numpy() / 3600
+    median, p90, latest = np.percentile(hours, [50, 90, 100])
+    return Lateness(median=float(median), p90=float(p90), max=float(latest))
+
+
+def report_html(rows: pd.DataFrame, schema: Schema, summary: MonitorSummary) -> str:
+    """Evidently's classification or regression report of the judged version's rows; a short
+    page saying why when there is no verdict."""
+    if summary.verdict in {"too_few_labels", "no_predictions"}:
+        headline = html.escape(summary.headline().replace("**", ""))
+        reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in summary.reasons)
+        return f"<!doctype html><title>monitor</title><p>{headline}</p><ul>{reasons}</ul>\n"
+    # Importing Evidently warns about its dependencies' deprecations: nothing to act on here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
+        from evidently.presets import ClassificationPreset, RegressionPreset
+
+    mine = rows[rows["model_version"] == summary.version]
+    if schema.target_is_categorical:
+        data = mine[[LABEL, PREDICTION, PROBABILITY]].astype({LABEL: int, PREDICTION: int})
+        task: dict[str, Any] = {
+            "classification": [
+                BinaryClassification(
+                    target=LABEL, prediction_labels=PREDICTION, prediction_probas=PROBABILITY
+                )
+            ]
+        }
+        preset: Any = ClassificationPreset()
+    else:
+        data = mine[[LABEL, PREDICTION]]
+        task = {"regression": [Regression(target=LABEL, prediction=PREDICTION)]}
+        preset = RegressionPreset()
+    definition = DataDefinition(numerical_columns=[], categorical_columns=[], **task)
+    # Evidently's widgets measure small slices of the rows too (the error's extremes), where
+    # scikit-learn warns that a metric is not well defined: nothing to act on here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = Dataset.from_pandas(data, data_definition=definition)
+        snapshot = Report([preset]).run(dataset, None)
+        return stable_ids(snapshot.get_html_str(as_iframe=False))
+
+
+def monitor(params: MonitorParams, schema: Schema, window: Window) -> tuple[MonitorSummary, str]:
+    """The summary and the HTML report of the window."""
+    labels = read_labels(params.labels, schema.target, window.first_day, window.last_day)
+    joined = join(log_lines(params.predictions, window), labels, window)
+    rows = joined.frame()
+    found = qualities(rows)
+    judged = found[0] if found else None
+    verdict, reasons = judge(judged, params.floors, params.min_labelled, joined.lines)
+    summary = MonitorSummary(
+        verdict=verdict,
+        reasons=reasons,
+        version=None if judged is None else judged.version,
+        first_day=window.first_day.isoformat(),
+        last_day=window.last_day.isoformat(),
+        predictions=joined.lines,
+        malformed=joined.malformed,
+        labels=labels.rows,
+        labelled=len(rows),
+        skipped=dict(labels.skipped),
+        lateness_hours=lateness(rows),
+        versions=found,
+        min_labelled=params.min_labelled,
+        floors=params.floors,
+    )
+    for line in describe_skipped(labels, schema.target):
+        print(f"monitor: skipped {line}")
+    if joined.malformed:
+        print(f"monitor: ignored {joined.malformed:,} log lines that are not a prediction")
+    return summary, report_html(rows, schema, summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="monitor", description=__doc__).parse_args(argv)
+    params = load_params().monitor
+    schema = load_schema()
+    summary, html = monitor(params, schema, Window.ending_today(params.window_days))
+    write_text_atomic(MONITOR_REPORT, html)
+    write_text_atomic(MONITOR_SUMMARY, summary.to_json())
+    print(f"monitor: {summary.headline().replace('**', '')}")
+    for reason in summary.reasons:
+        print(f"monitor: {reason}")
+    print(f"monitor: report in {MONITOR_REPORT}, summary in {MONITOR_SUMMARY}")
+    if not summary.labels:
+        print(f"monitor: no labels in {params.labels} (CSV or Parquet: prediction_id, label, time)")
+    return 0

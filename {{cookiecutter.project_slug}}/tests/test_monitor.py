@@ -1,0 +1,302 @@
+"""Monitoring: labels joined with the logged predictions measure the model in production; bad
+labels are skipped, counted and named; too few labels or an empty log give no verdict."""
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from {{ cookiecutter.package_name }}.__main__ import main
+from {{ cookiecutter.package_name }}.core.config import (
+    MONITOR_REPORT,
+    MONITOR_SUMMARY,
+    PARAMS_FILE,
+)
+from {{ cookiecutter.package_name }}.core.errors import DataError
+from {{ cookiecutter.package_name }}.core.metrics import measure
+from {{ cookiecutter.package_name }}.core.monitor_summary import MonitorSummary
+from {{ cookiecutter.package_name }}.core.prediction_ids import new_ids
+from {{ cookiecutter.package_name }}.core.schema import Schema
+from {{ cookiecutter.package_name }}.serving.inference_log import InferenceLog
+
+from .conftest import write_table
+
+HOUR = 3600.0
+NOW = time.time()
+LOG = Path("logs/inference")
+LABELS = Path("data/labels")
+
+
+def set_monitor_params(**values: Any) -> None:
+    params = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+    params["monitor"].update(values)
+    PARAMS_FILE.write_text(yaml.safe_dump(params), encoding="utf-8")
+
+
+def truth_of(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
+    return frame[schema.target.name].to_numpy(dtype=float)
+
+
+def probabilities(predicted: np.ndarray, schema: Schema) -> list[float] | None:
+    """A binary classifier's probability of the positive class, for its predicted class."""
+    return (predicted * 0.8 + 0.1).tolist() if schema.target_is_categorical else None
+
+
+def log_predictions(
+    frame: pd.DataFrame,
+    schema: Schema,
+    predicted: np.ndarray,
+    version: str = "1",
+    when: float = NOW - HOUR,
+    folder: Path = LOG,
+) -> list[str]:
+    """The rows scored as the service logs them, at `when`; their prediction ids."""
+    log = InferenceLog(folder, clock=lambda: when)
+    ids = new_ids(len(frame))
+    names = schema.feature_names
+    rows = [dict(zip(names, values, strict=True)) for values in frame[names].to_numpy().tolist()]
+    log.append(rows, ids, predicted.tolist(), version, probabilities(predicted, schema))
+    log.close()
+    return ids
+
+
+def labels_of(ids: list[str], truth: np.ndarray, when: float = NOW) -> pd.DataFrame:
+    return pd.DataFrame({"prediction_id": ids, "label": truth, "time": when})
+
+
+def summary() -> MonitorSummary:
+    return MonitorSummary.read()
+
+
+def test_labelled_predictions_are_measured_as_evaluate_measures(
+    workdir: Path, raw_data: pd.DataFrame, schema: Schema, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = raw_data.iloc[:300]
+    truth = truth_of(rows, schema)
+    # A model that is right on the first 250 rows and answers another row's truth on the rest.
+    predicted = truth.copy()
+    predicted[250:] = truth[::-1][250:]
+    ids = log_predictions(rows, schema, predicted)
+    LABELS.mkdir(parents=True)
+    write_table(labels_of(ids[:200], truth[:200], NOW), LABELS / "monday.csv")
+    write_table(labels_of(ids[200:], truth[200:], NOW - HOUR / 2), LABELS / "tuesday.parquet")
+
+    assert main(["monitor"]) == 0
+
+    found = summary()
+    assert (found.predictions, found.labels, found.labelled, found.skipped) == (300, 300, 300, {})
+    assert found.version == "1"
+    expected = measure(truth, predicted, probabilities(predicted, schema))
+    assert found.versions[0].metrics == pytest.approx(expected)
+    assert found.lateness_hours is not None
+    assert (found.lateness_hours.median, found.lateness_hours.max) == pytest.approx((1.0, 1.0))
+    assert found.lateness_hours.p90 == pytest.approx(1.0)
+    assert "Precision" in MONITOR_REPORT.read_text(encoding="utf-8")  # Evidently's report
+    assert "monitor: report in reports/monitor.html" in capsys.readouterr().out
+
+
+def test_a_model_worse_than_its_floors_is_flagged_and_a_good_one_is_not(
+    workdir: Path, raw_data: pd.DataFrame, schema: Schema
+) -> None:
+    rows = raw_data.iloc[:200]
+    truth = truth_of(rows, schema)
+    LABELS.mkdir(parents=True)
+    write_table(labels_of(log_predictions(rows, schema, truth), truth), LABELS / "good.csv")
+    assert main(["monitor"]) == 0
+    assert (summary().verdict, summary().alert, summary().reasons) == ("ok", False, [])
+
+    # The same rows scored again by version 2, which answers the truth of other rows: the
+    # latest version is the one judged, and both are measured.
+    wrong = np.roll(truth, 37)
+    ids = log_predictions(rows, schema, wrong, version="2", when=NOW - HOUR / 2)
+    write_table(labels_of(ids, truth), LABELS / "bad.csv")
+    assert main(["monitor"]) == 0
+    found = summary()
+    assert (found.verdict, found.version, found.alert) == ("below_floor", "2", True)
+    assert [version.version for version in found.versions] == ["2", "1"]
+    assert any("is worse than its" in reason for reason in found.reasons)
+
+
+def test_each_kind_of_bad_label_is_skipped_counted_and_named_in_one_line(
+    workdir: Path, raw_data: pd.DataFrame, schema: Schema, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = raw_data.iloc[:150]
+    truth = truth_of(rows, schema)
+    ids = log_predictions(rows, schema, truth)
+    good = labels_of(ids[:140], truth[:140])
+    bad = pd.DataFrame(
+        {
+            "prediction_id": [
+                "not-an-id",  # bad id
+                ids[140],  # a label of the wrong type
+                ids[141],  # a time that is not one
+                ids[142],  # timed before its prediction
+                "f" * 32,  # no such prediction
+                ids[0],  # labelled again, later: this one is kept
+            ],
+            "label": [truth[0], "yes", truth[141], truth[142], truth[0], truth[0]],
+            "time": [NOW, NOW, "last tuesday", NOW - 2 * HOUR, NOW, NOW + 1],
+        }
+    )
+    LABELS.mkdir(parents=True)
+    write_table(good, LABELS / "good.csv")
+    write_table(bad, LABELS / "bad.csv")
+    (LABELS / "other.csv").write_text("id,truth\n1,0\n", encoding="utf-8")
+    (LABELS / "broken.parquet").write_bytes(b"not parquet")
+
+    assert main(["monitor"]) == 0
+
+    found = summary()
+    assert found.skipped == {
+        "unreadable_files": 2,
+        "bad_ids": 1,
+        "invalid_labels": 1,
+        "bad_times": 1,
+        "duplicates": 1,
+        "unknown_ids": 1,
+        "before_prediction": 1,
+    }
+    assert found.labels == 140 + 6  # the rows of the files that could be read
+    assert found.labelled == 140
+    out = capsys.readouterr().out
+    skipped = [line for line in out.splitlines() if line.startswith("monitor: skipped")]
+    assert len(skipped) == 8  # one per file, one per other reason
+    assert any("'not-an-id'" in line and "32 hex" in line for line in skipped)
+    assert any("'yes'" in line and schema.target.name in line for line in skipped)
+    assert any("'last tuesday'" in line for line in skipped)
+    assert any("other.csv: no column prediction_id, label, time (needs" in line for line in skipped)
+    assert any("broken.parquet: " in line for line in skipped)
+    assert any("f" * 32 in line for line in skipped)
+
+
+def test_too_few_labels_give_no_verdict_and_say_so(
+    workdir: Path, raw_data: pd.DataFrame, schema: Schema
+) -> None:
+    rows = raw_data.iloc[:100]
+    truth = truth_of(rows, schema)
+    ids = log_predictions(rows, schema, np.roll(truth, 11))
+    LABELS.mkdir(parents=True)
+    write_table(labels_of(ids[:20], truth[:20]), LABELS / "few.csv")
+    set_monitor_params(min_labelled=50)
+
+    assert main(["monitor"]) == 0
+
+    found = summary()
+    assert (found.verdict, found.alert, found.labelled) == ("too_few_labels", False, 20)
+    assert found.reasons == [
+        "20 labelled predictions of version 1; monitor.min_labelled asks for 50 before judging"
+    ]
+    assert "No verdict" in MONITOR_REPORT.read_text(encoding="utf-8")
+
+
+def test_an_empty_log_gives_no_verdict(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["monitor"]) == 0
+    found = summary()
+    assert (found.verdict, found.predictions, found.labels) == ("no_predictions", 0, 0)
+    out = capsys.readouterr().out
+    assert "no prediction was logged in the window" in out
+    assert "no labels in data/labels" in out
+
+
+def test_a_shipped_log_and_label_partitions_are_read_within_the_window(
+    workdir: Path, raw_data: pd.DataFrame, schema: Schema
+) -> None:
+    store, labels = Path("store/inference"), Path("store/labels")
+    rows = raw_data.iloc[:120]
+    truth = truth_of(rows, schema)
+    today = datetime.now(UTC).date()
+    for days_ago, part in ((0, slice(0, 60)), (3, slice(60, 100)), (10, slice(100, 120))):
+        day = today - timedelta(days=days_ago)
+        when = datetime(day.year, day.month, day.day, 1, tzinfo=UTC).timestamp()
+        folder = workdir / "shipping" / str(days_ago)
+        ids = log_predictions(rows.iloc[part], schema, truth[part], when=when, folder=folder)
+        # What the shipper leaves in the store: the day's partition of closed files.
+        partition = store / f"date={day}"
+        partition.mkdir(parents=True)
+        for file in folder.glob("inference-*.jsonl*"):
+            (partition / f"{file.name}.jsonl").write_bytes(file.read_bytes())
+        labelled = labels / f"date={day}"
+        labelled.mkdir(parents=True)
+        write_table(labels_of(ids, truth[part], when + HOUR), labelled / "labels.csv")
+    set_monitor_params(predictions=str(store), labels=str(labels), window_days=7)
+
+    assert main(["monitor"]) == 0
+
+    found = summary()
+    # The day 10 days ago is outside the window: neither its log nor its labels are read.
+    assert (found.predictions, found.labels, found.labelled) == (100, 100, 100)
+    assert found.first_day == str(today - timedelta(days=6))
+
+
+def test_a_label_for_a_prediction_older_than_the_window_is_counted_not_used(
+    workdir: Path, raw_data: pd.DataFrame, schema: Schema
+) -> None:
+    rows = raw_data.iloc[:10]
+    truth = truth_of(rows, schema)
+    ids = log_predictions(rows, schema, truth, when=NOW - 30 * 24 * HOUR)
+    LABELS.mkdir(parents=True)
+    write_table(labels_of(ids, truth), LABELS / "late.csv")
+
+    assert main(["monitor"]) == 0
+    found = summary()
+    assert (found.labelled, found.skipped) == (0, {"unknown_ids": 10})
+
+
+def test_the_job_summary_says_whether_to_alert(
+    workdir: Path, raw_data: pd.DataFrame, schema: Schema, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = raw_data.iloc[:200]
+    truth = truth_of(rows, schema)
+    ids = log_predictions(rows, schema, np.roll(truth, 53))
+    LABELS.mkdir(parents=True)
+    write_table(labels_of(ids, truth), LABELS / "labels.csv")
+    assert main(["monitor"]) == 0
+    capsys.readouterr()
+
+    assert main(["ci", "monitor"]) == 0
+
+    assert capsys.readouterr().out == "alert=true\n"
+    markdown = Path("reports/monitor.md").read_text(encoding="utf-8")
+    assert markdown.startswith("## Production quality\n\n**Production quality fell below")
+    assert "| 1 | 200 |" in markdown
+    assert "`monitor-report` artifact" in markdown
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{", "Invalid JSON"),
+        ('{"verdict": "fine"}', "verdict: Input should be"),
+    ],
+)
+def test_a_damaged_summary_is_refused_in_one_line(workdir: Path, text: str, problem: str) -> None:
+    MONITOR_SUMMARY.parent.mkdir(parents=True, exist_ok=True)
+    MONITOR_SUMMARY.write_text(text, encoding="utf-8")
+    with pytest.raises(DataError) as refused:
+        MonitorSummary.read()
+    assert problem in str(refused.value)
+    assert "make monitor" in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_log_lines_that_are_not_predictions_are_counted(
+    workdir: Path, raw_data: pd.DataFrame, schema: Schema
+) -> None:
+    rows = raw_data.iloc[:5]
+    truth = truth_of(rows, schema)
+    ids = log_predictions(rows, schema, truth)
+    with (LOG / "inference-1.jsonl").open("a", encoding="utf-8") as log:
+        log.write('{"cut short\n')
+        log.write(json.dumps({"prediction_id": ids[0], "time": "soon"}) + "\n")
+    LABELS.mkdir(parents=True)
+    write_table(labels_of(ids, truth), LABELS / "labels.csv")
+
+    assert main(["monitor"]) == 0
+    found = summary()
+    assert (found.predictions, found.malformed, found.labelled) == (7, 2, 5)
