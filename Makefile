@@ -22,7 +22,7 @@ unexport PYTHONDONTWRITEBYTECODE
 DEMO := build/demo
 DEMO_PROJECT := $(DEMO)/tumour-classifier
 
-.PHONY: help demo test test-fast lint bench bench-batch bench-cycle bench-drift bench-remotes bench-serving clean \
+.PHONY: help demo test test-fast lint bench bench-batch bench-cycle bench-drift bench-monitor bench-remotes bench-serving clean \
 	docs docs-serve test-slow system-tools taken-names
 
 help: ## Show this list of commands
@@ -136,6 +136,9 @@ bench-cycle: .venv/.synced system-tools ## Time the team's whole cycle against t
 
 bench-drift: .venv/.synced ## Time the drift check against Evidently's Report.run (see docs/benchmarks-drift.md)
 	uv run --locked python benchmarks/drift.py
+
+bench-monitor: .venv/.synced ## Time the production-quality check against Evidently's report alone (see docs/benchmarks-monitor.md)
+	uv run --locked python benchmarks/monitor.py
 
 bench-remotes: .venv/.synced ## Time dvc push and pull against the stack's object store and a folder (see docs/benchmarks-remotes.md)
 	uv run --locked python benchmarks/remotes.py
