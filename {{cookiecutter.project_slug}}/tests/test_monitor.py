@@ -1,6 +1,7 @@
 """Monitoring: labels joined with the logged predictions measure the model in production; bad
 labels are skipped, counted and named; too few labels or an empty log give no verdict."""
 
+import io
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from {{ cookiecutter.package_name }}.core.metrics import measure
 from {{ cookiecutter.package_name }}.core.monitor_summary import MonitorSummary
 from {{ cookiecutter.package_name }}.core.prediction_ids import new_ids
 from {{ cookiecutter.package_name }}.core.schema import Schema
+from {{ cookiecutter.package_name }}.pipeline.monitor import Scan
 from {{ cookiecutter.package_name }}.serving.inference_log import InferenceLog
 
 from .conftest import write_table
@@ -300,3 +302,18 @@ def test_log_lines_that_are_not_predictions_are_counted(
     assert main(["monitor"]) == 0
     found = summary()
     assert (found.predictions, found.malformed, found.labelled) == (7, 2, 5)
+
+
+def test_only_labelled_lines_and_lines_written_another_way_are_parsed() -> None:
+    ids = new_ids(4)
+    served = [json.dumps({"prediction_id": key, "x": 1}, separators=(",", ":")) for key in ids]
+    other = json.dumps({"prediction_id": ids[3]})  # spaces: not the service's way
+    lines = [*served, "", "  ", "short", other]
+    log = io.BytesIO("".join(line + "\n" for line in lines).encode())
+    scan = Scan({ids[1].encode(), ids[2].encode()})
+
+    found = list(scan.candidates(log))
+
+    assert scan.lines == 6  # eight lines, two of them blank
+    expected = [served[1], served[2], "short", other]
+    assert found == [(line + "\n").encode() for line in expected]

@@ -7,9 +7,9 @@ the metrics `evaluate` reports, and how late the labels came. reports/monitor.js
 machines (`ci monitor`, the monitoring issue), reports/monitor.html, Evidently's classification
 or regression report of the judged version, for people.
 
-Only the log lines whose id has a label are parsed: the ids are compared at a fixed place in the
-line first, so memory holds the labels and their predictions, not the log, and a week of a busy
-service reads at the speed of the disk or the network.
+Only the log lines whose id has a label are parsed: the service writes each line as compact JSON
+that starts with the prediction id, so the id sits at a fixed place and is looked up before
+anything else is read. Memory holds the labels and their predictions, not the log.
 
 It is a command, not a DVC stage: its inputs are a moving window over live data, which DVC
 cannot see change.
@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -40,10 +40,13 @@ from .drift import stable_ids
 from .labels import LABEL, Labels, describe_skipped, read_labels
 from .shipped_log import ShippedLog, is_shipped_log
 
-# How the service writes a line's start: the id sits at a fixed place (json.dumps, compact).
-ID_PREFIX = '{"' + PREDICTION_ID + '":"'
-ID_END = len(ID_PREFIX) + ID_LENGTH
 DAY = 24 * 60 * 60
+# How the service starts each line (compact JSON, the id first): the id's bytes are at a fixed
+# place. A line that starts otherwise is parsed whole.
+PREFIX = b'{"' + PREDICTION_ID.encode() + b'":"'
+ID_START = len(PREFIX)
+ID_END = ID_START + ID_LENGTH
+TAIL = b',"' + PREDICTION.encode() + b'":'
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,23 @@ class Joined:
     labels: list[float] = field(default_factory=list)
     label_times: list[float] = field(default_factory=list)
 
+    def add(
+        self,
+        version: str,
+        seconds: float,
+        prediction: float,
+        probability: float | None,
+        label: float,
+        label_time: float,
+    ) -> None:
+        self.versions.append(version)
+        self.times.append(seconds)
+        self.predictions.append(prediction)
+        if probability is not None:
+            self.probabilities.append(probability)
+        self.labels.append(label)
+        self.label_times.append(label_time)
+
     def frame(self) -> pd.DataFrame:
         columns: dict[str, Any] = {
             "model_version": self.versions,
@@ -96,51 +116,68 @@ class Joined:
         return pd.DataFrame(columns)
 
 
-def log_lines(source: str, window: Window) -> Iterator[str]:
-    """The inference log's lines: a shipped log's days of the window, or a folder's files
-    (`make serve`'s logs/inference) or one file whole; nothing when the source does not exist."""
+def log_streams(source: str, window: Window) -> Iterator[IO[bytes]]:
+    """The inference log's files, open: a shipped log's days of the window, or a folder's files
+    (`make serve`'s logs/inference) or one file whole; none when the source does not exist."""
     if is_shipped_log(source):
         days = (window.last_day - window.first_day).days + 1
-        yield from ShippedLog(source, days, window.last_day).text_lines()
+        fs, files = ShippedLog(source, days, window.last_day).files()
+        for name in files:
+            with fs.open(name, "rb") as stream:
+                yield stream
         return
     path = Path(source)
-    files = sorted(path.glob(LOG_FILES)) if path.is_dir() else [path] if path.is_file() else []
-    for file in files:
-        with file.open(encoding="utf-8", errors="replace") as text:
-            yield from (line for line in text if line.strip())
+    local = sorted(path.glob(LOG_FILES)) if path.is_dir() else [path] if path.is_file() else []
+    for file in local:
+        with file.open("rb") as stream:
+            yield stream
 
 
-def join(lines: Iterable[str], labels: Labels, window: Window) -> Joined:
+@dataclass
+class Scan:
+    """Counts the lines of a log that are not blank, and hands on those that may be labelled."""
+
+    wanted: set[bytes]
+    lines: int = 0
+
+    def candidates(self, stream: IO[bytes]) -> Iterator[bytes]:
+        """The lines whose id is wanted, and those not written the service's way."""
+        wanted, lines = self.wanted, 0
+        for line in stream:
+            if line.startswith(PREFIX):
+                lines += 1
+                if line[ID_START:ID_END] in wanted and line[ID_END : ID_END + 1] == b'"':
+                    yield line
+            elif line.strip():
+                lines += 1
+                yield line
+        self.lines += lines
+
+
+def join(streams: Iterable[IO[bytes]], labels: Labels, window: Window) -> Joined:
     """The window's predictions that have a label, each id once; the rest is only counted."""
     truth = labels.truth
+    scan = Scan({key.encode() for key in truth})
     joined = Joined()
     seen: set[str] = set()
     early: set[str] = set()
-    for line in lines:
-        joined.lines += 1
-        fixed = line.startswith(ID_PREFIX) and line[ID_END : ID_END + 1] == '"'
-        if fixed and line[len(ID_PREFIX) : ID_END] not in truth:
-            continue  # the common case: no label (yet), nothing parsed
-        record = _prediction(line)
-        if record is None:
-            joined.malformed += 1
-            continue
-        key, version, seconds, prediction, probability = record
-        if key not in truth or key in seen or seconds not in window:
-            continue
-        label, label_time = truth[key]
-        if label_time < seconds:
-            labels.skip("before_prediction", 1, f"id {key}")
-            early.add(key)
-            continue
-        seen.add(key)
-        joined.versions.append(version)
-        joined.times.append(seconds)
-        joined.predictions.append(prediction)
-        if probability is not None:
-            joined.probabilities.append(probability)
-        joined.labels.append(label)
-        joined.label_times.append(label_time)
+    for stream in streams:
+        for line in scan.candidates(stream):
+            record = _prediction(line)
+            if record is None:
+                joined.malformed += 1
+                continue
+            key, version, seconds, prediction, probability = record
+            if key not in truth or key in seen or seconds not in window:
+                continue
+            label, label_time = truth[key]
+            if label_time < seconds:
+                labels.skip("before_prediction", 1, f"id {key}")
+                early.add(key)
+                continue
+            seen.add(key)
+            joined.add(version, seconds, prediction, probability, label, label_time)
+    joined.lines = scan.lines
     unknown = [key for key in truth if key not in seen and key not in early]
     labels.skip("unknown_ids", len(unknown), _first(unknown))
     return joined
@@ -150,11 +187,21 @@ def _first(keys: list[str]) -> str:
     return f"id {keys[0]}" if keys else ""
 
 
-def _prediction(line: str) -> tuple[str, str, float, float, float | None] | None:
-    """A log line's id, model version, time, prediction and probability; None if it has none."""
+def _prediction(line: bytes) -> tuple[str, str, float, float, float | None] | None:
+    """A log line's id, model version, time, prediction and probability; None if it has none.
+
+    A line written the service's way ends with its outputs, from `"prediction":` on (no feature
+    may take that name, core/schema.py): only that tail is parsed, a third of the time of the
+    whole line. Any other line is parsed whole."""
     try:
-        record = json.loads(line)
-        key, version, seconds = record[PREDICTION_ID], record["model_version"], record["time"]
+        at = line.rfind(TAIL) if line.startswith(PREFIX) else -1
+        if at > 0:
+            record = json.loads(b"{" + line[at + 1 :])
+            key = line[ID_START:ID_END].decode("ascii")
+        else:
+            record = json.loads(line)
+            key = record[PREDICTION_ID]
+        version, seconds = record["model_version"], record["time"]
         prediction, probability = record[PREDICTION], record.get(PROBABILITY)
     except (ValueError, TypeError, KeyError):
         return None
@@ -227,7 +274,7 @@ def report_html(rows: pd.DataFrame, schema: Schema, summary: MonitorSummary) -> 
 def monitor(params: MonitorParams, schema: Schema, window: Window) -> tuple[MonitorSummary, str]:
     """The summary and the HTML report of the window."""
     labels = read_labels(params.labels, schema.target, window.first_day, window.last_day)
-    joined = join(log_lines(params.predictions, window), labels, window)
+    joined = join(log_streams(params.predictions, window), labels, window)
     rows = joined.frame()
     found = qualities(rows)
     judged = found[0] if found else None

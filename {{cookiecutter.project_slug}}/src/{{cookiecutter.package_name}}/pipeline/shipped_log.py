@@ -93,10 +93,6 @@ class ShippedLog:
             return False
         return self.first_day <= day <= self.today
 
-    def text_lines(self) -> Iterator[str]:
-        """The window's lines that are not blank, in day and file order; counts them."""
-        return self._lines(*self.files())
-
     def _lines(self, fs: Any, files: list[str]) -> Iterator[str]:
         for file in files:
             with fs.open(file, "rt", encoding="utf-8", errors="replace") as text:
