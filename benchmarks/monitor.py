@@ -58,6 +58,7 @@ PACKAGES = ["evidently", "pandas", "numpy", "scikit-learn", "pyarrow"]
 WRITE_DATA = """\
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
