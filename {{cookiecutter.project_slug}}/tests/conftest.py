@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,3 +108,16 @@ def workdir(tmp_path: Path, raw_data: pd.DataFrame) -> Iterator[Path]:
     """A scratch project with params.yaml and the raw data; the stages run inside it."""
     with scratch_project(tmp_path) as folder:
         yield folder
+
+
+@pytest.fixture
+def dvc_repo(workdir: Path) -> Path:
+    """The scratch project as a git + DVC repository with a folder as its remote."""
+    remote = workdir / "remote"
+    for command in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["dvc", "remote", "add", "-q", "-d", "storage", str(remote)],
+    ):
+        subprocess.run(command, cwd=workdir, check=True, capture_output=True)
+    return remote

@@ -157,19 +157,6 @@ def test_prepare_writes_both_splits(workdir: Path, schema: Schema) -> None:
     assert len(train) > len(test) > 0
 
 
-@pytest.fixture
-def dvc_repo(workdir: Path) -> Path:
-    """The scratch project as a git + DVC repository with a folder as its remote."""
-    remote = workdir / "remote"
-    for command in (
-        ["git", "init", "-q"],
-        ["dvc", "init", "-q"],
-        ["dvc", "remote", "add", "-q", "-d", "storage", str(remote)],
-    ):
-        subprocess.run(command, cwd=workdir, check=True, capture_output=True)
-    return remote
-
-
 def test_data_on_a_new_project_writes_tracks_and_pushes_the_sample(
     workdir: Path, dvc_repo: Path, schema: Schema
 ) -> None:

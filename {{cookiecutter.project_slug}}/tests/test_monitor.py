@@ -3,21 +3,17 @@ labels are skipped, counted and named; too few labels or an empty log give no ve
 
 import io
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.core.config import (
     MONITOR_REPORT,
     MONITOR_SUMMARY,
-    PARAMS_FILE,
 )
 from {{ cookiecutter.package_name }}.core.errors import DataError
 from {{ cookiecutter.package_name }}.core.metrics import measure
@@ -25,51 +21,19 @@ from {{ cookiecutter.package_name }}.core.monitor_summary import MonitorSummary
 from {{ cookiecutter.package_name }}.core.prediction_ids import new_ids
 from {{ cookiecutter.package_name }}.core.schema import Schema
 from {{ cookiecutter.package_name }}.pipeline.monitor import Scan
-from {{ cookiecutter.package_name }}.serving.inference_log import InferenceLog
 
 from .conftest import write_table
-
-HOUR = 3600.0
-NOW = time.time()
-LOG = Path("logs/inference")
-LABELS = Path("data/labels")
-
-
-def set_monitor_params(**values: Any) -> None:
-    params = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
-    params["monitor"].update(values)
-    PARAMS_FILE.write_text(yaml.safe_dump(params), encoding="utf-8")
-
-
-def truth_of(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
-    return frame[schema.target.name].to_numpy(dtype=float)
-
-
-def probabilities(predicted: np.ndarray, schema: Schema) -> list[float] | None:
-    """A binary classifier's probability of the positive class, for its predicted class."""
-    return (predicted * 0.8 + 0.1).tolist() if schema.target_is_categorical else None
-
-
-def log_predictions(
-    frame: pd.DataFrame,
-    schema: Schema,
-    predicted: np.ndarray,
-    version: str = "1",
-    when: float = NOW - HOUR,
-    folder: Path = LOG,
-) -> list[str]:
-    """The rows scored as the service logs them, at `when`; their prediction ids."""
-    log = InferenceLog(folder, clock=lambda: when)
-    ids = new_ids(len(frame))
-    names = schema.feature_names
-    rows = [dict(zip(names, values, strict=True)) for values in frame[names].to_numpy().tolist()]
-    log.append(rows, ids, predicted.tolist(), version, probabilities(predicted, schema))
-    log.close()
-    return ids
-
-
-def labels_of(ids: list[str], truth: np.ndarray, when: float = NOW) -> pd.DataFrame:
-    return pd.DataFrame({"prediction_id": ids, "label": truth, "time": when})
+from .production import (
+    HOUR,
+    LABELS,
+    LOG,
+    NOW,
+    labels_of,
+    log_predictions,
+    probabilities,
+    set_params,
+    truth_of,
+)
 
 
 def summary() -> MonitorSummary:
@@ -185,7 +149,7 @@ def test_too_few_labels_give_no_verdict_and_say_so(
     ids = log_predictions(rows, schema, np.roll(truth, 11))
     LABELS.mkdir(parents=True)
     write_table(labels_of(ids[:20], truth[:20]), LABELS / "few.csv")
-    set_monitor_params(min_labelled=50)
+    set_params("monitor", min_labelled=50)
 
     assert main(["monitor"]) == 0
 
@@ -226,7 +190,7 @@ def test_a_shipped_log_and_label_partitions_are_read_within_the_window(
         labelled = labels / f"date={day}"
         labelled.mkdir(parents=True)
         write_table(labels_of(ids, truth[part], when + HOUR), labelled / "labels.csv")
-    set_monitor_params(predictions=str(store), labels=str(labels), window_days=7)
+    set_params("monitor", predictions=str(store), labels=str(labels), window_days=7)
 
     assert main(["monitor"]) == 0
 

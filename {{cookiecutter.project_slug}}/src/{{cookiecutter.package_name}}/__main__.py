@@ -18,6 +18,10 @@ COMMANDS = {
         "pipeline.monitor",
         "measure the model in production: labels joined with its logged predictions",
     ),
+    "refresh": (
+        "pipeline.refresh",
+        "add production's labelled rows to the training data, for retraining",
+    ),
     "gate": ("release.gate", "judge the challenger: metric floors, the champion to beat, drift"),
     "promote": ("release.promote", "make a model version the champion, through the gate"),
     "rollback": ("release.rollback", "point the champion back at the version it replaced"),

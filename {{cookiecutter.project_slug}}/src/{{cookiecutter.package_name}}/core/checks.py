@@ -53,6 +53,17 @@ def find_problems(
 
 
 def _column_problems(raw: pd.Series, column: Column, start: int) -> list[Problem]:
+    problems = []
+    for mask, what in _column_checks(raw, column):
+        offending = np.flatnonzero(mask)
+        if len(offending):
+            shown = tuple(start + int(index) for index in offending[:MAX_ROWS_SHOWN])
+            problems.append(Problem(what, column.name, len(offending), shown))
+    return problems
+
+
+def _column_checks(raw: pd.Series, column: Column) -> list[tuple[np.ndarray, str]]:
+    """Each way a value can break the column's contract: which rows do, and how to say it."""
     values = pd.to_numeric(raw, errors="coerce")
     checks = [
         (raw.isna(), "missing values"),
@@ -66,11 +77,15 @@ def _column_problems(raw: pd.Series, column: Column, start: int) -> list[Problem
     else:
         outside = present & ((values < column.min) | (values > column.max))
     checks.append((outside, f"values not {column.describe()}"))
-    problems = []
-    for mask, what in checks:
-        # Nullable columns give <NA> where a value is missing: not an offence of this kind.
-        offending = np.flatnonzero(mask.to_numpy(dtype=bool, na_value=False))
-        if len(offending):
-            shown = tuple(start + int(index) for index in offending[:MAX_ROWS_SHOWN])
-            problems.append(Problem(what, column.name, len(offending), shown))
-    return problems
+    # Nullable columns give <NA> where a value is missing: not an offence of this kind.
+    return [(mask.to_numpy(dtype=bool, na_value=False), what) for mask, what in checks]
+
+
+def valid_rows(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
+    """Which rows keep the contract in every column (features and target): the rows one may
+    add to data that must pass `read_table`."""
+    valid = np.ones(len(frame), dtype=bool)
+    for column in schema.columns:
+        for mask, _ in _column_checks(frame[column.name], column):
+            valid &= ~mask
+    return valid

@@ -28,6 +28,9 @@ DRIFT_SUMMARY = Path("reports/drift.json")
 GATE_REPORT = Path("reports/gate.md")
 MONITOR_REPORT = Path("reports/monitor.html")
 MONITOR_SUMMARY = Path("reports/monitor.json")
+# The prediction ids of the production rows `refresh` added to the raw data, one per line.
+PRODUCTION_IDS = Path("data/raw/production_ids.txt")
+REFRESH_REPORT = Path("reports/refresh.md")
 # The service's inference log, as `drift` reads it: every worker's file and its rotated copies
 # (`inference-1.jsonl`, `inference-1.jsonl.1`, ...).
 LOG_FILES = "inference-*.jsonl*"
@@ -126,6 +129,11 @@ class MonitorParams(Section):
         return floors
 
 
+class RefreshParams(Section):
+    max_rows: int = Field(ge=1)
+    seed: int = Field(ge=0)
+
+
 class Params(Section):
     prepare: PrepareParams
     train: TrainParams
@@ -133,6 +141,7 @@ class Params(Section):
     drift: DriftParams
     gate: GateParams
     monitor: MonitorParams
+    refresh: RefreshParams
 
 
 def tracking_uri(params: MlflowParams) -> str:

@@ -79,12 +79,18 @@ def pull(path: Path) -> None:
         )
 
 
-def track(path: Path) -> None:
-    """Track a file with DVC and push it to the remote."""
+def track(path: Path, must_push: bool = False) -> None:
+    """Track a file with DVC and push it to the remote; with `must_push`, a failed push is an
+    error, not a warning."""
     result = _dvc("add", str(path))
     if result.returncode != 0:
         raise DataError(f"{path}: `dvc add` failed: {_dvc_error(result.stderr)}")
     result = _dvc("push", str(pointer(path)))
+    if result.returncode != 0 and must_push:
+        raise DataError(
+            f"{path}: tracked, but could not push it to the DVC remote "
+            f"({_dvc_error(result.stderr)}); run `dvc push` once the remote is reachable"
+        )
     if result.returncode != 0:
         # The data is safe in the local DVC cache; only sharing it has to wait.
         print(

@@ -20,7 +20,7 @@ import html
 import json
 import math
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -85,6 +85,9 @@ class Joined:
     probabilities: list[float] = field(default_factory=list)
     labels: list[float] = field(default_factory=list)
     label_times: list[float] = field(default_factory=list)
+    # With `join(..., features=...)`: each row's id and features, as logged.
+    ids: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
     def add(
         self,
@@ -154,8 +157,14 @@ class Scan:
         self.lines += lines
 
 
-def join(streams: Iterable[IO[bytes]], labels: Labels, window: Window) -> Joined:
-    """The window's predictions that have a label, each id once; the rest is only counted."""
+def join(
+    streams: Iterable[IO[bytes]],
+    labels: Labels,
+    window: Window,
+    features: Sequence[str] = (),
+) -> Joined:
+    """The window's predictions that have a label, each id once; the rest is only counted.
+    With `features`, each joined line is parsed whole and its id and features kept too."""
     truth = labels.truth
     scan = Scan({key.encode() for key in truth})
     joined = Joined()
@@ -177,6 +186,10 @@ def join(streams: Iterable[IO[bytes]], labels: Labels, window: Window) -> Joined
                 continue
             seen.add(key)
             joined.add(version, seconds, prediction, probability, label, label_time)
+            if features:
+                logged = json.loads(line)
+                joined.ids.append(key)
+                joined.rows.append({name: logged.get(name) for name in features})
     joined.lines = scan.lines
     unknown = [key for key in truth if key not in seen and key not in early]
     labels.skip("unknown_ids", len(unknown), _first(unknown))
