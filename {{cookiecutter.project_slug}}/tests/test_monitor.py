@@ -15,6 +15,7 @@ from {{ cookiecutter.package_name }}.core.config import (
     MONITOR_REPORT,
     MONITOR_SUMMARY,
 )
+from {{ cookiecutter.package_name }}.core.drift_summary import DriftSummary, Rows
 from {{ cookiecutter.package_name }}.core.errors import DataError
 from {{ cookiecutter.package_name }}.core.metrics import measure
 from {{ cookiecutter.package_name }}.core.monitor_summary import MonitorSummary
@@ -227,7 +228,8 @@ def test_the_job_summary_says_whether_to_alert(
 
     assert main(["ci", "monitor"]) == 0
 
-    assert capsys.readouterr().out == "alert=true\n"
+    # Quality fell and 200 labelled rows are enough to learn from: retraining is due.
+    assert capsys.readouterr().out == "alert=true\nretrain=true\n"
     markdown = Path("reports/monitor.md").read_text(encoding="utf-8")
     assert markdown.startswith("## Production quality\n\n**Production quality fell below")
     assert "| 1 | 200 |" in markdown
@@ -281,3 +283,33 @@ def test_only_labelled_lines_and_lines_written_another_way_are_parsed() -> None:
     assert scan.lines == 6  # eight lines, two of them blank
     expected = [served[1], served[2], "short", other]
     assert found == [(line + "\n").encode() for line in expected]
+
+
+def test_retraining_is_due_on_drift_only_with_enough_labelled_rows(
+    workdir: Path, raw_data: pd.DataFrame, schema: Schema, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = raw_data.iloc[:120]
+    truth = truth_of(rows, schema)
+    ids = log_predictions(rows, schema, truth)
+    LABELS.mkdir(parents=True)
+    write_table(labels_of(ids, truth), LABELS / "labels.csv")
+    drift = Path("reports/drift.json")
+    drift.parent.mkdir(parents=True, exist_ok=True)
+    for min_labelled, retrain in ((100, "true"), (500, "false")):
+        set_params("monitor", min_labelled=min_labelled)
+        assert main(["monitor"]) == 0
+        drifted = DriftSummary(
+            drift=True,
+            max_drift_share=0.5,
+            columns=0,
+            drifted=(),
+            scores={},
+            methods={},
+            current="data/current.csv",
+            rows=Rows(reference=1, current=1),
+            compared=Rows(reference=1, current=1),
+        )
+        drift.write_text(drifted.to_json(), encoding="utf-8")
+        capsys.readouterr()
+        assert main(["ci", "monitor"]) == 0
+        assert capsys.readouterr().out == f"alert=false\nretrain={retrain}\n"

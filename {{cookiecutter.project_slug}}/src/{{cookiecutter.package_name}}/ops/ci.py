@@ -32,7 +32,7 @@ from ..core.config import (
     without_credentials,
 )
 from ..core.drift_summary import DriftSummary
-from ..core.errors import ProjectError
+from ..core.errors import DataError, ProjectError
 from ..core.files import write_text_atomic
 from ..core.monitor_summary import MonitorSummary
 
@@ -150,11 +150,19 @@ def drift() -> tuple[bool, str]:
     return summary.drift, f"{summary.markdown()}\n{artifact}\n"
 
 
-def monitor() -> tuple[bool, str]:
-    """Whether production quality fell below a floor, and its markdown account."""
+def monitor() -> tuple[str, str]:
+    """`alert=` (production quality fell below a floor) and `retrain=` (that, or drift, with
+    enough labelled rows to learn from), and the markdown account of production quality."""
     summary = MonitorSummary.read()
+    try:
+        drifted = DriftSummary.read().drift
+    except DataError:
+        drifted = False
+    labelled = summary.labelled >= summary.min_labelled
+    retrain = labelled and (summary.alert or drifted)
     artifact = "The HTML report is in the `monitor-report` artifact of this run."
-    return summary.alert, f"{summary.markdown()}\n{artifact}\n"
+    outputs = f"alert={str(summary.alert).lower()}\nretrain={str(retrain).lower()}\n"
+    return outputs, f"{summary.markdown()}\n{artifact}\n"
 
 
 def registry_version(version: str) -> str:
@@ -261,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     compare = commands.add_parser("report", help="write the pull request's report")
     compare.add_argument("--base", required=True, help="the git revision to compare with")
     commands.add_parser("drift", help="write reports/drift.md; print drift=true|false")
-    commands.add_parser("monitor", help="write reports/monitor.md; print alert=true|false")
+    commands.add_parser(
+        "monitor", help="write reports/monitor.md; print alert= and retrain=true|false"
+    )
     commands.add_parser("image", help="the champion's image and tags, for GITHUB_OUTPUT")
     commands.add_parser("plan", help="whether this release publishes the challenger, and how")
     args = parser.parse_args(argv)
@@ -278,10 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         summarise(markdown)
         text = f"drift={str(drifted).lower()}\n"
     elif args.command == "monitor":
-        alert, markdown = monitor()
+        text, markdown = monitor()
         write_text_atomic(MONITOR_MARKDOWN, markdown)
         summarise(markdown)
-        text = f"alert={str(alert).lower()}\n"
     elif args.command == "plan":
         text, markdown = plan()
         summarise(markdown)
