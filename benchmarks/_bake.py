@@ -238,3 +238,25 @@ def wait_for_quiet() -> str:
     waited = time.monotonic() - start
     state = "quiet" if os.getloadavg()[0] <= QUIET_LOAD else "still busy, measured anyway"
     return f"{load_average()} (after waiting {waited:.0f} s: {state})"
+
+
+def peak_process(command: list[str], project: Project, log: Path) -> tuple[float, int, str]:
+    """Run `command` in the project: wall seconds, peak RSS in KiB and its output (in `log`).
+
+    Exits with the output's end when the command fails.
+    """
+    start = time.perf_counter()
+    with (
+        log.open("wb") as out,
+        subprocess.Popen(
+            command, cwd=project.path, env=project.env, stdout=out, stderr=subprocess.STDOUT
+        ) as process,
+    ):
+        # wait4, not wait: it returns the child's own resource usage, peak RSS included.
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    text = log.read_text(encoding="utf-8", errors="replace").strip()
+    if process.returncode != 0:
+        sys.exit(f"ERROR: {' '.join(command)} exited {process.returncode}\n{text[-3000:]}")
+    return seconds, usage.ru_maxrss, text

@@ -24,11 +24,8 @@ docs/benchmarks-drift.md is written; it writes no page itself.
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,7 @@ from _bake import (
     Timing,
     load_average,
     parse_command_line,
+    peak_process,
     quiet_env,
     run,
     set_up,
@@ -247,22 +245,7 @@ def in_process(project: Project) -> dict[str, Any]:
 def peak_run(project: Project) -> PeakRun:
     """`python -m <package> drift` in a subprocess: wall seconds and the peak RSS of the process."""
     command = [project.python, "-m", project.package, "drift"]
-    log = BENCH / "drift.log"
-    start = time.perf_counter()
-    with (
-        log.open("wb") as out,
-        subprocess.Popen(
-            command, cwd=project.path, env=project.env, stdout=out, stderr=subprocess.STDOUT
-        ) as process,
-    ):
-        # wait4, not wait: it returns the child's own resource usage, peak RSS included.
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - start
-    text = log.read_text(encoding="utf-8", errors="replace").strip()
-    if process.returncode != 0:
-        sys.exit(f"ERROR: {' '.join(command)} exited {process.returncode}\n{text[-3000:]}")
-    return PeakRun(seconds, usage.ru_maxrss, text)
+    return PeakRun(*peak_process(command, project, BENCH / "drift.log"))
 
 
 def peak_runs(project: Project, rows: int) -> list[PeakRun]:

@@ -26,11 +26,8 @@ docs/benchmarks-monitor.md are written; it writes no page itself.
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
 import sys
-import time
 
 from _bake import (
     ROOT,
@@ -38,6 +35,7 @@ from _bake import (
     Timing,
     load_average,
     parse_command_line,
+    peak_process,
     run,
     set_up,
     system,
@@ -145,21 +143,8 @@ with open("baseline.html", "w", encoding="utf-8") as out:
 
 def peak(command: list[str], project: Project) -> tuple[float, float, str]:
     """Wall seconds, peak RSS in MiB and output of one fresh process."""
-    log = BENCH / "run.log"
-    start = time.perf_counter()
-    with (
-        log.open("wb") as out,
-        subprocess.Popen(
-            command, cwd=project.path, env=project.env, stdout=out, stderr=subprocess.STDOUT
-        ) as process,
-    ):
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - start
-    text = log.read_text(encoding="utf-8", errors="replace").strip()
-    if process.returncode != 0:
-        sys.exit(f"ERROR: {' '.join(command)} exited {process.returncode}\n{text[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024, text
+    seconds, kib, text = peak_process(command, project, BENCH / "run.log")
+    return seconds, kib / 1024, text
 
 
 def write_data(project: Project, log_rows: int) -> None:

@@ -21,8 +21,9 @@ equivalent:
   links: files are replaced, never written in place, by uv, Python and DVC);
 - actions/upload-artifact / download-artifact: a copy into / out of `artifacts/<name>/`;
 - marocchino/sticky-pull-request-comment: the comment's body written to `comment.md`;
-- actions/github-script (the monitoring alert): the script itself, run by Node
-  (`tests/github_script.js`) against issues kept in `issues.json`;
+- actions/github-script (the monitoring alert, the retraining pull request): the script itself,
+  run by Node (`tests/github_script.js`) against a repository's issues, pull requests, git
+  objects and refs kept in `github.json`;
 - docker/login-action, anchore/sbom-action, actions/attest-*: nothing to log in to or attest
   here; recorded as skipped;
 - aws-actions/configure-aws-credentials (the DVC remote's OIDC login): exports the credentials
@@ -128,15 +129,41 @@ class Job:
         return sum(step.seconds for step in self.steps if step.name not in excluding)
 
 
+class Null:
+    """GitHub's null: what a missing property reads as. Its properties are null too, it is
+    false, it equals '' (GitHub compares them as the number 0) and it prints as ''."""
+
+    def __getattr__(self, name: str) -> Null:
+        return self
+
+    def __getitem__(self, name: str) -> Null:
+        return self
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Null) or other in ("", None, 0, False)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __str__(self) -> str:
+        return ""
+
+
+NULL = Null()
+
+
 class Context(dict[str, Any]):
-    """Attribute access over nested dicts; missing keys read as '' as in GitHub expressions."""
+    """Attribute access over nested dicts; missing keys read as null, as in GitHub expressions."""
 
     def __getattr__(self, name: str) -> Any:
-        value = self.get(name, "")
+        value = self.get(name, NULL)
         return Context(value) if isinstance(value, dict) else value
 
-    def __missing__(self, name: str) -> str:
-        return ""
+    def __missing__(self, name: str) -> Null:
+        return NULL
 
 
 class UnknownContext(Exception):
@@ -490,14 +517,20 @@ class Rehearsal:
         if action == "marocchino/sticky-pull-request-comment":
             body = (self.project / inputs["path"]).read_text(encoding="utf-8")
             (self.scratch / "comment.md").write_text(body, encoding="utf-8")
-            return "success", f"comment {inputs['header']!r} written"
+            number = inputs.get("number") or "the event's"
+            return "success", f"comment {inputs['header']!r} written on pull request {number}"
         if action == "actions/github-script":
             script = self.scratch / "github-script.js"
             script.write_text(inputs["script"], encoding="utf-8")
-            issues = self.scratch / "issues.json"
+            sha = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=self.project, capture_output=True, text=True
+            ).stdout.strip()
+            state = self.scratch / "github.json"
+            repository = ["data-team/project", "1", sha, "refs/heads/main"]
             ran = subprocess.run(
-                ["node", str(GITHUB_SCRIPT), str(script), str(issues), "data-team/project", "1"],
+                ["node", str(GITHUB_SCRIPT), str(script), str(state), *repository],
                 cwd=self.project,
+                env={**self.env, "GITHUB_OUTPUT": str(output)},
                 capture_output=True,
                 text=True,
                 check=False,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -327,13 +328,14 @@ def test_drift_on_shifted_data_writes_the_issue(
     monitor = rehearsal.run_job("monitor", event_name="schedule")
     assert monitor.result == "success", failed_steps(monitor)
     # No production log in the checkout: drift alone raises the alert, and quality says why.
-    assert monitor.outputs == {"drift": "true", "quality": "false"}
+    # Nothing labelled to learn from: no retraining pull request.
+    assert monitor.outputs == {"drift": "true", "quality": "false", "retrain": "false"}
     assert "**Drift detected.**" in monitor.summary
     assert "no prediction was logged in the window" in monitor.summary
     for _ in range(2):  # next week's run updates the issue rather than opening another
         alert = rehearsal.run_job("alert", event_name="schedule", needs={"monitor": monitor})
         assert alert.result == "success", failed_steps(alert)
-    issues = json.loads((tmp_path / "issues.json").read_text(encoding="utf-8"))
+    issues = json.loads((tmp_path / "github.json").read_text(encoding="utf-8"))["issues"]
     assert [(issue["title"], issue["labels"]) for issue in issues] == [
         ("The production model needs attention", ["monitor"])
     ]
@@ -341,3 +343,143 @@ def test_drift_on_shifted_data_writes_the_issue(
     assert issue.startswith("## Production quality")
     assert "**Drift detected.**" in issue
     assert "| column | score |" in issue
+
+
+# Run in the author's project: a week of production as the service logs it (a model wrong on
+# every row), and the labels that arrived for it, in a folder that stands for the bucket.
+PRODUCTION = """\
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from tumour_classifier.core.config import RAW_DATA
+from tumour_classifier.core.prediction_ids import new_ids
+from tumour_classifier.core.schema import load_schema
+from tumour_classifier.serving.inference_log import InferenceLog
+
+bucket = Path(sys.argv[1])
+schema = load_schema()
+rows = pd.read_csv(RAW_DATA).sample(n=200, random_state=int(sys.argv[2]))
+truth = rows[schema.target.name].to_numpy(dtype=float)
+wrong = 1 - truth
+log = InferenceLog(bucket / "inference", clock=lambda: time.time() - 3600)
+ids = new_ids(len(rows))
+names = schema.feature_names
+features = [dict(zip(names, values)) for values in rows[names].to_numpy().tolist()]
+log.append(features, ids, wrong.tolist(), "1", (wrong * 0.8 + 0.1).tolist())
+log.close()
+(bucket / "labels").mkdir(parents=True, exist_ok=True)
+labels = {"prediction_id": ids, "label": truth.astype(int), "time": time.time()}
+pd.DataFrame(labels).to_csv(bucket / "labels" / f"{ids[0]}.csv", index=False)
+"""
+
+
+def test_retraining_on_production_labels_is_one_pull_request_trained_by_the_monitor(
+    pushed: tuple[Path, str], bake_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Quality falls: the weekly run adds the labelled rows to the data on one branch, opens one
+    pull request (updated the next week, not duplicated) and trains it with the train workflow."""
+    project, _ = pushed
+    bucket, team_remote = tmp_path / "bucket", tmp_path / "team-remote"
+    # The team's remote, where the runners read and write the data.
+    dvc = ["uv", "run", "--locked", "dvc"]
+    name = run([*dvc, "remote", "default"], project, bake_env).stdout.strip()
+    run([*dvc, "remote", "modify", name, "url", str(team_remote)], project, bake_env)
+    run([*dvc, "push", "-q"], project, bake_env)
+    script = tmp_path / "production.py"
+    script.write_text(PRODUCTION, encoding="utf-8")
+    run(["uv", "run", "--locked", "python", str(script), str(bucket), "1"], project, bake_env)
+    set_params(
+        project,
+        monitor__predictions=str(bucket / "inference"),
+        monitor__labels=str(bucket / "labels"),
+    )
+    main = commit(project, bake_env, "Monitor production")
+    caches = tmp_path / "caches"
+
+    workspace = checkout(project, bake_env, tmp_path / "monitor")
+    rehearsal = Rehearsal(workspace, "monitor.yml", tmp_path, bake_env, caches)
+    monitor = rehearsal.run_job("monitor", event_name="schedule")
+    assert monitor.result == "success", failed_steps(monitor)
+    assert (monitor.outputs["quality"], monitor.outputs["retrain"]) == ("true", "true")
+
+    def propose() -> dict[str, Any]:
+        """The retrain job in a new runner; the repository's state after it."""
+        workspace = checkout(project, bake_env, tmp_path / "retrain")
+        rehearsal = Rehearsal(workspace, "monitor.yml", tmp_path, bake_env, caches)
+        retrain = rehearsal.run_job("retrain", event_name="schedule", needs={"monitor": monitor})
+        assert retrain.result == "success", failed_steps(retrain)
+        assert retrain.outputs == {"pull-request": "1"}
+        state: dict[str, Any] = json.loads((tmp_path / "github.json").read_text("utf-8"))
+        state["workspace"] = workspace
+        return state
+
+    first = propose()
+    ((pull),) = first["pulls"]
+    assert (pull["head"], pull["base"], pull["state"]) == (
+        "retrain/production-data",
+        "main",
+        "open",
+    )
+    assert "200 labelled production rows added" in pull["body"]
+    assert "**Production quality fell below its floor.**" in pull["body"]
+    commit_sha = first["refs"]["refs/heads/retrain/production-data"]
+    proposed = first["commits"][commit_sha]
+    assert proposed["parents"] == [main]
+    files = {
+        entry["path"]: first["blobs"][entry["sha"]]["content"]
+        for entry in first["trees"][proposed["tree"]["sha"]]["tree"]
+    }
+    raw_pointer = "data/raw/breast_cancer.csv.dvc"
+    assert set(files) == {raw_pointer, "data/raw/production_ids.txt.dvc", "data/raw/.gitignore"}
+    assert files[raw_pointer] == (first["workspace"] / raw_pointer).read_text(encoding="utf-8")
+    # The data is on the team's remote before any pointer to it is proposed.
+    md5 = yaml.safe_load(files[raw_pointer])["outs"][0]["md5"]
+    assert (team_remote / "files" / "md5" / md5[:2] / md5[2:]).is_file()
+
+    # The next week, more labels: the same branch moves, the same pull request is updated.
+    run(["uv", "run", "--locked", "python", str(script), str(bucket), "2"], project, bake_env)
+    second = propose()
+    assert len(second["pulls"]) == 1
+    assert "400 labelled production rows added" in second["pulls"][0]["body"]
+    assert second["refs"]["refs/heads/retrain/production-data"] != commit_sha
+
+    # GitHub starts no workflow for that pull request: the monitor calls train.yml for it.
+    branch = tmp_path / "branch"
+    run(["git", "clone", "-q", str(project), str(branch)], tmp_path, bake_env)
+    latest = second["commits"][second["refs"]["refs/heads/retrain/production-data"]]
+    for entry in second["trees"][latest["tree"]["sha"]]["tree"]:
+        (branch / entry["path"]).write_text(second["blobs"][entry["sha"]]["content"], "utf-8")
+    git(branch, bake_env, "config", "user.email", "github@example.com")
+    git(branch, bake_env, "config", "user.name", "GitHub")
+    git(branch, bake_env, "checkout", "-q", "-b", "retrain/production-data")
+    commit(branch, bake_env, "Retrain on production's labelled rows")
+    git(branch, bake_env, "push", "-q", "origin", "retrain/production-data")
+    call = monitor_calls_train(project)
+    workspace = checkout(project, bake_env, tmp_path / "train", "retrain/production-data")
+    rehearsal = Rehearsal(workspace, "train.yml", tmp_path / "train", bake_env, caches)
+    inputs = {"ref": call["ref"], "base": main, "pull-request": "1"}
+    train = rehearsal.run_job("train", event_name="schedule", inputs=inputs)
+    # The model trained on the new rows is judged; the report is written either way.
+    assert train.outputs == {"report": "success"}, failed_steps(train)
+    raw = pd.read_csv(workspace / "data" / "raw" / "breast_cancer.csv")
+    assert len(raw) == 569 + 400
+    comment = rehearsal.run_job(
+        "comment", event_name="schedule", inputs=inputs, needs={"train": train}
+    )
+    assert comment.result == "success", failed_steps(comment)
+    assert "on pull request 1" in comment.steps[-1].output
+    assert "challenger" in (tmp_path / "train" / "comment.md").read_text(encoding="utf-8")
+
+
+def monitor_calls_train(project: Path) -> dict[str, Any]:
+    """What the monitor's `train` job passes to train.yml."""
+    workflow = yaml.safe_load(
+        (project / ".github" / "workflows" / "monitor.yml").read_text(encoding="utf-8")
+    )
+    job = workflow["jobs"]["train"]
+    assert job["uses"] == "$/.github/workflows/train.yml"
+    called: dict[str, Any] = job["with"]
+    return called

@@ -41,13 +41,15 @@ CLOUD_LOGINS = {
     "gcs": ("google-github-actions/auth", "GCP_WORKLOAD_IDENTITY_PROVIDER"),
     "azure": ("azure/login", "AZURE_CLIENT_ID"),
 }
-# The jobs that read or write the data: workflow file -> job.
+# The jobs that read or write the data: workflow file -> jobs.
 DATA_JOBS = {
-    "ci.yml": "check",
-    "train.yml": "train",
-    "release.yml": "release",
-    "monitor.yml": "monitor",
+    "ci.yml": {"check"},
+    "train.yml": {"train"},
+    "release.yml": {"release"},
+    "monitor.yml": {"monitor", "retrain"},
 }
+# Jobs that call another workflow of the project: workflow file -> job -> the called file.
+CALLS = {"monitor.yml": {"train": "train.yml"}}
 
 
 @pytest.fixture
@@ -167,6 +169,9 @@ def test_every_action_is_pinned_to_a_verified_commit(repository: Path) -> None:
     assert used
     for reference, comment in used:
         # The repository's own action, at the running commit: pinned by that commit.
+        if reference.startswith("$/.github/workflows/"):
+            assert (repository / reference[2:]).is_file(), reference
+            continue
         if reference.startswith("$/"):
             assert (repository / reference[2:] / "action.yml").is_file(), reference
             continue
@@ -187,8 +192,13 @@ def test_every_workflow_is_hardened(repository: Path) -> None:
         assert "workflow_run" not in triggers, name
         for job_name, job in workflow["jobs"].items():
             where = f"{name}: {job_name}"
-            assert isinstance(job.get("timeout-minutes"), int), f"{where}: no timeout"
             assert "permissions" in job, f"{where}: no permissions"
+            if "uses" in job:  # a call: the called workflow's jobs have the timeouts
+                called = CALLS.get(name, {}).get(job_name)
+                assert job["uses"] == f"$/.github/workflows/{called}", where
+                assert "secrets" not in job, f"{where}: the called jobs' environments hold them"
+                continue
+            assert isinstance(job.get("timeout-minutes"), int), f"{where}: no timeout"
             assert "write-all" not in str(job["permissions"]), where
             uses_secrets = "secrets." in yaml.safe_dump(job)
             if uses_secrets:
@@ -229,7 +239,9 @@ def test_every_run_step_is_one_make_target_that_exists(project: Path) -> None:
 
 def test_train_comments_once_and_fails_with_the_gate(project: Path) -> None:
     train = workflows(project)["train.yml"]
-    assert set(train[True]) == {"pull_request", "workflow_dispatch"}
+    assert set(train[True]) == {"pull_request", "workflow_dispatch", "workflow_call"}
+    # Called by the monitor for its retraining pull request, which GitHub would not train.
+    assert set(train[True]["workflow_call"]["inputs"]) == {"ref", "base", "pull-request"}
     job = train["jobs"]["train"]
     # It writes nothing with GitHub's token; the OIDC token is the data remote's login.
     assert job["permissions"] == {"contents": "read", "id-token": "write"}
@@ -253,6 +265,31 @@ def test_train_comments_once_and_fails_with_the_gate(project: Path) -> None:
     assert sticky["uses"].startswith("marocchino/sticky-pull-request-comment@")
     assert sticky["with"]["header"] == "model-report"  # one comment, updated in place
     assert "head.repo.full_name == github.repository" in comment["if"]
+    assert sticky["with"]["number"] == "${{ inputs.pull-request }}"
+
+
+def test_the_retraining_pull_request_is_proposed_and_trained(project: Path) -> None:
+    monitor = workflows(project)["monitor.yml"]
+    retrain = monitor["jobs"]["retrain"]
+    assert retrain["if"] == "needs.monitor.outputs.retrain == 'true'"
+    # It writes one branch and one pull request with GitHub's token, and nothing else.
+    assert retrain["permissions"] == {
+        "contents": "write",
+        "pull-requests": "write",
+        "id-token": "write",
+    }
+    commands = [step.get("run", "") for step in retrain["steps"]]
+    assert commands.index("make setup") < commands.index("make refresh")
+    script = retrain["steps"][-1]["with"]["script"]
+    assert 'const branch = "retrain/production-data"' in script
+    assert "pulls.update" in script  # one pull request, updated
+    train = monitor["jobs"]["train"]
+    assert train["with"]["ref"] == "retrain/production-data"
+    assert train["permissions"] == {
+        "contents": "read",
+        "id-token": "write",
+        "pull-requests": "write",
+    }
 
 
 def test_release_runs_one_at_a_time_in_an_environment(project: Path) -> None:
@@ -322,12 +359,16 @@ def test_the_jobs_that_use_the_data_log_in_to_its_cloud(bake: Bake, remote: str)
     for name, workflow in workflows(project).items():
         for job_name, job in workflow["jobs"].items():
             where = f"{name}: {job_name}"
+            if "uses" in job:  # a call: the called jobs log in, if they use the data
+                called = CALLS[name][job_name]
+                assert ("id-token" in job["permissions"]) == (called in DATA_JOBS), where
+                continue
             # Each step as its command or the action it uses, without the pin.
             commands = [step.get("run") or step["uses"].split("@")[0] for step in job["steps"]]
             assert not logins & set(commands), f"{where}: only the set-up action logs in"
             ran = [step for step in job["steps"] if step.get("uses") == SETUP]
             uses_data = [step.get("with", {}).get("data", "true") != "false" for step in ran]
-            if DATA_JOBS.get(name) != job_name:
+            if job_name not in DATA_JOBS.get(name, set()):
                 assert not any(uses_data), where
                 assert "id-token" not in job["permissions"], where
                 continue
@@ -345,6 +386,8 @@ def test_every_job_sets_up_with_the_action_and_only_release_and_rollback_without
     use from scratch; every cache in the action, uv's included, follows its `cache` input."""
     for name, workflow in workflows(project).items():
         for job_name, job in workflow["jobs"].items():
+            if "uses" in job:  # a call: the called workflow's jobs set up
+                continue
             uses = [step.get("uses", "").split("@")[0] for step in job["steps"]]
             runs_make = any("run" in step for step in job["steps"])
             assert uses.count(SETUP) == (1 if runs_make else 0), f"{name}: {job_name}"

@@ -59,6 +59,13 @@ def test_shipped_params_are_valid() -> None:
         ("mlflow.model_name", "Churn Model", "mlflow.model_name: 'Churn Model': use lowercase"),
         ("gate.min_improvement", -0.01, "gate.min_improvement: Input should be greater than or"),
         ("mlflow.model_name", "x' or name='y", "mlflow.model_name: \"x' or name='y\": use"),
+        ("monitor.floors", {"auc": 0.9}, "monitor.floors: unknown metric 'auc'; one of"),
+        ("gate.floors", {"auc": 0.9}, "gate.floors: unknown metric 'auc'; one of"),
+        ("monitor.window_days", 0, "monitor.window_days: Input should be greater than or"),
+        ("monitor.min_labelled", 0, "monitor.min_labelled: Input should be greater than or"),
+        ("monitor.labels", "", "monitor.labels: String should have at least 1"),
+        ("refresh.max_rows", 0, "refresh.max_rows: Input should be greater than or"),
+        ("refresh.seed", -1, "refresh.seed: Input should be greater than or equal to 0"),
     ],
     ids=lambda value: str(value),
 )

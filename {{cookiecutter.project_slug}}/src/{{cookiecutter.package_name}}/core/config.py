@@ -3,10 +3,17 @@
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 
 from .errors import ParamsError
@@ -95,18 +102,21 @@ def _known_metric(name: str) -> str:
     return name
 
 
+def _floors_name_metrics(floors: dict[str, float]) -> dict[str, float]:
+    for name in floors:
+        _known_metric(name)
+    return floors
+
+
+# The worst acceptable value of each metric it names.
+Floors = Annotated[dict[str, float], AfterValidator(_floors_name_metrics)]
+
+
 class GateParams(Section):
-    floors: dict[str, float]
+    floors: Floors
     primary: str
     min_improvement: float = Field(ge=0)
     max_drift_share: float = Field(ge=0, le=1)
-
-    @field_validator("floors")
-    @classmethod
-    def _floors_name_metrics(cls, floors: dict[str, float]) -> dict[str, float]:
-        for name in floors:
-            _known_metric(name)
-        return floors
 
     @field_validator("primary")
     @classmethod
@@ -119,14 +129,7 @@ class MonitorParams(Section):
     labels: str = Field(min_length=1)
     window_days: int = Field(ge=1)
     min_labelled: int = Field(ge=1)
-    floors: dict[str, float]
-
-    @field_validator("floors")
-    @classmethod
-    def _floors_name_metrics(cls, floors: dict[str, float]) -> dict[str, float]:
-        for name in floors:
-            _known_metric(name)
-        return floors
+    floors: Floors
 
 
 class RefreshParams(Section):
