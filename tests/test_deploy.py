@@ -738,6 +738,15 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
         # Each row's line carries the id its answer did, the ground truth's join key.
         assert [json.loads(line)["prediction_id"] for line in lines] == ids
         assert len(set(ids)) == 9
+        # Their truth, sent back, lands in the feedback log's own volume.
+        target = schema["target"]
+        truth = target["values"][0] if "values" in target else target["min"]
+        labels = [{"prediction_id": key, "label": truth} for key in ids[:3]]
+        status, body = request(url + "/feedback", json.dumps({"labels": labels}).encode())
+        assert (status, json.loads(body)) == (200, {"accepted": 3})
+        feedback = Path(env["FEEDBACK_LOG_DIR"]) / "feedback-1.jsonl"
+        kept = feedback.read_text(encoding="utf-8").splitlines()
+        assert [json.loads(line)["prediction_id"] for line in kept] == ids[:3]
         # What a scanner asks for: BentoML's metrics get a series for it.
         assert request(url + "/wp-login.php")[0] == 404
 
