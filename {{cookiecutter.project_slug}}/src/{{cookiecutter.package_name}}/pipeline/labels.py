@@ -148,7 +148,7 @@ def _read_csv(data: IO[bytes]) -> Table:
 
 
 def _read_parquet(data: IO[bytes]) -> Table:
-    return Table(pd.read_parquet(data))
+    return Table(pd.read_parquet(data).reset_index(drop=True))  # rows numbered from 0
 
 
 def _read_jsonl(data: IO[bytes]) -> Table:
