@@ -77,6 +77,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "tests/test_registry_errors.py",
         "tests/test_batch.py",
         "tests/test_export.py",
+        "tests/test_feedback_log.py",
         "tests/test_handler.py",
         "tests/test_images.py",
         "tests/test_inference_log.py",
@@ -127,7 +128,14 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
             "rollback",
             "verdict",
         ],
-        "serving": ["api_schema", "inference_log", "log_shipping", "middleware", "service"],
+        "serving": [
+            "api_schema",
+            "feedback_log",
+            "inference_log",
+            "log_shipping",
+            "middleware",
+            "service",
+        ],
         "offline": ["batch", "handler", "onnx"],
         "ops": [
             "ci",

@@ -241,7 +241,9 @@ def test_the_deployment_runs_the_released_image_as_the_service_expects(
     mounts = {mount["mountPath"]: mount["name"] for mount in service["volumeMounts"]}
     assert sorted(mounts.values()) == sorted(v["name"] for v in pod["spec"]["volumes"])
     env = {item["name"]: item["value"] for item in service["env"]}
-    assert {env["BENTOML_HOME"], env["INFERENCE_LOG_DIR"], "/tmp"} <= set(mounts)
+    assert {env["BENTOML_HOME"], env["INFERENCE_LOG_DIR"], env["FEEDBACK_LOG_DIR"], "/tmp"} <= set(
+        mounts
+    )
 
     # SIGTERM: out of the endpoints during preStop, then the longest request, then exit.
     # The service's timeout as it reads it (SERVICE_TIMEOUT_SECONDS), with the Deployment's env.
@@ -315,8 +317,8 @@ def quantity(value: str | int) -> float:
 
 
 def test_every_volume_is_capped_at_what_it_holds(baked: tuple[Path, dict[str, Any]]) -> None:
-    """An emptyDir without sizeLimit fills the node's disk; the inference log's must hold every
-    worker's file and its rotated copies."""
+    """An emptyDir without sizeLimit fills the node's disk; the inference log's and the feedback
+    log's must each hold every worker's file and its rotated copies."""
     project, _ = baked
     pod = resources(project)["Deployment"]["spec"]["template"]["spec"]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
@@ -334,12 +336,12 @@ def test_every_volume_is_capped_at_what_it_holds(baked: tuple[Path, dict[str, An
     # A file rotates before the write that would pass max_bytes: one batch may still overshoot it.
     largest_write = facts["max_body_bytes"]
     rotation = facts["workers"] * (backups + 1) * (max_bytes + largest_write)
-    (log_volume,) = [
-        mount["name"]
-        for mount in service["volumeMounts"]
-        if mount["mountPath"] == env["INFERENCE_LOG_DIR"]
-    ]
-    assert quantity(volumes[log_volume]["emptyDir"]["sizeLimit"]) >= rotation
+    # The feedback log rotates with the inference log's settings (serving/feedback_log.py).
+    for folder in (env["INFERENCE_LOG_DIR"], env["FEEDBACK_LOG_DIR"]):
+        (log_volume,) = [
+            mount["name"] for mount in service["volumeMounts"] if mount["mountPath"] == folder
+        ]
+        assert quantity(volumes[log_volume]["emptyDir"]["sizeLimit"]) >= rotation, folder
 
 
 def test_only_the_ingress_controller_and_prometheus_reach_the_pods(
@@ -736,6 +738,15 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
         # Each row's line carries the id its answer did, the ground truth's join key.
         assert [json.loads(line)["prediction_id"] for line in lines] == ids
         assert len(set(ids)) == 9
+        # Their truth, sent back, lands in the feedback log's own volume.
+        target = schema["target"]
+        truth = target["values"][0] if "values" in target else target["min"]
+        labels = [{"prediction_id": key, "label": truth} for key in ids[:3]]
+        status, body = request(url + "/feedback", json.dumps({"labels": labels}).encode())
+        assert (status, json.loads(body)) == (200, {"accepted": 3})
+        feedback = Path(env["FEEDBACK_LOG_DIR"]) / "feedback-1.jsonl"
+        kept = feedback.read_text(encoding="utf-8").splitlines()
+        assert [json.loads(line)["prediction_id"] for line in kept] == ids[:3]
         # What a scanner asks for: BentoML's metrics get a series for it.
         assert request(url + "/wp-login.php")[0] == 404
 

@@ -142,6 +142,56 @@ def test_each_kind_of_bad_label_is_skipped_counted_and_named_in_one_line(
     assert any("f" * 32 in line for line in skipped)
 
 
+def test_a_json_lines_label_file_is_read_and_its_bad_lines_counted(
+    workdir: Path, raw_data: pd.DataFrame, schema: Schema, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The form the service's feedback log writes, and the lines a crash or a person leaves."""
+    rows = raw_data.iloc[:30]
+    truth = truth_of(rows, schema)
+    ids = log_predictions(rows, schema, truth)
+    good = [
+        json.dumps({"prediction_id": key, "label": label, "time": NOW})
+        for key, label in zip(ids[:25], truth[:25].tolist(), strict=True)
+    ]
+    bad = [
+        '{"prediction_id": "' + ids[25],  # cut short
+        "[1, 2]",  # not an object
+        json.dumps({"prediction_id": ids[26], "label": True, "time": NOW}),  # not a number
+        json.dumps({"prediction_id": "abc", "label": truth[0], "time": NOW}),
+        json.dumps({"prediction_id": ids[27], "label": truth[27]}),  # no time
+        json.dumps({"prediction_id": ids[28], "label": None, "time": NOW}),
+    ]
+    LABELS.mkdir(parents=True)
+    text = "\n".join([*good[:10], "", bad[0], *good[10:], *bad[1:]]) + "\n"
+    (LABELS / "feedback-1.jsonl.3").write_text(text, encoding="utf-8")
+    (LABELS / "feedback-2.jsonl").write_text("", encoding="utf-8")  # a worker's empty file
+    log_lines = (LOG / "inference-1.jsonl").read_text(encoding="utf-8")
+    (LABELS / "inference-1.jsonl").write_text(log_lines, encoding="utf-8")  # not labels
+
+    assert main(["monitor"]) == 0
+
+    found = summary()
+    assert found.skipped == {
+        "unreadable_files": 1,
+        "malformed_lines": 2,
+        "invalid_labels": 2,
+        "bad_ids": 1,
+        "bad_times": 1,
+    }
+    assert (found.labels, found.labelled) == (31, 25)  # every line but the blank one
+    out = capsys.readouterr().out
+    skipped = [line for line in out.splitlines() if line.startswith("monitor: skipped")]
+    assert any(
+        "2 lines of JSON-lines label files that are not a JSON object" in line
+        and "feedback-1.jsonl.3 line 12: " in line
+        for line in skipped
+    )
+    assert any("feedback-1.jsonl.3 line 29: 'true'" in line for line in skipped)
+    assert any("feedback-1.jsonl.3 line 30: 'abc'" in line for line in skipped)
+    assert any("feedback-1.jsonl.3 line 31: ''" in line for line in skipped)
+    assert any("inference-1.jsonl: no column label (needs" in line for line in skipped)
+
+
 def test_too_few_labels_give_no_verdict_and_say_so(
     workdir: Path, raw_data: pd.DataFrame, schema: Schema
 ) -> None:

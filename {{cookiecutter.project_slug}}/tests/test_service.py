@@ -25,9 +25,11 @@ from hypothesis import strategies as st
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.core.checks import read_table
 from {{ cookiecutter.package_name }}.core.config import TEST_DATA, load_params
+from {{ cookiecutter.package_name }}.core.metrics import measure
 from {{ cookiecutter.package_name }}.core.prediction_ids import PREDICTION_ID
-from {{ cookiecutter.package_name }}.core.schema import MAX_ROWS, Schema, load_schema
+from {{ cookiecutter.package_name }}.core.schema import MAX_ROWS, Column, Schema, load_schema
 from {{ cookiecutter.package_name }}.core.scoring import PREDICTION, PROBABILITY
+from {{ cookiecutter.package_name }}.pipeline.monitor import Window, monitor
 from {{ cookiecutter.package_name }}.release.registry import load_registered
 from {{ cookiecutter.package_name }}.serving.api_schema import max_body_bytes
 
@@ -36,7 +38,7 @@ from .conftest import PREDICTION_ID_PATTERN
 # The service's own limit: what MAX_ROWS rows of the schema need.
 BODY_LIMIT = max_body_bytes(load_schema())
 # Settings of the service's environment that the tests choose themselves.
-SETTINGS = ("INFERENCE_LOG", "SERVICE_")
+SETTINGS = ("INFERENCE_LOG", "FEEDBACK_LOG", "SERVICE_")
 
 
 class Service:
@@ -65,6 +67,10 @@ class Service:
 
     def predict(self, rows: list[dict[str, Any]]) -> tuple[int, Any, Any]:
         return self.post(json.dumps({"rows": rows}).encode())
+
+    def feedback(self, labels: list[dict[str, Any]]) -> tuple[int, Any]:
+        status, _, answer = self.post(json.dumps({"labels": labels}).encode(), "/feedback")
+        return status, answer
 
 
 def free_port() -> int:
@@ -262,6 +268,136 @@ def test_every_accepted_row_is_logged(service: Service, rows: list[dict[str, Any
         assert math.isfinite(record["time"])
 
 
+def valid_label(target: Column) -> float:
+    """A value the target may take."""
+    if target.allowed is not None:
+        return target.allowed[-1]
+    return ((target.min or 0.0) + (target.max or 0.0)) / 2
+
+
+def labels_for(ids: list[str], values: list[float]) -> list[dict[str, Any]]:
+    return [{PREDICTION_ID: key, "label": value} for key, value in zip(ids, values, strict=True)]
+
+
+def feedback_lines(folder: Path) -> list[dict[str, Any]]:
+    """The feedback log's lines, every worker's file and its rotated copies."""
+    return [
+        json.loads(line)
+        for file in sorted(folder.glob("feedback-*.jsonl*"))
+        for line in file.read_text(encoding="utf-8").splitlines()
+    ]
+
+
+def test_labels_are_written_with_the_time_they_came_and_once(
+    service: Service, rows: list[dict[str, Any]]
+) -> None:
+    folder = service.folder / "logs" / "feedback"
+    before = len(feedback_lines(folder))
+    _, _, answers = service.predict(rows[:5])
+    ids = [answer[PREDICTION_ID] for answer in answers]
+    label = valid_label(load_schema().target)
+    sent = time.time()
+    status, answer = service.feedback(labels_for(ids, [label] * 5))
+    assert (status, answer) == (200, {"accepted": 5})
+    lines = feedback_lines(folder)[before:]
+    assert [(line[PREDICTION_ID], line["label"]) for line in lines] == [(key, label) for key in ids]
+    assert [list(line) for line in lines] == [[PREDICTION_ID, "label", "time"]] * 5
+    assert all(sent <= line["time"] <= time.time() for line in lines)
+
+    # Sent again, as a client that timed out would: taken, and no second line.
+    assert service.feedback(labels_for(ids, [label] * 5)) == (200, {"accepted": 5})
+    assert len(feedback_lines(folder)) == before + 5
+
+
+def bad_labels(schema: Schema, key: str) -> dict[str, tuple[bytes, str]]:
+    """Each kind of bad /feedback body, and where its 400 says the error is."""
+    target = schema.target
+    label = valid_label(target)
+    invalid = max(target.allowed) + 1 if target.allowed is not None else (target.max or 0) + 1
+
+    def body(labels: Any) -> bytes:
+        return json.dumps({"labels": labels}).encode()
+
+    def one(**fields: Any) -> bytes:
+        return body([{PREDICTION_ID: key, "label": label, **fields}])
+
+    good = {PREDICTION_ID: key, "label": label}
+    at_id, at_label = "labels.0.prediction_id: ", "labels.0.label: "
+    return {
+        "short-id": (one(prediction_id=key[:31]), at_id),
+        "upper-case-id": (one(prediction_id=key.upper()), at_id),
+        "id-and-a-newline": (one(prediction_id=key + "\n"), at_id),
+        "number-id": (one(prediction_id=int(key[:8], 16)), at_id),
+        "invalid-label": (one(label=invalid), at_label),
+        "label-as-text": (one(label=str(label)), at_label),
+        "nan-label": (one(label=0).replace(b'"label": 0', b'"label": NaN'), at_label),
+        "null-label": (one(label=None), at_label),
+        "no-label": (body([{PREDICTION_ID: key}]), at_label),
+        "a-time": (one(time=1), "labels.0.time: "),  # the time is when the service got it
+        "empty-list": (body([]), "labels: "),
+        "too-many-labels": (body([good] * (MAX_ROWS + 1)), "labels: "),
+        "labels-not-a-list": (body(good), "labels: "),
+        "rows-not-labels": (json.dumps({"rows": [good]}).encode(), "labels: "),
+    }
+
+
+@pytest.mark.parametrize("case", list(bad_labels(load_schema(), "0" * 32)))
+def test_a_bad_label_gets_a_400_naming_it_and_nothing_is_written(
+    service: Service, rows: list[dict[str, Any]], case: str
+) -> None:
+    folder = service.folder / "logs" / "feedback"
+    _, _, answers = service.predict(rows[:1])
+    body, where = bad_labels(load_schema(), answers[0][PREDICTION_ID])[case]
+    before = len(feedback_lines(folder))
+    status, _, answer = service.post(body, "/feedback")
+    assert status == 400, answer
+    assert answer["detail"].startswith(where), answer["detail"][:300]
+    assert isinstance(answer["errors"], list)
+    assert len(feedback_lines(folder)) == before
+
+
+def test_monitor_joins_the_labels_the_service_took_with_its_predictions(
+    service: Service, tmp_path: Path
+) -> None:
+    """Score the test data, send its truth to /feedback (some twice, one corrected), then
+    `make monitor`'s code reads the two logs: every prediction labelled, measured as evaluate
+    measures."""
+    schema = load_schema()
+    frame = read_table(service.folder / TEST_DATA, schema)
+    rows = [
+        {str(name): value for name, value in record.items()}
+        for record in frame[schema.feature_names].to_dict("records")
+    ]
+    truth = frame[schema.target.name].tolist()
+    logs = {"INFERENCE_LOG_DIR": str(tmp_path / "inference")}
+    logs["FEEDBACK_LOG_DIR"] = str(tmp_path / "feedback")
+    with serving(service.folder, "service-feedback.log", **logs) as running:
+        status, _, answers = running.predict(rows)
+        assert status == 200, answers
+        ids = [answer[PREDICTION_ID] for answer in answers]
+        wrong = {truth[0]} ^ set(schema.target.allowed or {truth[0], truth[0] + 1})
+        assert running.feedback(labels_for(ids[:1], [wrong.pop()]))[0] == 200  # corrected next
+        assert running.feedback(labels_for(ids, truth)) == (200, {"accepted": len(ids)})
+        assert running.feedback(labels_for(ids[:10], truth[:10]))[0] == 200
+    params = load_params().monitor.model_copy(
+        update={
+            "predictions": logs["INFERENCE_LOG_DIR"],
+            "labels": logs["FEEDBACK_LOG_DIR"],
+            "min_labelled": len(ids),
+        }
+    )
+
+    found, _ = monitor(params, schema, Window.ending_today(params.window_days))
+
+    assert (found.predictions, found.labels, found.labelled) == (len(ids), len(ids) + 1, len(ids))
+    assert found.skipped == {"duplicates": 1}  # the correction: the latest label is kept
+    assert found.version == "1"
+    predicted = [answer[PREDICTION] for answer in answers]
+    probability = [answer[PROBABILITY] for answer in answers] if PROBABILITY in answers[0] else None
+    expected = measure(np.array(truth, dtype=float), np.array(predicted, dtype=float), probability)
+    assert found.versions[0].metrics == pytest.approx(expected)
+
+
 def with_change(row: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return {**row, **changes}
 
@@ -390,6 +526,12 @@ def test_the_body_limit_holds_max_rows_rows_of_the_schema_at_their_longest() -> 
     assert len(body) <= BODY_LIMIT < 2 * len(body)
 
 
+def test_the_body_limit_holds_max_rows_labels_at_their_longest() -> None:
+    label = {PREDICTION_ID: "0" * 32, "label": -2.2250738585072014e-308}
+    body = json.dumps({"labels": [label] * MAX_ROWS}, indent=4).encode()
+    assert len(body) <= BODY_LIMIT
+
+
 def test_max_rows_rows_with_generous_spacing_are_scored(service: Service) -> None:
     schema = load_schema()
     row = {
@@ -484,7 +626,8 @@ def test_schemathesis_finds_no_fault_against_the_openapi_document(
     (without, a 400 "rows: Field required"), so the document is checked with the body required.
     """
     document = json.loads(service.get("/docs.json")[1])
-    document["paths"]["/predict"]["post"]["requestBody"]["required"] = True
+    for path in ("/predict", "/feedback"):
+        document["paths"][path]["post"]["requestBody"]["required"] = True
     published = tmp_path / "openapi.json"
     published.write_text(json.dumps(document), encoding="utf-8")
     command = [
@@ -570,10 +713,18 @@ def test_no_refused_value_reaches_the_services_log(
         json.dumps({"rows": str(marker)}).encode(),
         b'{"rows": [{"987654.125": ',
     ]
+    labels = [
+        {PREDICTION_ID: "0" * 32, "label": marker},
+        {PREDICTION_ID: str(marker), "label": valid_label(load_schema().target)},
+        {PREDICTION_ID: "0" * 32, "label": valid_label(load_schema().target), "m987654": 1},
+    ]
+    feedback = [json.dumps({"labels": [label]}).encode() for label in labels]
     log = service.folder / "service.log"
     logged = log.stat().st_size
     for body in requests:
         assert 400 <= service.post(body)[0] < 500
+    for body in feedback:
+        assert service.post(body, "/feedback")[0] == 400
     time.sleep(0.5)  # the log lines are written after the answers
     with log.open("rb") as output:
         output.seek(logged)
@@ -597,14 +748,28 @@ def test_a_400_lists_twenty_errors_and_counts_the_rest(service: Service) -> None
 def test_with_the_inference_log_off_the_service_serves_counts_and_writes_no_row(
     service: Service, rows: list[dict[str, Any]]
 ) -> None:
+    """Nor any label: /feedback says it keeps none, rather than take labels and drop them."""
     folder = service.folder / "logs" / "not-written"
     with serving(
-        service.folder, "service-log-off.log", INFERENCE_LOG="off", INFERENCE_LOG_DIR=str(folder)
+        service.folder,
+        "service-log-off.log",
+        INFERENCE_LOG="off",
+        INFERENCE_LOG_DIR=str(folder / "inference"),
+        FEEDBACK_LOG_DIR=str(folder / "feedback"),
     ) as quiet:
         status, _, answer = quiet.predict(rows[:3])
         assert status == 200, answer
         assert len(answer) == 3
         metrics = quiet.get("/metrics")[1]
+        label = valid_label(load_schema().target)
+        status, refused = quiet.feedback(labels_for([answer[0][PREDICTION_ID]], [label]))
+    assert (status, refused) == (
+        503,
+        {
+            "error": "labels are not kept while INFERENCE_LOG=off: a label needs its logged "
+            "prediction"
+        },
+    )
     assert re.search(r'^model_rows_scored_total\{model_version="1"\} 3\.0$', metrics, re.M)
     assert not folder.exists()
 
@@ -612,21 +777,28 @@ def test_with_the_inference_log_off_the_service_serves_counts_and_writes_no_row(
 def test_with_a_log_url_the_rows_are_in_the_store_once_the_service_stops(
     service: Service, rows: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    """The worker's shutdown hook closes its file and copies it: no row stays behind."""
+    """The worker's shutdown hook closes its files and copies them: no row or label stays
+    behind."""
     folder, store = tmp_path / "log", tmp_path / "store"
     with serving(
         service.folder,
         "service-log-shipped.log",
-        INFERENCE_LOG_DIR=str(folder),
-        INFERENCE_LOG_URL=f"file://{store}",
+        INFERENCE_LOG_DIR=str(folder / "inference"),
+        INFERENCE_LOG_URL=f"file://{store}/inference",
+        FEEDBACK_LOG_DIR=str(folder / "feedback"),
+        FEEDBACK_LOG_URL=f"file://{store}/feedback",
     ) as shipping:
         status, _, answer = shipping.predict(rows[:3])
         assert status == 200, answer
-    copies = list(store.glob("date=*/*.jsonl"))
-    assert len(copies) == 1
-    logged = [json.loads(line) for line in copies[0].read_text("utf-8").splitlines()]
-    assert [row["prediction_id"] for row in logged] == [row["prediction_id"] for row in answer]
-    assert not list(folder.iterdir())
+        ids = [row[PREDICTION_ID] for row in answer]
+        labels = labels_for(ids, [valid_label(load_schema().target)] * 3)
+        assert shipping.feedback(labels) == (200, {"accepted": 3})
+    for log, expected in (("inference", answer), ("feedback", labels)):
+        copies = list((store / log).glob("date=*/*.jsonl"))
+        assert len(copies) == 1, log
+        logged = [json.loads(line) for line in copies[0].read_text("utf-8").splitlines()]
+        assert [row[PREDICTION_ID] for row in logged] == [row[PREDICTION_ID] for row in expected]
+        assert not list((folder / log).iterdir())
 
 
 def test_the_body_limit_can_be_set(service: Service, rows: list[dict[str, Any]]) -> None:
@@ -645,6 +817,8 @@ def test_the_body_limit_can_be_set(service: Service, rows: list[dict[str, Any]])
         "INFERENCE_LOG_RETENTION_DAYS=a week",
         "INFERENCE_LOG=maybe",
         "INFERENCE_LOG_URL=ftp://host/inference",
+        "FEEDBACK_LOG_URL=ftp://host/feedback",
+        "FEEDBACK_LOG_DIR=logs/inference",
         "SERVICE_MAX_BODY_BYTES=4MB",
         "SERVICE_TIMEOUT_SECONDS=0",
         "SERVICE_MAX_CONCURRENCY=lots",

@@ -1,19 +1,23 @@
-"""Ground truth: the labels that arrive after the predictions, as CSV or Parquet files.
+"""Ground truth: the labels that arrive after the predictions, as CSV, Parquet or JSON-lines files.
 
 A label file has three columns: `prediction_id` (the id the service returned with the prediction),
 `label` (the true value of the target) and `time` (when it became known: ISO 8601, or seconds
-since 1970, UTC). `monitor.labels` names a folder or a store URL (s3://, gs://, azure://); every
-`*.csv` and `*.parquet` under it is read, except those in a `date=YYYY-MM-DD` folder outside the
-window. Labels come from other systems and from people: a bad row is skipped and counted, a bad
-file named and skipped, and one bad file never hides a week of good ones.
+since 1970, UTC); in JSON lines, each line is an object with those three keys, as the service's
+feedback log writes them (POST /feedback, serving/feedback_log.py). `monitor.labels` names a
+folder or a store URL (s3://, gs://, azure://); every `*.csv`, `*.parquet` and `*.jsonl` under
+it is read (and the feedback log's closed files, `*.jsonl.<number>` or `*.jsonl.<time>`), except
+those in a `date=YYYY-MM-DD` folder outside the window. Labels come from other systems and from
+people: a bad row or line is skipped and counted, a bad file named and skipped, and one bad
+file never hides a week of good ones.
 """
 
+import json
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -26,11 +30,15 @@ from .shipped_log import FSSPEC_SCHEMES, PARTITION, URL
 LABEL = "label"
 TIME = "time"
 COLUMNS = (PREDICTION_ID, LABEL, TIME)
-SUFFIXES = (".csv", ".parquet")
+# A label file's format by its name: the feedback log's rotated files end `.jsonl.<number>`,
+# its closed ones `.jsonl.<first label's time>` (and `.<copy>` when that name was taken).
+CLOSED = r"\.\d+|\.\d{8}T\d{6}\.\d{6}Z(?:\.\d+)?"
+FORMATS = re.compile(rf".*\.(?:(csv|parquet)|(jsonl)(?:{CLOSED})?)")
 HEX = re.compile("[0-9a-f]+")
 # Why a label is skipped: the reason's key in reports/monitor.json, and its words.
 SKIPPED = {
     "unreadable_files": "label files that cannot be read, or lack a column",
+    "malformed_lines": "lines of JSON-lines label files that are not a JSON object",
     "bad_ids": "labels whose prediction_id is not 32 hex characters",
     "invalid_labels": "labels that are not a valid {target} ({allowed})",
     "bad_times": "labels whose time is not a date and time",
@@ -75,13 +83,19 @@ def label_files(source: str, first_day: date, last_day: date) -> tuple[Any, list
     none when `source` does not exist. DataError when it cannot be listed."""
     try:
         fs, root = to_fsspec(source)
-        found = sorted(path for path in fs.find(root) if path.endswith(SUFFIXES))
+        found = sorted(path for path in fs.find(root) if file_format(path) is not None)
     except FileNotFoundError:
         return None, []
     except (ImportError, ValueError, OSError) as error:
         reason = " ".join(str(error).split())[:200]
         raise DataError(f"{source}: cannot list the label files ({reason})") from None
     return fs, [path for path in found if _in_days(path, first_day, last_day)]
+
+
+def file_format(path: str) -> str | None:
+    """`csv`, `parquet` or `jsonl` by the file's name; None for a file that is not labels."""
+    found = FORMATS.fullmatch(path.rsplit("/", 1)[-1])
+    return None if found is None else found[1] or found[2]
 
 
 def _in_days(path: str, first_day: date, last_day: date) -> bool:
@@ -118,33 +132,88 @@ def read_labels(source: str, target: Column, first_day: date, last_day: date) ->
     return labels
 
 
+@dataclass
+class Table:
+    """A label file as read: its rows, indexed by their number in the file less one (`unit`
+    says what is numbered), and (JSON lines) the lines that are not an object."""
+
+    frame: pd.DataFrame
+    unit: str = "row"
+    malformed: int = 0
+    first_malformed: str = ""
+
+
+def _read_csv(data: IO[bytes]) -> Table:
+    return Table(pd.read_csv(data, dtype=str, keep_default_na=False))
+
+
+def _read_parquet(data: IO[bytes]) -> Table:
+    return Table(pd.read_parquet(data).reset_index(drop=True))  # rows numbered from 0
+
+
+def _read_jsonl(data: IO[bytes]) -> Table:
+    """One row per line that is a JSON object, each value as text (numbers as written, so as a
+    CSV cell would hold them; anything else as JSON); blank lines are no rows, other lines are
+    counted. No line at all is no row; lines without a key are a file without that column."""
+    records: list[dict[str, str]] = []
+    numbers: list[int] = []
+    malformed, first = 0, ""
+    for number, line in enumerate(data, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            malformed += 1
+            first = first or f"line {number}: {line[:60].decode('utf-8', 'replace')!r}"
+            continue
+        records.append(
+            {
+                name: value if isinstance(value, str) else json.dumps(value)
+                for name, value in record.items()
+                if name in COLUMNS
+            }
+        )
+        numbers.append(number - 1)
+    if not records:
+        return Table(pd.DataFrame(columns=COLUMNS), "line", malformed, first)
+    frame = pd.DataFrame(records, index=numbers, dtype=object).fillna("")
+    return Table(frame, "line", malformed, first)
+
+
+READERS = {"csv": _read_csv, "parquet": _read_parquet, "jsonl": _read_jsonl}
+
+
 def _read_file(fs: Any, path: str, target: Column, labels: Labels) -> pd.DataFrame | None:
     """The file's valid rows (id, label as a float, time in seconds); its bad rows counted."""
     shown = _shown(fs, path)
+    read = READERS[file_format(path) or ""]
     try:
         with fs.open(path, "rb") as data:
-            if path.endswith(".csv"):
-                frame = pd.read_csv(data, dtype=str, keep_default_na=False)
-            else:
-                frame = pd.read_parquet(data)
+            table = read(data)
     except (ValueError, OSError, ImportError) as error:
         reason = " ".join(str(error).split())[:120]
         _unreadable(labels, f"{shown}: {reason}")
         return None
+    frame = table.frame
     missing = [name for name in COLUMNS if name not in frame.columns]
     if missing:
         _unreadable(labels, f"{shown}: no column {', '.join(missing)} (needs {', '.join(COLUMNS)})")
         return None
-    labels.rows += len(frame)
+    labels.rows += len(frame) + table.malformed
+    labels.skip("malformed_lines", table.malformed, f"{shown} {table.first_malformed}")
+    where = f"{shown} {table.unit}"
     ids = frame[PREDICTION_ID].astype(str).str.strip().str.lower()
     good = ids.str.fullmatch(HEX) & (ids.str.len() == ID_LENGTH)
-    _count(labels, "bad_ids", shown, frame[PREDICTION_ID], ~good)
+    _count(labels, "bad_ids", where, frame[PREDICTION_ID], ~good)
     label = pd.to_numeric(frame[LABEL], errors="coerce").astype("float64")
     valid = _valid(label, target) & good
-    _count(labels, "invalid_labels", shown, frame[LABEL], good & ~valid)
+    _count(labels, "invalid_labels", where, frame[LABEL], good & ~valid)
     seconds = _seconds(frame[TIME])
     timed = seconds.notna() & valid
-    _count(labels, "bad_times", shown, frame[TIME], valid & ~timed)
+    _count(labels, "bad_times", where, frame[TIME], valid & ~timed)
     return pd.DataFrame({PREDICTION_ID: ids, LABEL: label, TIME: seconds})[timed]
 
 
@@ -162,10 +231,12 @@ def _unreadable(labels: Labels, why: str) -> None:
     labels.unreadable.append(why)
 
 
-def _count(labels: Labels, reason: str, path: str, values: pd.Series, bad: pd.Series) -> None:
+def _count(labels: Labels, reason: str, where: str, values: pd.Series, bad: pd.Series) -> None:
+    """Count the bad values; the first is the example, `<where> <number>: <value>`."""
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        labels.skip(reason, int(bad.sum()), f"{path} row {row + 1}: {values.iloc[row]!r}")
+        example = f"{where} {values.index[row] + 1}: {values.iloc[row]!r}"
+        labels.skip(reason, int(bad.sum()), example)
 
 
 def _valid(label: pd.Series, target: Column) -> pd.Series:

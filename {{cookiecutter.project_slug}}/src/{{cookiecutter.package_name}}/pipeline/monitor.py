@@ -327,5 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"monitor: {reason}")
     print(f"monitor: report in {MONITOR_REPORT}, summary in {MONITOR_SUMMARY}")
     if not summary.labels:
-        print(f"monitor: no labels in {params.labels} (CSV or Parquet: prediction_id, label, time)")
+        print(
+            f"monitor: no labels in {params.labels} "
+            "(CSV, Parquet or JSON lines: prediction_id, label, time)"
+        )
     return 0

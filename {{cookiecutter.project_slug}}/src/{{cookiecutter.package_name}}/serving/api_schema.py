@@ -1,9 +1,10 @@
 """The service's request and response types, derived from the data contract in schema.yaml."""
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
+from pydantic_core import PydanticCustomError
 
 from ..core.prediction_ids import ID_LENGTH, PREDICTION_ID
 from ..core.schema import MAX_ROWS, Column, Schema
@@ -22,6 +23,9 @@ BYTES_PER_NUMBER = 24
 BYTES_AROUND_A_VALUE = 24
 BYTES_AROUND_A_ROW = 32
 BYTES_AROUND_THE_ROWS = 1024
+# /feedback's labels: `{"prediction_id": "<id>", "label": <value>}`.
+LABEL = "label"
+ID_PATTERN = "^[0-9a-f]{" + str(ID_LENGTH) + "}$"
 
 
 class Strict(BaseModel):
@@ -49,20 +53,51 @@ class Strict(BaseModel):
 
 
 def max_body_bytes(schema: Schema, rows: int = MAX_ROWS) -> int:
-    """The largest body a request of `rows` rows of the schema needs: its field names as JSON
-    writes them, every value at its longest, and generous spacing."""
+    """The largest body a request of `rows` rows of the schema (/predict) or of `rows` labels
+    (/feedback) needs: its field names as JSON writes them, every value at its longest, and
+    generous spacing."""
     row = BYTES_AROUND_A_ROW + sum(
         len(json.dumps(name)) + BYTES_PER_NUMBER + BYTES_AROUND_A_VALUE
         for name in schema.feature_names
     )
-    return BYTES_AROUND_THE_ROWS + rows * row
+    label = (
+        BYTES_AROUND_A_ROW
+        + len(json.dumps(PREDICTION_ID))
+        + len(json.dumps("0" * ID_LENGTH))
+        + len(json.dumps(LABEL))
+        + BYTES_PER_NUMBER
+        + 2 * BYTES_AROUND_A_VALUE
+    )
+    return BYTES_AROUND_THE_ROWS + rows * max(row, label)
 
 
-def _field(column: Column) -> tuple[Any, Any]:
+def _field(column: Column, description: str | None = None) -> tuple[Any, Any]:
+    description = description or column.describe()
     if column.allowed is not None:
-        return Literal[tuple(column.allowed)], Field(description=column.describe())
+        # A Literal takes true for 1 and false for 0 (Python's bool is an int): not here.
+        values: Any = Annotated[Literal[tuple(column.allowed)], BeforeValidator(_no_bool(column))]
+        return values, Field(description=description)
     kind: type = int if column.dtype == "int" else float
-    return kind, Field(ge=column.min, le=column.max, description=column.describe())
+    return kind, Field(ge=column.min, le=column.max, description=description)
+
+
+def _no_bool(column: Column) -> Any:
+    """A validator that refuses true and false, in the words pydantic refuses other values."""
+    shown = [str(value) for value in column.allowed or ()]
+    expected = " or ".join([", ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown)
+
+    def refuse_bool(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError(
+                "literal_error", "Input should be {expected}", {"expected": expected}
+            )
+        return value
+
+    return refuse_bool
+
+
+def _id_field(description: str) -> tuple[Any, Any]:
+    return str, Field(pattern=ID_PATTERN, description=description)
 
 
 def row_model(schema: Schema) -> type[Strict]:
@@ -74,13 +109,9 @@ def row_model(schema: Schema) -> type[Strict]:
 
 def prediction_model(schema: Schema) -> type[Strict]:
     """One answer: the row's prediction id, then the class and its probability, or the value."""
-    key = (
-        str,
-        Field(
-            pattern="^[0-9a-f]{" + str(ID_LENGTH) + "}$",
-            description="this row's own id, kept with it in the inference log: the key that "
-            "joins the prediction to its ground truth",
-        ),
+    key = _id_field(
+        "this row's own id, kept with it in the inference log: the key that joins the "
+        "prediction to its ground truth (POST /feedback)"
     )
     if schema.target_is_categorical:
         fields: dict[str, Any] = {
@@ -98,3 +129,22 @@ def prediction_model(schema: Schema) -> type[Strict]:
         }
     model: type[Strict] = create_model("Prediction", __base__=Strict, **fields)
     return model
+
+
+def label_model(schema: Schema) -> type[Strict]:
+    """One label of /feedback: a prediction's id and the true value of the target."""
+    target = schema.target
+    fields: dict[str, Any] = {
+        PREDICTION_ID: _id_field("the id the service answered with the prediction"),
+        LABEL: _field(target, f"the true {target.name}: {target.describe()}"),
+    }
+    model: type[Strict] = create_model("Label", __base__=Strict, **fields)
+    return model
+
+
+class Accepted(Strict):
+    """The answer to /feedback."""
+
+    accepted: int = Field(
+        ge=1, description="labels taken: written now, or already written with the same value"
+    )

@@ -14,6 +14,9 @@ closed at the first row of each UTC day and at shutdown, renamed `inference-<wor
 and copied to the store by `log_shipping`, which deletes it once copied. Until then it stays,
 whatever INFERENCE_LOG_BACKUPS says, so an unreachable store loses no row; the retention still
 deletes it when it is older than that.
+
+`RotatedLog` is the file machinery (rotation, retention, permissions, shipping) of one worker's
+JSON lines; the feedback log (feedback_log.py) is the other log built on it.
 """
 
 import json
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from io import TextIOWrapper
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from ..core.errors import ProjectError
 from ..core.prediction_ids import PREDICTION_ID
@@ -98,7 +101,10 @@ class RetainingFileHandler(RotatingFileHandler):
 
     With a `shipper`, it rotates at each new UTC day too, and a closed file is not numbered
     but named by its first row's time and handed to the shipper, at each rotation, when the
-    handler opens (a file a stopped worker left) and when it closes."""
+    handler opens (a file a stopped worker left) and when it closes.
+
+    With `raise_errors`, a record that cannot be written (a full disk, a failed rotation) raises
+    in the writer's thread instead of being reported on stderr and dropped, as logging does."""
 
     def __init__(
         self,
@@ -108,7 +114,9 @@ class RetainingFileHandler(RotatingFileHandler):
         retention_days: int | None,
         shipper: Shipper | None = None,
         clock: Callable[[], float] = time.time,
+        raise_errors: bool = False,
     ):
+        self.raise_errors = raise_errors
         self.retention = None if retention_days is None else retention_days * DAY_SECONDS
         self.path = path
         self.shipper = shipper
@@ -185,6 +193,11 @@ class RetainingFileHandler(RotatingFileHandler):
                 self.release()
             shipper.close(self.closed_files())
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        if self.raise_errors:
+            raise  # logging calls this inside its `except` block: the error goes on up
+        super().handleError(record)
+
     def _open(self) -> TextIOWrapper:
         descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         _tighten(descriptor, FILE_MODE)
@@ -213,12 +226,17 @@ def _tighten(file: Path | int, allowed: int) -> None:
         pass
 
 
-class InferenceLog:
-    """One worker's append-only, rotated log (thread-safe through logging's handler lock)."""
+class RotatedLog:
+    """One worker's append-only, rotated file of JSON lines, `<name>-<worker>.jsonl` in `folder`
+    (thread-safe through logging's handler lock)."""
+
+    name: ClassVar[str]  # of the files
+    kind: ClassVar[str]  # what the service's warnings call it
+    raise_errors: ClassVar[bool] = False  # see RetainingFileHandler
 
     def __init__(
         self,
-        folder: Path = LOG_DIR,
+        folder: Path,
         max_bytes: int = MAX_BYTES,
         backups: int = BACKUPS,
         worker: int = 1,
@@ -228,10 +246,16 @@ class InferenceLog:
     ) -> None:
         folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         _tighten(folder, FOLDER_MODE)
-        self.path = folder / f"inference-{worker}.jsonl"
-        self.shipper = None if url is None else Shipper(url, worker)
+        self.path = folder / f"{self.name}-{worker}.jsonl"
+        self.shipper = None if url is None else Shipper(url, worker, kind=self.kind)
         handler = RetainingFileHandler(
-            self.path, max_bytes, backups, retention_days, self.shipper, clock
+            self.path,
+            max_bytes,
+            backups,
+            retention_days,
+            self.shipper,
+            clock,
+            self.raise_errors,
         )
         self.clock = clock
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -241,7 +265,7 @@ class InferenceLog:
         self._logger.addHandler(handler)
 
     @classmethod
-    def from_settings(cls, settings: LogSettings, worker: int = 1) -> "InferenceLog | None":
+    def from_settings(cls, settings: LogSettings, worker: int = 1) -> Self | None:
         """Worker `worker`'s log as `settings` say; None when the log is off."""
         if not settings.enabled:
             return None
@@ -258,6 +282,22 @@ class InferenceLog:
     def shipping_failures(self) -> int:
         """How many copies to the store failed so far (each failed file is tried again)."""
         return 0 if self.shipper is None else self.shipper.failures
+
+    def write(self, lines: list[str]) -> None:
+        """Append `lines` (each one JSON object, no newline) in one write."""
+        self._logger.info("\n".join(lines))
+
+    def close(self) -> None:
+        for handler in list(self._logger.handlers):
+            handler.close()
+            self._logger.removeHandler(handler)
+
+
+class InferenceLog(RotatedLog):
+    """Every scored row: its id, features, outputs, model version and time."""
+
+    name = "inference"
+    kind = "inference log"
 
     def append(
         self,
@@ -287,9 +327,4 @@ class InferenceLog:
             )
             for key, row, output in zip(ids, rows, outputs, strict=True)
         ]
-        self._logger.info("\n".join(lines))
-
-    def close(self) -> None:
-        for handler in list(self._logger.handlers):
-            handler.close()
-            self._logger.removeHandler(handler)
+        self.write(lines)

@@ -1,4 +1,5 @@
-"""The inference log's closed files, copied to object storage: what the drift job reads there.
+"""The closed files of the inference and feedback logs, copied to object storage: what the drift
+and monitoring jobs read there.
 
 A closed file goes to `<url>/date=YYYY-MM-DD/<host>-<worker>-<start>.jsonl`: the UTC day and
 the time of its first row, the pod (host) and the worker that wrote it, so names never clash
@@ -41,22 +42,22 @@ LOGGER = logging.getLogger(__name__)
 
 
 class ShippingError(ProjectError):
-    """An INFERENCE_LOG_URL the service cannot ship to."""
+    """An INFERENCE_LOG_URL or FEEDBACK_LOG_URL the service cannot ship to."""
 
 
-def check_url(url: str) -> str:
-    """The URL without a trailing slash; ShippingError in one line when fsspec cannot write
-    there with what is installed."""
+def check_url(url: str, setting: str = "INFERENCE_LOG_URL") -> str:
+    """The URL without a trailing slash; ShippingError in one line, naming `setting`, when
+    fsspec cannot write there with what is installed."""
     found = URL.fullmatch(url.strip())
     if found is None or found["scheme"] not in SCHEMES or not found["rest"].strip("/"):
         raise ShippingError(
-            f"INFERENCE_LOG_URL={url!r}: expected s3://, gs://, azure:// or file:// and a location"
+            f"{setting}={url!r}: expected s3://, gs://, azure:// or file:// and a location"
         )
     try:
         fsspec.get_filesystem_class(FSSPEC_SCHEMES.get(found["scheme"], found["scheme"]))
     except ImportError:
         raise ShippingError(
-            f"INFERENCE_LOG_URL={url!r}: {found['scheme']}:// needs the "
+            f"{setting}={url!r}: {found['scheme']}:// needs the "
             f"{SCHEMES[found['scheme']]} package, which this image does not install"
         ) from None
     return url.strip().rstrip("/")
@@ -79,10 +80,13 @@ def started(file: Path) -> datetime:
 
 class Shipper:
     """Copies one worker's closed files to `url` in a background thread; `close` stops it and
-    makes a last attempt in the caller's thread."""
+    makes a last attempt in the caller's thread. `kind` names the log in its warnings."""
 
-    def __init__(self, url: str, worker: int, host: str | None = None) -> None:
+    def __init__(
+        self, url: str, worker: int, host: str | None = None, kind: str = "inference log"
+    ) -> None:
         self.url = check_url(url)
+        self.kind = kind
         self.fs: Any
         self.fs, self.root = fsspec.core.url_to_fs(fsspec_url(self.url))
         self.name = f"{host or socket.gethostname()}-{worker}"
@@ -93,7 +97,9 @@ class Shipper:
         # Held only to swap the list, so a rotation never waits for a copy in progress.
         self._lock = threading.Lock()
         self._copying = threading.Lock()  # one copy pass at a time, whichever thread runs it
-        self._thread = threading.Thread(target=self._run, name="inference-log-shipper", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"{kind.replace(' ', '-')}-shipper", daemon=True
+        )
         self._thread.start()
 
     def target(self, file: Path) -> str:
@@ -134,7 +140,8 @@ class Shipper:
             return True  # the retention removed it meanwhile: nothing left to copy
         except Exception as error:  # any failure of the store: keep the file
             LOGGER.warning(
-                "inference log: %s not copied to %s, kept for the next try (%s: %s)",
+                "%s: %s not copied to %s, kept for the next try (%s: %s)",
+                self.kind,
                 file.name,
                 self.url,
                 type(error).__name__,

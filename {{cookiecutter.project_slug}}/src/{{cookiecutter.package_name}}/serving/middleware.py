@@ -213,6 +213,22 @@ def where_and_why(error: Any) -> str:
     return f"{where}: {why}" if where else why
 
 
+class Unavailable:
+    """Answer 503 with `error` to every request for `path`: an endpoint that is switched off
+    says so, rather than take what it would drop."""
+
+    def __init__(self, app: App, path: str, error: str) -> None:
+        self.app = app
+        self.path = path
+        self.error = error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path:
+            await refuse(send, 503, self.error)
+            return
+        await self.app(scope, receive, send)
+
+
 class ModelVersionHeader:
     """Add `X-Model-Version: <registry version>` to every HTTP answer."""
 

@@ -5,7 +5,9 @@
 one `{"prediction_id": ..., "prediction": ..., "probability": ...}` per row, with the model
 version in the `X-Model-Version` header. The `prediction_id` is new for every row, and the
 inference log records it with the row: the key that joins the prediction to its ground truth
-later. /livez, /readyz and /metrics come with BentoML.
+later. POST /feedback with `{"labels": [{"prediction_id": ..., "label": <the true value>}, ...]}`
+sends that truth: the feedback log keeps it for `make monitor`, and the answer is
+`{"accepted": <labels>}`. /livez, /readyz and /metrics come with BentoML.
 """
 
 import gc
@@ -23,10 +25,11 @@ from pydantic import BaseModel, Field
 
 from ..core.errors import ProjectError
 from ..core.model_file import BENTO_MODEL, FILE_NAME, load_model
-from ..core.prediction_ids import new_ids
+from ..core.prediction_ids import PREDICTION_ID, new_ids
 from ..core.schema import MAX_ROWS, load_schema
 from ..core.scoring import PREDICTION, PROBABILITY, predict
-from .api_schema import max_body_bytes, prediction_model, row_model
+from .api_schema import LABEL, Accepted, label_model, max_body_bytes, prediction_model, row_model
+from .feedback_log import FeedbackLog, feedback_settings
 from .inference_log import InferenceLog, LogSettings
 from .middleware import (
     BodySizeLimit,
@@ -34,6 +37,7 @@ from .middleware import (
     ModelVersionHeader,
     OwnFilesOnly,
     RefusedRequestsInOneLine,
+    Unavailable,
     ValidationErrors,
 )
 
@@ -52,9 +56,11 @@ except ProjectError as error:
 if TYPE_CHECKING:  # the type checker cannot see models built at run time
     Row = BaseModel
     Prediction = BaseModel
+    Label = BaseModel
 else:
     Row = row_model(SCHEMA)
     Prediction = prediction_model(SCHEMA)
+    Label = label_model(SCHEMA)
 # A fixed answer media type: without it BentoML 1.4 rebuilds the answer's JSON schema for every
 # response, about a quarter of the service's time (docs/benchmarks-serving.md).
 JSON = ContentType("application/json")
@@ -88,10 +94,12 @@ def _whole_number(setting: str, default: int, unit: str) -> int:
 
 # Settings from the environment are read once, as the service loads: a bad one stops it with
 # one line saying which, before any worker starts. The body limit is what MAX_ROWS rows of the
-# schema need (api_schema); past the timeout a request gets a 504, past the concurrency limit
-# (requests in flight in one worker) a 429.
+# schema need, or MAX_ROWS labels (api_schema); past the timeout a request gets a 504, past the
+# concurrency limit (requests in flight in one worker) a 429. The feedback log follows the
+# inference log's switch and sizes (feedback_log).
 try:
     LOG_SETTINGS = LogSettings.from_environment()
+    FEEDBACK_SETTINGS = feedback_settings(LOG_SETTINGS)
     MAX_BODY_BYTES = _whole_number("SERVICE_MAX_BODY_BYTES", max_body_bytes(SCHEMA), "bytes")
     TIMEOUT_SECONDS = _whole_number("SERVICE_TIMEOUT_SECONDS", 10, "seconds")
     MAX_CONCURRENCY = _whole_number("SERVICE_MAX_CONCURRENCY", 256, "requests")
@@ -162,10 +170,10 @@ class Champion:
                 f"model version {self.version} was fitted on the columns {fitted_on}, "
                 f"not on schema.yaml's features {self.features}"
             )
-        # BentoML numbers its workers from 1; each writes its own inference log file.
-        self.log = InferenceLog.from_settings(
-            LOG_SETTINGS, bentoml.server_context.worker_index or 1
-        )
+        # BentoML numbers its workers from 1; each writes its own log files.
+        worker = bentoml.server_context.worker_index or 1
+        self.log = InferenceLog.from_settings(LOG_SETTINGS, worker)
+        self.feedback_log = FeedbackLog.from_settings(FEEDBACK_SETTINGS, worker)
         logging.getLogger(BENTOML_REQUEST_LOG).addFilter(RefusedRequestsInOneLine())
         self.metrics = Metrics(self.version)
         SERVING["version"] = self.version
@@ -204,21 +212,41 @@ class Champion:
             self.log.append(records, ids, predicted, self.version, positive)
         return answers
 
-    # When the worker stops: the log's last file is closed and, with INFERENCE_LOG_URL, copied
-    # to the store before the pod goes.
+    # Labels of earlier predictions, each appended to this worker's feedback log with the time it
+    # arrived; one sent again with the same value adds no line. With the log off, the
+    # `Unavailable` middleware answers 503 before this is called.
+    @bentoml.api  # type: ignore[untyped-decorator]
+    async def feedback(
+        self, labels: Annotated[list[Label], Field(min_length=1, max_length=MAX_ROWS)]
+    ) -> Annotated[Accepted, JSON]:
+        if self.feedback_log is None:
+            raise RuntimeError("the feedback log is off: no label can be kept")
+        records = [label.model_dump() for label in labels]
+        self.feedback_log.append([(record[PREDICTION_ID], record[LABEL]) for record in records])
+        return Accepted(accepted=len(labels))
+
+    # When the worker stops: each log's last file is closed and, with INFERENCE_LOG_URL or
+    # FEEDBACK_LOG_URL, copied to the store before the pod goes.
     @bentoml.on_shutdown  # type: ignore[untyped-decorator]
     def close_log(self) -> None:
-        if self.log is not None:
-            self.log.close()
+        for log in (self.log, self.feedback_log):
+            if log is not None:
+                log.close()
 
 
 # mypy does not apply class decorators, so it cannot see BentoML's Service methods.
 service: Any = Champion
 # Outermost first: every answer names the version; the API page at / loads nothing from elsewhere;
 # a 400 reads as the OpenAPI document says; a body that is not JSON, or too large, is refused
-# before BentoML parses it.
+# before BentoML parses it; with the logs off, /feedback refuses labels it could not keep.
 service.add_asgi_middleware(ModelVersionHeader, version=_served_version)
 service.add_asgi_middleware(OwnFilesOnly)
 service.add_asgi_middleware(ValidationErrors)
 service.add_asgi_middleware(JsonBody)
 service.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+if not FEEDBACK_SETTINGS.enabled:
+    service.add_asgi_middleware(
+        Unavailable,
+        path="/feedback",
+        error="labels are not kept while INFERENCE_LOG=off: a label needs its logged prediction",
+    )
