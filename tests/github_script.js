@@ -36,7 +36,7 @@ const github = {
       },
       async create({ title, body, labels }) {
         return edit((state) => {
-          const issue = { number: state.issues.length + 1, title, body, labels: named(labels || []), state: "open" };
+          const issue = { number: state.issues.length + state.pulls.length + 1, title, body, labels: named(labels || []), state: "open" };
           state.issues.push(issue);
           return issue;
         });

@@ -537,3 +537,30 @@ class Rehearsal:
             )
             return ("success" if ran.returncode == 0 else "failure"), ran.stdout + ran.stderr
         return "failure", f"{action}: no local equivalent in tests/rehearsal.py"
+
+
+def branch_from_state(
+    project: Path, env: dict[str, str], state: dict[str, Any], branch: str, folder: Path
+) -> str:
+    """Make `branch` of `project` what GitHub's API built (`state`, github.json): its commit's
+    files written onto its parent in a clone of `project`, committed and pushed back as
+    `branch`, so that a rehearsal can check it out. Returns the new commit."""
+    built = state["commits"][state["refs"][f"refs/heads/{branch}"]]
+    (parent,) = built["parents"]
+
+    def git(*args: str, cwd: Path = folder) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    git("clone", "-q", str(project), str(folder), cwd=folder.parent)
+    git("config", "user.email", "github@example.com")
+    git("config", "user.name", "GitHub")
+    git("checkout", "-q", "-b", branch, parent)
+    for entry in state["trees"][built["tree"]["sha"]]["tree"]:
+        (folder / entry["path"]).write_text(state["blobs"][entry["sha"]]["content"], "utf-8")
+    git("add", "-A")
+    git("commit", "-q", "-m", built["message"])
+    git("push", "-q", "--force", "origin", branch)
+    return git("rev-parse", "HEAD")

@@ -19,7 +19,7 @@ import yaml
 from mlflow import MlflowClient
 
 from .conftest import Bake, run
-from .rehearsal import Job, Rehearsal
+from .rehearsal import Job, Rehearsal, branch_from_state
 
 pytestmark = pytest.mark.slow
 MODEL = "tumour-classifier"
@@ -447,16 +447,7 @@ def test_retraining_on_production_labels_is_one_pull_request_trained_by_the_moni
     assert second["refs"]["refs/heads/retrain/production-data"] != commit_sha
 
     # GitHub starts no workflow for that pull request: the monitor calls train.yml for it.
-    branch = tmp_path / "branch"
-    run(["git", "clone", "-q", str(project), str(branch)], tmp_path, bake_env)
-    latest = second["commits"][second["refs"]["refs/heads/retrain/production-data"]]
-    for entry in second["trees"][latest["tree"]["sha"]]["tree"]:
-        (branch / entry["path"]).write_text(second["blobs"][entry["sha"]]["content"], "utf-8")
-    git(branch, bake_env, "config", "user.email", "github@example.com")
-    git(branch, bake_env, "config", "user.name", "GitHub")
-    git(branch, bake_env, "checkout", "-q", "-b", "retrain/production-data")
-    commit(branch, bake_env, "Retrain on production's labelled rows")
-    git(branch, bake_env, "push", "-q", "origin", "retrain/production-data")
+    branch_from_state(project, bake_env, second, "retrain/production-data", tmp_path / "branch")
     call = monitor_calls_train(project)
     workspace = checkout(project, bake_env, tmp_path / "train", "retrain/production-data")
     rehearsal = Rehearsal(workspace, "train.yml", tmp_path / "train", bake_env, caches)
