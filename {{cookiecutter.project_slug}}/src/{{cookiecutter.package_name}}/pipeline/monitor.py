@@ -9,7 +9,8 @@ or regression report of the judged version, for people.
 
 Only the log lines whose id has a label are parsed: the service writes each line as compact JSON
 that starts with the prediction id, so the id sits at a fixed place and is looked up before
-anything else is read. Memory holds the labels and their predictions, not the log.
+anything else is read. Memory holds the labels and their predictions, not the log. The reading
+runs in a second process while this one imports Evidently (docs/benchmarks-monitor.md).
 
 It is a command, not a DVC stage: its inputs are a moving window over live data, which DVC
 cannot see change.
@@ -17,10 +18,14 @@ cannot see change.
 
 import argparse
 import html
+import importlib
 import json
 import math
+import multiprocessing
+import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -34,7 +39,7 @@ from ..core.files import write_text_atomic
 from ..core.metrics import measure
 from ..core.monitor_summary import Lateness, MonitorSummary, VersionQuality, judge
 from ..core.prediction_ids import ID_LENGTH, PREDICTION_ID
-from ..core.schema import Schema, load_schema
+from ..core.schema import Column, Schema, load_schema
 from ..core.scoring import PREDICTION, PROBABILITY
 from .drift import stable_ids
 from .labels import LABEL, Labels, describe_skipped, read_labels
@@ -246,6 +251,14 @@ def lateness(rows: pd.DataFrame) -> Lateness | None:
     return Lateness(median=float(median), p90=float(p90), max=float(latest))
 
 
+def import_evidently() -> None:
+    """Load Evidently (2-3 s): importing it warns about its dependencies' deprecations, nothing
+    to act on here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        importlib.import_module("evidently.presets")
+
+
 def report_html(rows: pd.DataFrame, schema: Schema, summary: MonitorSummary) -> str:
     """Evidently's classification or regression report of the judged version's rows; a short
     page saying why when there is no verdict."""
@@ -253,11 +266,9 @@ def report_html(rows: pd.DataFrame, schema: Schema, summary: MonitorSummary) -> 
         headline = html.escape(summary.headline().replace("**", ""))
         reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in summary.reasons)
         return f"<!doctype html><title>monitor</title><p>{headline}</p><ul>{reasons}</ul>\n"
-    # Importing Evidently warns about its dependencies' deprecations: nothing to act on here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
-        from evidently.presets import ClassificationPreset, RegressionPreset
+    import_evidently()
+    from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
+    from evidently.presets import ClassificationPreset, RegressionPreset
 
     mine = rows[rows["model_version"] == summary.version]
     if schema.target_is_categorical:
@@ -284,10 +295,37 @@ def report_html(rows: pd.DataFrame, schema: Schema, summary: MonitorSummary) -> 
         return stable_ids(snapshot.get_html_str(as_iframe=False))
 
 
+def read_window(params: MonitorParams, target: Column, window: Window) -> tuple[Labels, Joined]:
+    """The labels and the window's predictions joined with them."""
+    labels = read_labels(params.labels, target, window.first_day, window.last_day)
+    return labels, join(log_streams(params.predictions, window), labels, window)
+
+
+def _cores() -> int:
+    """The cores this process may run on (all of the machine's where that cannot be asked)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def read_window_beside_evidently(
+    params: MonitorParams, target: Column, window: Window
+) -> tuple[Labels, Joined]:
+    """`read_window` in a second process while this one imports Evidently, which the report
+    needs next: the two take about as long, and overlap on a machine with two cores or more
+    (docs/benchmarks-monitor.md). On one core, one after the other."""
+    if _cores() < 2:
+        return read_window(params, target, window)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        reading = pool.submit(read_window, params, target, window)
+        import_evidently()
+        return reading.result()
+
+
 def monitor(params: MonitorParams, schema: Schema, window: Window) -> tuple[MonitorSummary, str]:
     """The summary and the HTML report of the window."""
-    labels = read_labels(params.labels, schema.target, window.first_day, window.last_day)
-    joined = join(log_streams(params.predictions, window), labels, window)
+    labels, joined = read_window_beside_evidently(params, schema.target, window)
     rows = joined.frame()
     found = qualities(rows)
     judged = found[0] if found else None
