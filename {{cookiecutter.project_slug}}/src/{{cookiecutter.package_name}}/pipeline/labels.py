@@ -243,12 +243,13 @@ def _valid(label: pd.Series, target: Column) -> pd.Series:
     """Whether each label is a value the target may take (schema.yaml)."""
     if target.allowed is not None:
         return label.isin([float(value) for value in target.allowed])
-    valid = pd.Series(np.isfinite(label.to_numpy()), index=label.index)
+    values = label.to_numpy(dtype=float)
+    valid = np.isfinite(values)
     if target.min is not None:
-        valid &= label >= target.min
+        valid &= values >= target.min
     if target.max is not None:
-        valid &= label <= target.max
-    return valid
+        valid &= values <= target.max
+    return pd.Series(valid, index=label.index)
 
 
 def _seconds(times: pd.Series) -> pd.Series:
