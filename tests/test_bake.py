@@ -104,6 +104,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
             "problems",
             "schema",
             "scoring",
+            "stores",
             "tables",
         ],
         "pipeline": [

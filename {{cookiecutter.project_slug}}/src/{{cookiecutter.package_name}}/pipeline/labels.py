@@ -25,7 +25,8 @@ import pandas as pd
 from ..core.errors import DataError
 from ..core.prediction_ids import ID_LENGTH, PREDICTION_ID
 from ..core.schema import Column
-from .shipped_log import FSSPEC_SCHEMES, PARTITION, URL
+from ..core.stores import fsspec_url
+from .shipped_log import PARTITION
 
 LABEL = "label"
 TIME = "time"
@@ -71,10 +72,7 @@ def to_fsspec(source: str) -> tuple[Any, str]:
     """The filesystem and path of a folder or a store URL (DVC's azure:// is fsspec's az://)."""
     import fsspec
 
-    found = URL.match(source)
-    if found is not None and found["scheme"] in FSSPEC_SCHEMES:
-        source = FSSPEC_SCHEMES[found["scheme"]] + source[len(found["scheme"]) :]
-    fs, path = fsspec.core.url_to_fs(source)
+    fs, path = fsspec.core.url_to_fs(fsspec_url(source))
     return fs, str(path)
 
 

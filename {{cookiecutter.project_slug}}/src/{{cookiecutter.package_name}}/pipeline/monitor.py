@@ -67,12 +67,16 @@ class Window:
         return cls(today - timedelta(days=days - 1), today)
 
     @property
+    def days(self) -> int:
+        return (self.last_day - self.first_day).days + 1
+
+    @property
     def start(self) -> float:
         return datetime(*self.first_day.timetuple()[:3], tzinfo=UTC).timestamp()
 
     @property
     def end(self) -> float:
-        return self.start + ((self.last_day - self.first_day).days + 1) * DAY
+        return self.start + self.days * DAY
 
     def __contains__(self, seconds: float) -> bool:
         return self.start <= seconds < self.end
@@ -128,8 +132,7 @@ def log_streams(source: str, window: Window) -> Iterator[IO[bytes]]:
     """The inference log's files, open: a shipped log's days of the window, or a folder's files
     (`make serve`'s logs/inference) or one file whole; none when the source does not exist."""
     if is_shipped_log(source):
-        days = (window.last_day - window.first_day).days + 1
-        fs, files = ShippedLog(source, days, window.last_day).files()
+        fs, files = ShippedLog(source, window.days, window.last_day).files()
         for name in files:
             with fs.open(name, "rb") as stream:
                 yield stream

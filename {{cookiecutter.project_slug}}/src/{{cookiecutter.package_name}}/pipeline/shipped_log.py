@@ -22,11 +22,10 @@ import pandas as pd
 
 from ..core.errors import DataError
 from ..core.schema import Schema
+from ..core.stores import fsspec_url
 
 URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*)://")
 PARTITION = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
-# DVC spells Azure's scheme azure:// (params.yaml is a DVC dependency), fsspec's adlfs az://.
-FSSPEC_SCHEMES = {"azure": "az"}
 CHUNK_ROWS = 100_000
 
 
@@ -64,12 +63,8 @@ class ShippedLog:
     def files(self) -> tuple[Any, list[str]]:
         """The store's filesystem and the window's files in day and name order (none when the
         window holds none); DataError in one line when the store cannot be listed."""
-        found = URL.match(self.source)
-        url = self.source
-        if found is not None and found["scheme"] in FSSPEC_SCHEMES:
-            url = FSSPEC_SCHEMES[found["scheme"]] + url[len(found["scheme"]) :]
         try:
-            fs, root = fsspec.core.url_to_fs(url)
+            fs, root = fsspec.core.url_to_fs(fsspec_url(self.source))
             days = sorted(
                 entry.rstrip("/")
                 for entry in fs.ls(root, detail=False)

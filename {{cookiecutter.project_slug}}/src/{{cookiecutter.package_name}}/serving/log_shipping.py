@@ -21,6 +21,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from ..core.errors import ProjectError
+from ..core.stores import FSSPEC_SCHEMES, fsspec_url
 
 # The schemes fsspec reads and the backends the project can depend on (`file` for tests and
 # for a mounted volume). `azure` is DVC's spelling, accepted so that the drift stage's
@@ -34,7 +35,6 @@ SCHEMES = {
     "abfs": "adlfs",
     "file": "",
 }
-FSSPEC_SCHEMES = {"azure": "az"}
 URL = re.compile(r"(?P<scheme>[a-z0-9]+)://(?P<rest>[^\s]+)")
 # How each closed file's start time reads in its name.
 STAMP = "%Y%m%dT%H%M%S.%fZ"
@@ -61,12 +61,6 @@ def check_url(url: str, setting: str = "INFERENCE_LOG_URL") -> str:
             f"{SCHEMES[found['scheme']]} package, which this image does not install"
         ) from None
     return url.strip().rstrip("/")
-
-
-def fsspec_url(url: str) -> str:
-    """`url` with the scheme fsspec knows it by (azure:// is az://)."""
-    scheme, separator, rest = url.partition("://")
-    return FSSPEC_SCHEMES.get(scheme, scheme) + separator + rest
 
 
 def started(file: Path) -> datetime:
