@@ -126,6 +126,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
             "lineage",
             "promote",
             "registry",
+            "rescore",
             "rollback",
             "verdict",
         ],

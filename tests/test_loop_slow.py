@@ -11,12 +11,12 @@ fall in accuracy and the drift, `alert` opens the issue, `retrain` adds the labe
 data, pushes them to the DVC bucket and opens the pull request, and train.yml, called for that
 pull request as the monitor's `train` job calls it, trains the branch and writes its comment.
 
-What that comment compares, and does not: the model trained on the refreshed data, measured on
-its own test split (production's rows among the original ones), against the champion's metrics
-as MLflow logged them on the original test split. It never scores the champion on the new
-data; the pull request's body (the monitor's table) does. The gate's drift check reads the same
-`drift.current`, the shifted traffic, against the new training split, where the original rows
-still outnumber production's: it drifts, and that alone fails the gate.
+What that comment compares: the model trained on the refreshed data against the champion, both
+measured on the branch's test split (production's rows among the original ones): the gate scores
+the champion again on it. The gate's drift check reads the same `drift.current`, the shifted
+traffic, against the new training split, where the original rows still outnumber production's:
+it drifts, and the gate says so without blocking, since the challenger was trained on the
+labelled production rows the champion was not.
 
 Also counted in the same run: labels of ids no prediction has, and labels that came after
 their prediction left the window; and a label set smaller than `monitor.min_labelled`, which
@@ -341,30 +341,31 @@ def test_production_quality_falls_and_the_weekly_run_proposes_a_retrained_model(
     print(f"\nThe champion on the shifted traffic: accuracy {right / SERVED:.4f} (monitor)")
     print(f"The retraining pull request's comment:\n{comment}")
 
-    # What the comment compares: the model trained on the refreshed data, on its own test split
-    # (a fifth of the rows, production's among them), against version 1's metrics as MLflow
-    # logged them on version 1's test split. No row of it scores the champion on the new data:
-    # that is the pull request's body, from the monitor (accuracy far below its floor).
+    # What the comment compares: the model trained on the refreshed data and the champion, both
+    # measured on the branch's test split (a fifth of the rows, production's among them).
     assert (
         "Challenger: the model of this branch (evaluated, not registered); "
         "against champion version 1." in comment
     )
-    _, _, challenger, _, floor, status = gate_row(comment, "accuracy")
+    assert "Both models are measured on the same rows, this checkout's test split" in comment
+    _, champion, challenger, _, floor, status = gate_row(comment, "accuracy")
     assert (floor, status) == ("≥ 0.9", "✅ pass")
     assert float(challenger) >= 0.9
-    metric, _, challenger, delta, floor, status = gate_row(comment, "roc_auc")
+    # The champion fails the shifted rows of the split as it fails production's.
+    assert float(champion) < float(challenger)
+    metric, champion, challenger, delta, floor, status = gate_row(comment, "roc_auc")
     assert metric == "**roc_auc**"  # the primary metric, which must beat the champion's
     assert status == "✅ pass", comment
-    assert float(delta) >= 0
-    # The gate's drift check reads the same drift.current, the shifted production traffic,
-    # against the new training split, in which the original rows are still most: it drifts,
-    # and the gate fails on that reason alone.
-    decision = comment.split("**Decision: fail.**")[1]
-    reasons = [line for line in decision.splitlines() if line.startswith("- ")]
-    assert len(reasons) == 1, decision
-    assert "**Drift detected.**" in reasons[0]
-    assert f"rows of `{LOG}`" in reasons[0]
-    assert [step.name for step in train.steps if step.outcome == "failure"] == ["make gate"]
+    assert float(delta) > 0
+    # The drift check reads the same drift.current, the shifted production traffic, against the
+    # new training split, in which the original rows are still most: it drifts, and the report
+    # says so; the challenger learned from those rows, so the metrics decide, and it passes.
+    assert "**Decision: pass.** The model of this branch may become the champion." in comment
+    (drift_line,) = [line for line in comment.splitlines() if line.startswith("Drift: ")]
+    assert "**Drift detected.**" in drift_line
+    assert f"rows of `{LOG}`" in drift_line
+    assert "⚠️ Not blocking: this model was trained on labelled production rows" in drift_line
+    assert train.result == "success", failed_steps(train)
 
     # A label set smaller than monitor.min_labelled: no verdict, nothing raised.
     started = time.monotonic()

@@ -8,6 +8,7 @@ import pytest
 from {{ cookiecutter.package_name }}.core.config import METRICS, PARAMS_FILE, GateParams, load_params
 from {{ cookiecutter.package_name }}.core.drift_summary import ColumnTest, DriftSummary, Rows
 from {{ cookiecutter.package_name }}.core.errors import ProjectError
+from {{ cookiecutter.package_name }}.release.lineage import NO_PRODUCTION_ROWS, UNKNOWN
 from {{ cookiecutter.package_name }}.release.verdict import (
     Candidate,
     judge,
@@ -201,6 +202,68 @@ def test_the_base_branch_model_is_the_champion_to_beat(gate: GateParams) -> None
     name, floor = next(iter(gate.floors.items()))
     below = {**base.metrics, name: floor - 1 if METRICS[name] else floor + 1}
     assert not judge(gate, Candidate(NAME, None, below), base, drift(0.0), unchanged=True).passed
+
+
+def test_drift_does_not_block_a_challenger_trained_on_the_drifted_traffic(gate: GateParams) -> None:
+    """`make refresh` added labelled production rows the champion never saw: the challenger has
+    learned from the traffic that drifted. Drift is reported, the metrics decide."""
+    champion = Candidate(NAME, "1", good(gate), production_ids=NO_PRODUCTION_ROWS)
+    retrained = Candidate(NAME, None, good(gate), production_ids="0f" * 16)
+    summary = drift(0.8)
+    verdict = judge(gate, retrained, champion, summary)
+    assert verdict.passed, verdict.reasons
+    assert (
+        f"Drift: {summary.headline()} ⚠️ Not blocking: this model was trained on labelled "
+        "production rows the champion was not (`data/raw/production_ids.txt` changed)"
+    ) in markdown(verdict, gate)
+    # The metrics still decide: a retrained model that does not beat the champion stays out.
+    weaker = Candidate(NAME, None, worse(good(gate), gate.primary, 0.05), production_ids="0f" * 16)
+    verdict = judge(gate, weaker, champion, summary)
+    assert [reason for reason in verdict.reasons if "does not beat" in reason]
+    assert summary.headline() not in verdict.reasons
+    # A summary judged against another threshold still fails, whatever trained the model.
+    other = drift(0.8, max_drift_share=ALLOWED / 2)
+    assert not judge(gate, retrained, champion, other).passed
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion"),
+    [
+        ("0f" * 16, "0f" * 16),  # the same production rows as the champion
+        (NO_PRODUCTION_ROWS, NO_PRODUCTION_ROWS),  # none at all
+        ("0f" * 16, None),  # a champion registered before versions recorded theirs
+        (UNKNOWN, NO_PRODUCTION_ROWS),  # an unreadable pointer in this checkout
+    ],
+)
+def test_drift_blocks_a_challenger_not_trained_on_new_production_rows(
+    gate: GateParams, challenger: str, champion: str | None
+) -> None:
+    summary = drift(0.8)
+    verdict = judge(
+        gate,
+        Candidate(NAME, None, good(gate), production_ids=challenger),
+        Candidate(NAME, "1", good(gate), production_ids=champion),
+        summary,
+    )
+    assert verdict.reasons == (summary.headline(),)
+    assert f"Drift: {summary.headline()} ❌" in markdown(verdict, gate)
+
+
+def test_the_report_says_on_which_rows_the_models_were_measured(gate: GateParams) -> None:
+    challenger = Candidate(NAME, None, good(gate))
+    rescored = Candidate(NAME, "1", good(gate), scored_rows=114)
+    report = markdown(judge(gate, challenger, rescored, drift(0.0)), gate)
+    assert (
+        "Both models are measured on the same rows, this checkout's test split "
+        "(`data/prepared/test.csv`, 114 rows): the champion was scored on it again"
+    ) in report
+    logged = Candidate(NAME, "1", good(gate), not_scored="data/prepared/test.csv is missing")
+    report = markdown(judge(gate, challenger, logged, drift(0.0)), gate)
+    assert "Both models are measured" not in report
+    assert (
+        "The champion's metrics are those version 1 logged on the test split of its own data: "
+        "it was not scored on this checkout's (data/prepared/test.csv is missing)."
+    ) in report
 
 
 @pytest.mark.parametrize(

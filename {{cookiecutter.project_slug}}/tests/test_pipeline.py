@@ -26,6 +26,7 @@ from {{ cookiecutter.package_name }}.core.config import (
     MODEL_VERSION_FILE,
     PARAMS_FILE,
     PREVIOUS,
+    PRODUCTION_IDS,
     RAW_DATA,
     TEST_DATA,
     TRAIN_DATA,
@@ -33,6 +34,7 @@ from {{ cookiecutter.package_name }}.core.config import (
 )
 from {{ cookiecutter.package_name }}.core.errors import ModelError, RegistryError
 from {{ cookiecutter.package_name }}.core.estimators import build_pipeline
+from {{ cookiecutter.package_name }}.core.metrics import score
 from {{ cookiecutter.package_name }}.core.model_file import (
     BENTO_MODEL,
     FILE_NAME,
@@ -43,8 +45,20 @@ from {{ cookiecutter.package_name }}.core.model_file import (
 )
 from {{ cookiecutter.package_name }}.core.schema import load_schema
 from {{ cookiecutter.package_name }}.release.bento import from_checkout
-from {{ cookiecutter.package_name }}.release.lineage import TRAIN_INPUTS, md5
-from {{ cookiecutter.package_name }}.release.registry import MODEL_MD5, load_registered, move_aliases
+from {{ cookiecutter.package_name }}.release.lineage import (
+    NO_PRODUCTION_ROWS,
+    PRODUCTION_IDS_MD5,
+    TRAIN_INPUTS,
+    md5,
+    pointer,
+)
+from {{ cookiecutter.package_name }}.release.registry import (
+    MODEL_MD5,
+    candidates,
+    load_registered,
+    move_aliases,
+)
+from {{ cookiecutter.package_name }}.release.verdict import learned_drift
 
 from .conftest import UNTRUSTED, malicious_model
 
@@ -53,6 +67,7 @@ LINEAGE_TAGS = {
     "git_dirty",
     "data_md5",
     "params_sha256",
+    PRODUCTION_IDS_MD5,
     "run_id",
     MODEL_MD5,
     MODEL_SHA256,
@@ -279,6 +294,79 @@ def test_the_gate_compares_an_unregistered_model_with_the_champion(
     assert aliases(client, name) == {CHALLENGER: "1", CHAMPION: "1"}
 
 
+def gate_cell(report: str, metric: str, column: int) -> str:
+    """One cell of the gate table's row for `metric`: 1 the champion, 2 the challenger."""
+    (row,) = [line for line in report.splitlines() if line.startswith(f"| {metric} ")]
+    return row.split("|")[column + 1].strip()
+
+
+def test_the_gate_scores_the_champion_again_on_this_test_split(
+    workdir: Path, pipeline_run: tuple[MlflowClient, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A challenger trained on fresher data is evaluated on a newer split: the champion is
+    measured on the same rows, not judged by what it logged on its own."""
+    client, name = pipeline_run
+    assert main(["promote"]) == 0
+    logged = client.get_run(str(client.get_model_version(name, "1").run_id)).data.metrics
+    # Another test split, as new data would make: half the rows, the targets shuffled.
+    schema = load_schema()
+    split = read_table(TEST_DATA, schema).head(60)
+    target = schema.target.name
+    split[target] = split[target].sample(frac=1.0, random_state=0).to_numpy()
+    split.to_csv(TEST_DATA, index=False)
+    expected = score(load_model(MODEL_FILE), split[schema.feature_names], split[target])
+    metric = next(name for name in expected if abs(expected[name] - logged[name]) > 1e-3)
+
+    capsys.readouterr()
+    main(["gate", "--metrics", str(METRICS_FILE)])
+    report = capsys.readouterr().out
+    assert "against champion version 1." in report
+    assert (
+        f"Both models are measured on the same rows, this checkout's test split "
+        f"(`{TEST_DATA}`, 60 rows)"
+    ) in report
+    shown = gate_cell(report, metric, 1).strip("*")
+    assert shown == f"{expected[metric]:.4f}" != f"{logged[metric]:.4f}"
+    # `gate --version`: a registered challenger is scored on the same rows too.
+    main(["gate", "--version", "1"])
+    report = capsys.readouterr().out
+    assert gate_cell(report, metric, 2) == f"{expected[metric]:.4f}"
+
+    # Without a test split, the logged metrics stand, and the report says why.
+    TEST_DATA.unlink()
+    main(["gate", "--metrics", str(METRICS_FILE)])
+    report = capsys.readouterr().out
+    assert "Both models are measured" not in report
+    assert (
+        "The champion's metrics are those version 1 logged on the test split of its own data: "
+        f"it was not scored on this checkout's ({TEST_DATA} is missing; `make evaluate` makes it)."
+    ) in report
+    assert gate_cell(report, metric, 1).strip("*") == f"{logged[metric]:.4f}"
+
+
+def test_a_version_records_the_production_rows_it_was_trained_on(
+    workdir: Path, pipeline_run: tuple[MlflowClient, str]
+) -> None:
+    """The lineage that lets drift pass for a model retrained on production's labelled rows."""
+    client, name = pipeline_run
+    assert client.get_model_version(name, "1").tags[PRODUCTION_IDS_MD5] == NO_PRODUCTION_ROWS
+    assert main(["promote"]) == 0
+    # `make refresh` added labelled production rows: their id list is tracked by DVC.
+    production_md5 = "5d41402abc4b2a76b9719d911017c592"
+    pointer(PRODUCTION_IDS).write_text(
+        f"outs:\n- md5: {production_md5}\n  size: 33\n  path: production_ids.txt\n",
+        encoding="utf-8",
+    )
+    register_again()
+    challenger, champion = candidates(load_params().mlflow)
+    assert challenger.version == "2"
+    assert (challenger.production_ids, champion and champion.production_ids) == (
+        production_md5,
+        NO_PRODUCTION_ROWS,
+    )
+    assert learned_drift(challenger, champion)
+
+
 def test_the_gate_judges_a_version_or_a_metrics_file_not_both(
     pipeline_run: tuple[MlflowClient, str],
 ) -> None:
@@ -447,7 +535,14 @@ def another_model(path: Path) -> None:
 
 # Every command that downloads a registered model: what `make serve` runs first, `make bento`,
 # `make batch` and `make onnx`.
-DOWNLOADS = [["champion"], ["bento"], ["batch", str(TEST_DATA), "predictions.csv"], ["onnx"]]
+# Every command that downloads a registered model: the gate scores it again.
+DOWNLOADS = [
+    ["champion"],
+    ["bento"],
+    ["batch", str(TEST_DATA), "predictions.csv"],
+    ["onnx"],
+    ["gate"],
+]
 
 
 def assert_refused(command: list[str], error: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -49,8 +49,9 @@ COMMANDS = {
 }
 # Commands that load a model file with skops. skops.io, as it loads, looks for each scipy ufunc
 # in every module already imported: it takes about 0.4 s before MLflow brings in its 2,000
-# modules and 2.5 s after, so these commands import it first.
-LOAD_MODELS = {"evaluate", "register", "batch", "onnx", "champion", "bento"}
+# modules and 2.5 s after, so these commands import it first (the gate, and promote through it,
+# score the registered versions again).
+LOAD_MODELS = {"evaluate", "register", "gate", "promote", "batch", "onnx", "champion", "bento"}
 # Defaults for the tools this project drives; the environment wins. No usage reports leave
 # the machine, and MLflow keeps its INFO chatter to itself.
 TOOL_DEFAULTS = {

@@ -2,7 +2,9 @@
 
 The decision and every reason go to reports/gate.md, the same markdown for the terminal, the pull
 request comment and the job summary. Exit status 0 means pass, 1 means fail. `--metrics` judges
-a model that is evaluated but not registered, as a pull request's is.
+a model that is evaluated but not registered, as a pull request's is. Registered versions (the
+champion, a registered challenger) are scored again on this checkout's test split, so that both
+models are measured on the same rows.
 """
 
 import argparse
@@ -13,6 +15,7 @@ from ..core.config import (
     CHAMPION,
     GATE_REPORT,
     METRICS_FILE,
+    PRODUCTION_IDS,
     MlflowParams,
     embedded_store,
     load_params,
@@ -43,13 +46,14 @@ def champion_of(params: MlflowParams) -> Candidate | None:
 
 def base_model(name: str, base: str) -> Candidate | None:
     """The base branch's model, by the metrics committed at revision `base`; None without them."""
-    from .lineage import committed
+    from .lineage import committed, pointer, production_ids_md5
 
     text = committed(base, METRICS_FILE)
     if text is None:
         return None
     metrics = parse_metrics(text, f"{base}:{METRICS_FILE}")
-    return Candidate(name, None, metrics, committed_at=base)
+    production_ids = production_ids_md5(committed(base, pointer(PRODUCTION_IDS)))
+    return Candidate(name, None, metrics, committed_at=base, production_ids=production_ids)
 
 
 def trained_like(base: str) -> bool:
@@ -70,7 +74,14 @@ def run_gate(
     params = load_params()
     unchanged = False
     if metrics is not None:
-        challenger = Candidate(params.mlflow.model_name, None, read_metrics(metrics))
+        from .lineage import trained_on_production
+
+        challenger = Candidate(
+            params.mlflow.model_name,
+            None,
+            read_metrics(metrics),
+            production_ids=trained_on_production(),
+        )
         champion = champion_of(params.mlflow)
         if base is not None:
             champion = champion or base_model(params.mlflow.model_name, base)
@@ -79,6 +90,13 @@ def run_gate(
         from .registry import candidates
 
         challenger, champion = candidates(params.mlflow, version)
+    if challenger.version is not None or (champion and champion.version is not None):
+        from .rescore import held_out, rescored
+
+        rows = held_out()
+        challenger = rescored(params.mlflow, challenger, rows)
+        if champion is not None:
+            champion = rescored(params.mlflow, champion, rows)
     verdict = judge(params.gate, challenger, champion, read_drift(), unchanged)
     report = markdown(verdict, params.gate)
     write_text_atomic(GATE_REPORT, report)

@@ -8,12 +8,16 @@ from typing import Any
 
 import yaml
 
-from ..core.config import PARAMS_FILE, RAW_DATA
+from ..core.config import PARAMS_FILE, PRODUCTION_IDS, RAW_DATA
 
 UNKNOWN = "unknown"
 DVC_LOCK = Path("dvc.lock")
 # The version tag that names a model by what trained it (see `train_inputs`).
 TRAIN_INPUTS = "train_inputs"
+# The version tag that says which labelled production rows trained the model: the md5 of
+# data/raw/production_ids.txt as DVC tracks it, or NO_PRODUCTION_ROWS before `make refresh`.
+PRODUCTION_IDS_MD5 = "production_ids_md5"
+NO_PRODUCTION_ROWS = "none"
 # Files the pipeline itself rewrites: changes to them do not make the code dirty.
 PIPELINE_OUTPUTS = ("dvc.lock", "reports")
 
@@ -52,10 +56,25 @@ def pointer(path: Path) -> Path:
 def tracked_md5(path: Path) -> str | None:
     """The hash the `.dvc` pointer records for `path`."""
     try:
-        outs = yaml.safe_load(pointer(path).read_text(encoding="utf-8"))["outs"]
-        return str(outs[0]["md5"])
-    except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError):
+        return pointer_md5(pointer(path).read_text(encoding="utf-8"))
+    except OSError:
         return None
+
+
+def pointer_md5(text: str) -> str | None:
+    """The hash a `.dvc` pointer's `text` records; None if it records none."""
+    try:
+        return str(yaml.safe_load(text)["outs"][0]["md5"])
+    except (KeyError, IndexError, TypeError, yaml.YAMLError):
+        return None
+
+
+def production_ids_md5(pointer_text: str | None) -> str:
+    """Which production rows a model was trained with, by the text of its checkout's
+    production_ids.txt.dvc (None: there is none, so no production rows); UNKNOWN if unreadable."""
+    if pointer_text is None:
+        return NO_PRODUCTION_ROWS
+    return pointer_md5(pointer_text) or UNKNOWN
 
 
 def data_md5(data: Path = RAW_DATA) -> str:
@@ -108,6 +127,15 @@ def train_inputs(lock_text: str | None = None) -> str:
     return hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()
 
 
+def trained_on_production() -> str:
+    """The production rows this checkout's data holds (PRODUCTION_IDS_MD5's value)."""
+    try:
+        text: str | None = pointer(PRODUCTION_IDS).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = None
+    return production_ids_md5(text)
+
+
 def lineage_tags() -> dict[str, str]:
     """Tags for the MLflow run and model version."""
     return {
@@ -116,4 +144,5 @@ def lineage_tags() -> dict[str, str]:
         "data_md5": data_md5(),
         "params_sha256": file_sha256(PARAMS_FILE),
         TRAIN_INPUTS: train_inputs(),
+        PRODUCTION_IDS_MD5: trained_on_production(),
     }

@@ -26,7 +26,7 @@ from ..core.config import (
 from ..core.errors import ModelError, RegistryError
 from ..core.estimators import TRUSTED_TYPES
 from ..core.model_file import FILE_NAME, MODEL_SHA256, model_from_bytes, sha256
-from .lineage import TRAIN_INPUTS, UNKNOWN
+from .lineage import PRODUCTION_IDS_MD5, TRAIN_INPUTS, UNKNOWN
 from .verdict import Candidate
 
 if TYPE_CHECKING:
@@ -207,7 +207,13 @@ def _candidate(registry: MlflowClient, name: str, version: str) -> Candidate:
     rolled_back = None
     if found.tags.get(ROLLED_BACK) == "true":
         rolled_back = found.tags.get(ROLLBACK_REASON, "")
-    return Candidate(name, str(found.version), dict(metrics), rolled_back=rolled_back)
+    return Candidate(
+        name,
+        str(found.version),
+        dict(metrics),
+        rolled_back=rolled_back,
+        production_ids=found.tags.get(PRODUCTION_IDS_MD5),
+    )
 
 
 def candidates(
@@ -393,13 +399,20 @@ def load_registered(params: MlflowParams, alias: str = CHAMPION) -> RegisteredMo
     comes straight from the model's skops file, with this project's trusted types: no pickle,
     and no MLflow wrapper between the caller and `predict`.
     """
+    registry = client(params)
+    with registry_errors(params):
+        missing = f"no version is '{alias}' yet; run `make promote` first"
+        version = required_version(registry, params.model_name, alias, missing)
+    return load_version(params, version, alias)
+
+
+def load_version(params: MlflowParams, version: str, alias: str = "") -> RegisteredModel:
+    """Download model version `version`, check its file and load it, as `load_registered`."""
     from mlflow.artifacts import download_artifacts
 
     registry = client(params)
     name = params.model_name
     with registry_errors(params):
-        missing = f"no version is '{alias}' yet; run `make promote` first"
-        version = required_version(registry, name, alias, missing)
         tags = dict(registry.get_model_version(name, version).tags)
         folder = download_artifacts(
             artifact_uri=f"models:/{name}/{version}", tracking_uri=tracking_uri(params)

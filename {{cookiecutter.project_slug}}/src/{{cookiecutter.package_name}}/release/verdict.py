@@ -9,9 +9,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.config import DRIFT_SUMMARY, METRICS, GateParams
+from ..core.config import DRIFT_SUMMARY, METRICS, PRODUCTION_IDS, TEST_DATA, GateParams
 from ..core.drift_summary import DriftSummary
 from ..core.errors import DataError, ProjectError
+from .lineage import NO_PRODUCTION_ROWS, UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,10 @@ class Candidate:
 
     `rolled_back` is the reason a registered version was rolled back ("" when none was given);
     `committed_at` the git revision of a base branch's model, judged by its committed metrics.
+    A registered version's metrics are measured again on this checkout's test split:
+    `scored_rows` is how many rows, `not_scored` why they could not be (its logged ones stand).
+    `production_ids` is which labelled production rows trained it (lineage.PRODUCTION_IDS_MD5;
+    None when unknown).
     """
 
     name: str
@@ -27,6 +32,9 @@ class Candidate:
     metrics: dict[str, float]
     rolled_back: str | None = None
     committed_at: str | None = None
+    scored_rows: int | None = None
+    not_scored: str | None = None
+    production_ids: str | None = None
 
     @property
     def title(self) -> str:
@@ -60,6 +68,8 @@ class Verdict:
     drift: DriftSummary | DataError
     reasons: tuple[str, ...] = field(default=())
     unchanged: bool = False
+    # The challenger was trained on production rows the champion was not: drift does not block.
+    learned_drift: bool = False
 
     @property
     def passed(self) -> bool:
@@ -104,9 +114,27 @@ def judge_metric(
     return Row(metric, value, before, floor, primary, tuple(problems))
 
 
-def judge_drift(gate: GateParams, drift: DriftSummary | DataError) -> list[str]:
+def learned_drift(challenger: Candidate, champion: Candidate | None) -> bool:
+    """Whether the challenger was trained on labelled production rows that the champion was not
+    (`make refresh` added them): it has learned from the traffic that drifted, which is what
+    retraining answers, so drift is reported but does not hold it back. Unknown lineage on
+    either side (a version registered before versions recorded it) is not enough."""
+    if champion is None:
+        return False
+    ours, theirs = challenger.production_ids, champion.production_ids
+    return (
+        ours not in (None, UNKNOWN, NO_PRODUCTION_ROWS)
+        and theirs not in (None, UNKNOWN)
+        and ours != theirs
+    )
+
+
+def judge_drift(
+    gate: GateParams, drift: DriftSummary | DataError, learned: bool = False
+) -> list[str]:
     """The drift stage's decision, made against this gate's `max_drift_share`; a summary that
-    cannot be read, or was judged against another threshold, fails like drift does."""
+    cannot be read, or was judged against another threshold, fails like drift does. Drift does
+    not fail a challenger that `learned` from it (see `learned_drift`)."""
     if isinstance(drift, DataError):
         return [str(drift)]
     if drift.max_drift_share != gate.max_drift_share:
@@ -114,7 +142,7 @@ def judge_drift(gate: GateParams, drift: DriftSummary | DataError) -> list[str]:
             f"{DRIFT_SUMMARY} was judged against max_drift_share {drift.max_drift_share:g}, "
             f"params.yaml has {gate.max_drift_share:g}; run `make drift`"
         ]
-    return [drift.headline()] if drift.drift else []
+    return [drift.headline()] if drift.drift and not learned else []
 
 
 def judge_rollback(challenger: Candidate) -> list[str]:
@@ -138,16 +166,50 @@ def judge(
     challenger was trained from the champion's very inputs, so the margin does not apply."""
     names = [*METRICS, *(name for name in challenger.metrics if name not in METRICS)]
     rows = tuple(judge_metric(name, gate, challenger, champion, unchanged) for name in names)
+    learned = learned_drift(challenger, champion)
     reasons = judge_rollback(challenger)
     reasons += [problem for row in rows for problem in row.problems]
-    reasons += judge_drift(gate, drift)
-    return Verdict(challenger, champion, rows, drift, tuple(reasons), unchanged)
+    reasons += judge_drift(gate, drift, learned)
+    return Verdict(challenger, champion, rows, drift, tuple(reasons), unchanged, learned)
 
 
 def _described(candidate: Candidate) -> str:
     if candidate.version is None:
         return "the model of this branch (evaluated, not registered)"
     return f"{candidate.name} version {candidate.version}"
+
+
+def _measured(challenger: Candidate, champion: Candidate | None) -> list[str]:
+    """Which rows the metrics were measured on, when a registered version is involved."""
+    notes = []
+    if champion is not None and champion.scored_rows is not None:
+        notes.append(
+            f"Both models are measured on the same rows, this checkout's test split "
+            f"(`{TEST_DATA}`, {champion.scored_rows} rows): the champion was scored on it again "
+            "rather than judged by the metrics it logged on the test split of its own data."
+        )
+    for role, candidate in (("challenger", challenger), ("champion", champion)):
+        if candidate is not None and candidate.not_scored is not None:
+            notes.append(
+                f"The {role}'s metrics are those version {candidate.version} logged on the test "
+                f"split of its own data: it was not scored on this checkout's "
+                f"({candidate.not_scored})."
+            )
+    return [line for note in notes for line in (note, "")]
+
+
+def _drift_line(verdict: Verdict, gate: GateParams) -> str:
+    drift = verdict.drift
+    if isinstance(drift, DataError):
+        return f"Drift: {drift} ❌"
+    blocked = judge_drift(gate, drift, verdict.learned_drift)
+    if drift.drift and not blocked:
+        return (
+            f"Drift: {drift.headline()} ⚠️ Not blocking: this model was trained on labelled "
+            f"production rows the champion was not (`{PRODUCTION_IDS}` changed), from the "
+            "traffic that drifted; the metrics above decide."
+        )
+    return f"Drift: {drift.headline()} {'❌' if blocked else '✅'}"
 
 
 def _number(value: float | None, signed: bool = False) -> str:
@@ -174,6 +236,7 @@ def markdown(verdict: Verdict, gate: GateParams) -> str:
         "",
         f"Challenger: {_described(challenger)}; against {against}.",
         "",
+        *_measured(challenger, champion),
         "| metric | champion | challenger | delta | floor | status |",
         "|---|---:|---:|---:|---:|---|",
     ]
@@ -205,9 +268,7 @@ def markdown(verdict: Verdict, gate: GateParams) -> str:
             f"{gate.min_improvement:g}."
         )
         lines.append("")
-    drift = verdict.drift
-    ok = "✅" if not judge_drift(gate, drift) else "❌"
-    lines.append(f"Drift: {drift if isinstance(drift, DataError) else drift.headline()} {ok}")
+    lines.append(_drift_line(verdict, gate))
     lines.append("")
     if verdict.passed:
         lines.append(f"**Decision: pass.** {challenger.title} may become the champion.")
