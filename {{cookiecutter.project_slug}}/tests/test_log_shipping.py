@@ -69,6 +69,21 @@ def test_full_files_and_the_last_one_are_copied_at_rotation_and_shutdown(tmp_pat
     assert not list(folder.iterdir()), "every file, the last one too, is copied and removed"
 
 
+def test_files_whose_first_rows_share_a_time_are_all_shipped(tmp_path: Path) -> None:
+    """Files named alike on disk (the same first-row time: a clock that did not move, or a
+    coarse one) get their own objects in the store; none replaces another."""
+    folder, store = tmp_path / "logs", tmp_path / "store"
+    log = InferenceLog(folder, MAX_BYTES, 100, url=f"file://{store}", clock=Clock(DAY_ONE))
+    for number in range(300):
+        log.append([{"number": number}], [key(number)], [0.0], "1")
+    log.close()
+    names = sorted(file.name for file in (store / "date=2026-03-01").iterdir())
+    assert len(names) > 2, "expected the log to rotate"
+    assert all(name.endswith(".jsonl") for name in names)
+    numbers = [int(str(row["number"])) for row in shipped(store)["date=2026-03-01"]]
+    assert sorted(numbers) == list(range(300))
+
+
 def test_a_new_utc_day_closes_the_file_and_ships_it_to_its_day(tmp_path: Path) -> None:
     folder, store = tmp_path / "logs", tmp_path / "store"
     clock = Clock(DAY_ONE)

@@ -1,13 +1,15 @@
 """The closed files of the inference and feedback logs, copied to object storage: what the drift
 and monitoring jobs read there.
 
-A closed file goes to `<url>/date=YYYY-MM-DD/<host>-<worker>-<start>.jsonl`: the UTC day and
-the time of its first row, the pod (host) and the worker that wrote it, so names never clash
-and the drift job lists only the days it wants. Copies run in a background thread, so no
+A closed file goes to `<url>/date=YYYY-MM-DD/<host>-<worker>-<start>-<digest>.jsonl`: the UTC
+day and the time of its first row, the pod (host) and the worker that wrote it, and 12 hex
+digits of its content's sha256, so names never clash and the drift job lists only the days it
+wants. Copies run in a background thread, so no
 request waits for the store; a file is deleted only once its copy is complete, and one that
 failed stays on disk and is tried again at the next rotation and at shutdown.
 """
 
+import hashlib
 import json
 import logging
 import re
@@ -38,6 +40,8 @@ SCHEMES = {
 URL = re.compile(r"(?P<scheme>[a-z0-9]+)://(?P<rest>[^\s]+)")
 # How each closed file's start time reads in its name.
 STAMP = "%Y%m%dT%H%M%S.%fZ"
+# Hex digits of the content's sha256 in each shipped file's name.
+DIGEST = 12
 LOGGER = logging.getLogger(__name__)
 
 
@@ -97,9 +101,16 @@ class Shipper:
         self._thread.start()
 
     def target(self, file: Path) -> str:
-        """Where `file` goes: its day's partition, named by pod, worker and first row."""
+        """Where `file` goes: its day's partition, named by pod, worker, first row and content.
+
+        The content's digest keeps apart files whose first rows share a time (a clock that did
+        not move between rotations), which would otherwise replace one another in the store,
+        and makes a copy sent again (its deletion failed) land on the same object.
+        """
         start = started(file)
-        return f"{self.root}/date={start:%Y-%m-%d}/{self.name}-{start:{STAMP}}.jsonl"
+        with file.open("rb") as content:
+            digest = hashlib.file_digest(content, "sha256").hexdigest()[:DIGEST]
+        return f"{self.root}/date={start:%Y-%m-%d}/{self.name}-{start:{STAMP}}-{digest}.jsonl"
 
     def ship(self, files: list[Path]) -> None:
         """Copy these closed files (and any that failed before) soon, without waiting."""
