@@ -190,6 +190,14 @@ def test_the_pull_request_report_compares_with_the_base(
     assert not Path("mlflow.db").exists()  # a pull request leaves the registry alone
     assert comment in repository.read_text(encoding="utf-8")
 
+    # A pull request that changes no parameter (new data only) says so, without an empty table.
+    git("add", "-A")
+    git("commit", "-q", "-m", "the estimator changed")
+    assert main(["ci", "report", "--base", "HEAD"]) == 0
+    comment = PR_COMMENT.read_text(encoding="utf-8")
+    parameters = comment.split("### Parameters")[1].split("### Release gate")[0]
+    assert parameters.strip() == "No parameter changed."
+
 
 def test_the_image_is_named_after_the_owner_and_tagged_with_the_champion(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -111,6 +111,12 @@ def remotes(read_only: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _has_rows(table: str) -> bool:
+    """Whether a markdown table has a row under its header (`dvc params diff --md` prints the
+    header alone when nothing changed)."""
+    return len([line for line in table.splitlines() if line.startswith("|")]) > 2
+
+
 def report(base: str) -> str:
     """Metrics and parameters against `base`, then the gate's report."""
     # Every model metric, changed or not; the drift summary's line is in the gate's report.
@@ -133,7 +139,7 @@ def report(base: str) -> str:
             "",
             "### Parameters",
             "",
-            params or "No parameter changed.",
+            params if _has_rows(params) else "No parameter changed.",
             "",
             gate.replace("## Release gate", "### Release gate", 1) if gate else "No gate report.",
             "",
