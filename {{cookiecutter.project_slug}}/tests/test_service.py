@@ -379,6 +379,9 @@ def test_monitor_joins_the_labels_the_service_took_with_its_predictions(
         assert running.feedback(labels_for(ids[:1], [wrong.pop()]))[0] == 200  # corrected next
         assert running.feedback(labels_for(ids, truth)) == (200, {"accepted": len(ids)})
         assert running.feedback(labels_for(ids[:10], truth[:10]))[0] == 200
+        metrics = running.get("/metrics")[1]
+        # Every label accepted is counted, resent ones too: the rate at which truth arrives.
+        assert re.search(rf"^model_labels_received_total {len(ids) + 11}\.0$", metrics, re.M)
     params = load_params().monitor.model_copy(
         update={
             "predictions": logs["INFERENCE_LOG_DIR"],

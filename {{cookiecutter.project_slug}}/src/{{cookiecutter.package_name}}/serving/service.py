@@ -108,7 +108,8 @@ except ProjectError as error:
 
 
 class Metrics:
-    """What /metrics adds to BentoML's request counts and latencies: predictions and version."""
+    """What /metrics adds to BentoML's request counts and latencies: predictions, labels and
+    the version."""
 
     def __init__(self, version: str) -> None:
         # prometheus_client is imported only now: BentoML sets its multiprocess folder first.
@@ -123,6 +124,8 @@ class Metrics:
         )
         self.model.labels(model_version=version).set(1)
         self.rows = Counter("model_rows_scored", "Rows scored by the model", ["model_version"])
+        # Labels of predictions that may come from any version: no version label.
+        self.labels = Counter("model_labels_received", "Labels accepted on /feedback")
         if SCHEMA.target_is_categorical:
             self.classes = Counter(
                 "model_predictions", "Predicted classes", ["model_version", "prediction"]
@@ -223,6 +226,7 @@ class Champion:
             raise RuntimeError("the feedback log is off: no label can be kept")
         records = [label.model_dump() for label in labels]
         self.feedback_log.append([(record[PREDICTION_ID], record[LABEL]) for record in records])
+        self.metrics.labels.inc(len(labels))
         return Accepted(accepted=len(labels))
 
     # When the worker stops: each log's last file is closed and, with INFERENCE_LOG_URL or
