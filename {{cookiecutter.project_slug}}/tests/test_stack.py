@@ -96,6 +96,7 @@ def test_the_env_file_is_private_and_gives_back_every_value_when_sourced(
     assert variables["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:9000"
     assert variables["STACK_REGISTRY"] == "127.0.0.1:5050"
     assert variables["STACK_INFERENCE_LOG_URL"] == "s3://inference-log/inference"
+    assert variables["STACK_FEEDBACK_LOG_URL"] == "s3://inference-log/feedback"
 
 
 def test_a_given_admin_password_too_short_for_mlflow_is_refused_before_anything_is_kept(

@@ -29,9 +29,11 @@ from . import mlflow_server, object_store, oci_registry, prometheus
 from .processes import running, write_private
 
 ARTIFACTS_BUCKET = "mlflow-artifacts"
-# Where a service run against the stack ships its inference log, and the drift stage reads it.
+# Where a service run against the stack ships its inference log (the drift stage and the
+# monitor read it) and its feedback log (the monitor's labels).
 INFERENCE_LOG_BUCKET = "inference-log"
 INFERENCE_LOG_URL = f"s3://{INFERENCE_LOG_BUCKET}/inference"
+FEEDBACK_LOG_URL = f"s3://{INFERENCE_LOG_BUCKET}/feedback"
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ def client_env(stack: Stack, mlflow_url: str, password: str) -> dict[str, str]:
         # Not INFERENCE_LOG_URL itself: a project without s3fs (a local, gcs or azure remote)
         # would refuse to serve in every shell that sources the file.
         "STACK_INFERENCE_LOG_URL": INFERENCE_LOG_URL,
+        "STACK_FEEDBACK_LOG_URL": FEEDBACK_LOG_URL,
     }
 
 
@@ -182,6 +185,7 @@ def start(args: argparse.Namespace) -> None:
     print(f"                artifacts in {artifacts}")
     print(f"  object store  {stack.store.url} (S3 API)")
     print(f"                inference log: INFERENCE_LOG_URL={INFERENCE_LOG_URL}")
+    print(f"                feedback log:  FEEDBACK_LOG_URL={FEEDBACK_LOG_URL}")
     print(f"  registry      {stack.registry.address} (OCI, plain HTTP)")
     print(f"  Prometheus    {stack.prometheus.url}, scraping {args.service}")
     if bucket:
