@@ -414,8 +414,12 @@ def load_version(params: MlflowParams, version: str, alias: str = "") -> Registe
     name = params.model_name
     with registry_errors(params):
         tags = dict(registry.get_model_version(name, version).tags)
+        # Where the version's files are, asked of this registry: a `models:/` URI would be
+        # resolved against MLflow's default registry (./mlflow.db) unless MLFLOW_TRACKING_URI
+        # is set, not against params.yaml's server.
         folder = download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", tracking_uri=tracking_uri(params)
+            artifact_uri=registry.get_model_version_download_uri(name, version),
+            tracking_uri=tracking_uri(params),
         )
     data = (Path(folder) / FILE_NAME).read_bytes()
     checked_file(name, version, tags, data)
