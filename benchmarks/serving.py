@@ -58,7 +58,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from _bake import (
@@ -734,7 +734,7 @@ class Measured:
 
     def summary(self) -> str:
         return (
-            f"{self.label}, {self.load.server.workers} w, c={self.load.concurrency}, "
+            f"{self.label}, c={self.load.concurrency}, "
             f"{self.rows} row(s): {self.rps:.0f} req/s, {self.rps * self.rows:.0f} rows/s, "
             f"{self.rows_per_cpu_second:.0f} rows/CPU-s, p50 {self.percentile_ms(50):.1f} ms, "
             f"p99 {self.percentile_ms(99):.1f} ms, statuses {dict(self.statuses)}, "
@@ -749,6 +749,7 @@ class Profile:
     samples: int
     requests: int
     rows: int  # per request
+    concurrency: int
     parts: dict[str, int]
     busiest: list[tuple[str, int]]
 
@@ -1260,7 +1261,7 @@ def part_of(frames: list[str]) -> str:
     return "other"
 
 
-def read_profile(path: Path, requests: int, rows: int) -> Profile:
+def read_profile(path: Path, requests: int, rows: int, concurrency: int) -> Profile:
     """py-spy's folded stacks, summed by part of the request path and by innermost line."""
     parts: Counter[str] = Counter()
     lines: Counter[str] = Counter()
@@ -1270,7 +1271,9 @@ def read_profile(path: Path, requests: int, rows: int) -> Profile:
         parts[part_of(frames)] += int(count)
         lines[frames[-1]] += int(count)
     samples = sum(parts.values())
-    return Profile(samples, requests, rows, dict(parts.most_common()), lines.most_common(3))
+    return Profile(
+        samples, requests, rows, concurrency, dict(parts.most_common()), lines.most_common(3)
+    )
 
 
 def service_file(project: Project) -> Path:
@@ -1364,7 +1367,7 @@ def profile(load: Load, count: int) -> tuple[Profile | None, str]:
     if not output.exists() or not output.stat().st_size:
         log = output.with_suffix(".log").read_text(errors="replace")[-500:].strip()
         return None, f"py-spy could not sample the worker (exit {spy.returncode}): {log}"
-    return read_profile(output, len(tally.latencies), load.rows), ""
+    return read_profile(output, len(tally.latencies), load.rows, load.concurrency), ""
 
 
 def serve_estimator(
@@ -1403,8 +1406,8 @@ def serve_estimator(
         figures.results.extend(measured)
         if estimator == plan.estimators[0]:
             target = max(
-                (m for m in measured if m.label == f"{BENTOML}, 1 worker"),
-                key=lambda m: (m.rows, -m.load.concurrency),
+                (m for m in measured if m.load.server.label == BENTOML),
+                key=lambda m: (-m.load.server.workers, m.rows, -m.load.concurrency),
             )
             print("  profiling BentoML's worker with py-spy ...", flush=True)
             figures.profile, figures.profile_note = profile(target.load, target.requests)
@@ -1432,7 +1435,8 @@ def variants(project: Project, row: dict[str, float], figures: Figures) -> None:
                 workers = bentoml_workers(pid)
                 pids = (pid, *(child for child, _ in descendants(pid)))
                 request = reference_server.request(port, [row])
-                tried = Load(label, reference_server, port, pids, request, 1, 8)
+                server = replace(reference_server, workers=max(1, len(workers)))
+                tried = Load(label, server, port, pids, request, 1, 8)
                 before = [cpu_seconds(worker) for worker in workers]
                 figures.beside[label], measured = measure_loads([reference, tried], plan)
                 used = [cpu_seconds(worker) - b for worker, b in zip(workers, before, strict=True)]
@@ -1572,7 +1576,8 @@ def profile_section(figures: Figures) -> str:
         [
             f"py-spy {PROFILE_RATE} samples/s on BentoML's worker process (`py-spy record --gil`:"
             " only while a thread holds the GIL, so idle waiting is left out) during one more "
-            f"round of {found.requests} requests of {found.rows} rows from 8 connections "
+            f"round of {found.requests} requests of {found.rows} rows from {found.concurrency} "
+            "connections "
             f"(`{figures.plan.estimators[0]}`), {found.samples} samples. Each sample goes to the "
             "innermost frame it has from the table's parts (so HTTP and ASGI is what is left "
             "once the named parts are taken out). GIL ms per request is samples / rate / "
