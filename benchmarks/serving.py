@@ -1759,7 +1759,9 @@ def report(figures: Figures, package: str) -> str:
             f"batches of up to {LIT_MAX_BATCH} requests (waiting at most "
             f"{1000 * LIT_BATCH_TIMEOUT:.0f} ms for them) are scored with one `predict_proba` "
             "through `scoring.predict`, each answer gets its prediction ids; `workers_per_device` "
-            "and `num_api_servers` are the number of workers."
+            "and `num_api_servers` are the number of workers. LitServe runs its API servers and "
+            "its inference workers in separate processes, so one worker is two processes (the "
+            "rows per server CPU-second count both)."
             if figures.litserve_note.startswith("LitServe")
             else f"not measured: {figures.litserve_note}."
         ),
