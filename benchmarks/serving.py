@@ -1829,6 +1829,7 @@ def main() -> int:
     )
     options = parser.parse_args()
     plan = SMOKE if options.smoke else FULL
+    start = time.monotonic()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     atexit.register(stop_all)
@@ -1839,7 +1840,8 @@ def main() -> int:
     finally:
         stop_all()
     plan.report.write_text(report(figures, package), encoding="utf-8")
-    print(f"\nwrote {plan.report.relative_to(ROOT)}")
+    minutes = (time.monotonic() - start) / 60
+    print(f"\nwrote {plan.report.relative_to(ROOT)} after {minutes:.1f} minutes")
     return 0
 
 
