@@ -143,7 +143,7 @@ bench-monitor: .venv/.synced ## Time the production-quality check against Eviden
 bench-remotes: .venv/.synced ## Time dvc push and pull against the stack's object store and a folder (see docs/benchmarks-remotes.md)
 	uv run --locked python benchmarks/remotes.py
 
-bench-serving: .venv/.synced ## Serve the champion with BentoML, FastAPI and mlflow serve (see docs/benchmarks-serving.md)
+bench-serving: .venv/.synced ## Serve the champion with BentoML against a competent FastAPI, LitServe and mlflow serve (see docs/benchmarks-serving.md)
 	uv run --locked python benchmarks/serving.py
 
 # Material for MkDocs prints an end-of-life banner on every build (maintained until 2027-05).

@@ -1,31 +1,47 @@
-"""Serve the same champion three ways and load each with the same single-row requests.
+"""Serve the same champion several ways and load each with the same requests, interleaved.
 
-One run bakes the default project into build/bench-serving/, runs `make setup`, `make repro`,
-`make promote` and `python -m <package> champion` in it, then serves that champion three ways
-at once, each on 127.0.0.1 and a free port:
+One run bakes the default project into build/bench-serving/ and runs `make setup` in it; then, for
+each estimator the template offers (params.yaml's `train.estimator`: logistic regression, random
+forest, gradient boosting), it retrains (`make repro`), promotes the new version (`make promote`
+with a REASON) and stores it for BentoML (`python -m <package> champion`), and serves that
+champion several ways at once, each on 127.0.0.1 and a free port, with one worker and with as
+many workers as the machine has cores:
 
-- the generated BentoML service, as `make serve` starts it (`bentoml serve`);
-- a plain FastAPI app on uvicorn, written here, with the package's own request row type and the
-  same estimator from the registry (`registry.load_registered`);
-- `mlflow models serve` on `models:/<name>@champion`, MLflow's own scoring server.
+- the generated BentoML service, as `make serve` starts it (`bentoml serve`; its `workers`
+  setting edited in this bake's copy of service.py for more than one worker);
+- a competent hand-written FastAPI app, written here: an `async` endpoint, the package's own
+  request row type (`row_model`), a float array of the rows and one `predict_proba` through the
+  package's `scoring.predict`, answers built as plain JSON, uvicorn's access log off;
+- the same app doing the service's extra work: every row appended to the package's own
+  inference log (`InferenceLog`) and prediction counters for /metrics (prometheus_client);
+- `mlflow models serve` on `models:/<name>@champion`, as a user runs it;
+- LitServe with batching, when it installs (into its own virtualenv beside the bake);
+- the old plain FastAPI app (`def` endpoint, a DataFrame per request, `predict` and
+  `predict_proba`, access log on), labelled "naive".
 
-Each gets a warm-up, then rounds of a fixed number of POSTs from a fixed number of concurrent
-keep-alive connections, one server's round after another's (round 1 of each, then round 2,
-and so on: the other jobs on a shared machine slow them alike), sent by a small asyncio client
-in this process (raw streams, no HTTP library): every request is timed and every status
-counted. wrk is not used because it runs for a set duration and cannot send an exact number
-of requests. BentoML is also loaded with 16-row requests, profiled with py-spy (through
-`uv run --with py-spy`, when it can attach), and tried with other settings in this bake's copy
-of service.py, each beside the service as generated; the main table uses the service as
-generated. Every server's process group, and the processes it started, is stopped at the end,
-on errors and on SIGTERM too.
+Each server gets a warm-up, then rounds of a fixed number of POSTs from a fixed number of
+concurrent keep-alive connections (8 and 32), with 1-row and 16-row bodies; one load's round
+after another's (round 1 of each, then round 2, and so on: the other jobs on a shared machine
+slow them alike), sent by a small asyncio client in this process (raw streams, no HTTP library).
+The number of requests in a round is set once per load from its warm-up's speed, so that a round
+takes about ROUND_SECONDS whatever the model costs. Every request is timed, every status counted,
+and the CPU time of each server's processes is read from /proc around every round. BentoML's
+worker is profiled with py-spy (through `uv run --with py-spy`) during one more round of 16-row
+requests, and, for the first estimator, tried with other settings in this bake's copy of
+service.py, each beside the service as generated. Every server's process group, and the
+processes it started, is stopped at the end, on errors and on SIGTERM too.
 
 Run it from the template repository's root, with `uv` on PATH:
-`uv run --locked python benchmarks/serving.py`. It rewrites docs/benchmarks-serving.md.
+`uv run --locked python benchmarks/serving.py` (the full run; it rewrites
+docs/benchmarks-serving.md), or with `--smoke` for a short run that checks the machinery: one
+estimator, one worker, 8 connections, one short round, no variants; it writes
+build/bench-serving/smoke.md and leaves the docs alone. `--keep-bake` reuses a bake that an
+earlier run left in build/bench-serving/ (set up, with a champion) instead of baking again.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import atexit
 import json
@@ -45,8 +61,6 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from _bake import (
     QUIET_LOAD,
     QUIET_WAIT,
@@ -56,7 +70,6 @@ from _bake import (
     load_average,
     machine,
     make,
-    parse_command_line,
     quiet_env,
     run,
     wait_for_quiet,
@@ -64,30 +77,75 @@ from _bake import (
 
 BENCH = ROOT / "build" / "bench-serving"
 REPORT = ROOT / "docs" / "benchmarks-serving.md"
+SMOKE_REPORT = BENCH / "smoke.md"
 HOST = "127.0.0.1"
-CONCURRENCY = 8
-WARM_UP = 300
-REQUESTS = 3000
-ROUNDS = 3
-BATCH_ROWS = 16
+CORES = os.cpu_count() or 1
 REQUEST_TIMEOUT = 15.0  # longer than the service's own 10 s traffic timeout
 RUN_TIMEOUT = 300.0
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 20.0
 PROFILE_RATE = 250
 PROFILE_ATTACH = 1.0
-GOAL_VS_FASTAPI = 1.5
-GOAL_VS_MLFLOW = 6.0
-GOAL_P99_MS = 15.0
+# Goals (docs/benchmarks-serving.md), each at one worker and 8 connections.
+GOAL_CHEAP = 1.2  # BentoML / FastAPI doing the same work, rows/s, the cheap model
+GOAL_EXPENSIVE = 5.0  # the same, the expensive models (batching pays)
+GOAL_VS_MLFLOW = 10.0
+GOAL_P99_MS = 10.0  # BentoML, the cheap model
+CHEAP = "logistic_regression"
+ESTIMATORS = (CHEAP, "random_forest", "hist_gradient_boosting")
+# LitServe's batching: up to this many requests in one call, waiting at most this long for them.
+LIT_MAX_BATCH = 64
+LIT_BATCH_TIMEOUT = 0.005
 # How much faster the TCP_NODELAY listener must be for the note to call the delayed ACK the cause.
 NODELAY_GAIN = 1.2
 # The slowest answer without gc.freeze() must be this many times the generated service's to count.
 FREEZE_GAIN = 2.0
-SETUP_TARGETS = ("setup", "repro", "promote")
+SETUP_TARGETS = ("setup",)
 
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run measures, and how long each part takes."""
+
+    estimators: tuple[str, ...]
+    concurrencies: tuple[int, ...]
+    bodies: tuple[int, ...]  # rows per request
+    workers: tuple[int, ...]
+    rounds: int
+    warm_up: int
+    round_seconds: float  # a round's length, roughly: its requests are counted from the warm-up
+    min_requests: int
+    variants: bool
+    report: Path
+
+
+FULL = Plan(
+    estimators=ESTIMATORS,
+    concurrencies=(8, 32),
+    bodies=(1, 16),
+    workers=tuple(sorted({1, CORES})),
+    rounds=3,
+    warm_up=200,
+    round_seconds=4.0,
+    min_requests=200,
+    variants=True,
+    report=REPORT,
+)
+SMOKE = Plan(
+    estimators=(CHEAP,),
+    concurrencies=(8,),
+    bodies=(1, 16),
+    workers=(1,),
+    rounds=1,
+    warm_up=40,
+    round_seconds=0.5,
+    min_requests=40,
+    variants=False,
+    report=SMOKE_REPORT,
+)
 # Other settings tried in this bake's copy of service.py: label -> [(generated text, new text)].
 GENERATED_API = "@bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)"
-GENERATED_TRAFFIC = 'traffic={"timeout": 10, "max_concurrency": 256},'
+GENERATED_TRAFFIC = 'traffic={"timeout": TIMEOUT_SECONDS, "max_concurrency": MAX_CONCURRENCY},'
 GENERATED_ANSWER = ") -> Annotated[list[Prediction], JSON]:"
 GENERATED_FEATURES = "np.array(values, dtype=np.float64)"
 GENERATED_PREDICT = "    async def predict(\n"
@@ -139,7 +197,7 @@ PROFILE_PARTS: dict[str, tuple[str, ...]] = {
     "inference log (`InferenceLog.append`)": ("InferenceLog.append",),
     "rest of `Champion.predict` (row dumps, feature array, answer models)": ("Champion.predict",),
     "request parsing and validation (pydantic)": ("from_http_request", "parse_request"),
-    "answer serialisation": ("to_http_response", "serialize_model", "IterableResponse"),
+    "answer serialisation": ("to_http_response", ".serialize_model", "IterableResponse"),
     "adaptive batching (dispatcher, batch containers)": (
         *("CorkDispatcher", "batch_infer", "marshal/", "runner/container"),
     ),
@@ -154,9 +212,168 @@ PROFILE_PARTS: dict[str, tuple[str, ...]] = {
     LOOP_PART: (*("asyncio/", "selectors", "anyio/", "threading.py", "queue.py"),),
 }
 
-# The plain baseline: FastAPI on uvicorn, the package's row type, the registry's champion.
+# The competent baseline, and with SAME_WORK=1 the same app doing the service's extra work.
 FASTAPI_APP = '''\
-"""A plain FastAPI app serving the registry's champion with the service's own row type."""
+"""A competent FastAPI app serving the registry's champion with the service's own row type.
+
+An async endpoint (no thread-pool hop), the package's `row_model`, a float array of the rows in
+the order the model was fitted on, one `predict_proba` through `scoring.predict`, answers as
+plain JSON. With SAME_WORK=1 it also does what the service does besides scoring: every row
+appended to the package's inference log, and prediction counters served on /metrics.
+"""
+
+import json
+import os
+import warnings
+from typing import Annotated
+
+import numpy as np
+from fastapi import FastAPI, Response
+from pydantic import BaseModel, Field
+
+from PACKAGE.core.config import load_params
+from PACKAGE.core.prediction_ids import PREDICTION_ID, new_ids
+from PACKAGE.core.schema import MAX_ROWS, load_schema
+from PACKAGE.core.scoring import PREDICTION, PROBABILITY, predict
+from PACKAGE.release.registry import load_registered
+from PACKAGE.serving.api_schema import row_model
+
+warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
+SCHEMA = load_schema()
+Row = row_model(SCHEMA)
+FEATURES = SCHEMA.feature_names
+REGISTERED = load_registered(load_params().mlflow)
+ESTIMATOR, VERSION = REGISTERED.estimator, REGISTERED.version
+CATEGORICAL = SCHEMA.target_is_categorical
+SAME_WORK = os.environ.get("SAME_WORK") == "1"
+
+
+class Rows(BaseModel):
+    rows: Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)]
+
+
+app = FastAPI()
+
+
+@app.get("/readyz")
+async def ready() -> str:
+    return "ready"
+
+
+if SAME_WORK:
+    from collections import Counter as Tally
+
+    from prometheus_client import Counter, make_asgi_app
+
+    from PACKAGE.serving.inference_log import InferenceLog, LogSettings
+
+    LOG = InferenceLog.from_settings(LogSettings.from_environment(), worker=os.getpid())
+    ROWS = Counter("model_rows_scored", "Rows scored by the model", ["model_version"])
+    SCORED = ROWS.labels(model_version=VERSION)
+    CLASSES = Counter("model_predictions", "Predicted classes", ["model_version", "prediction"])
+    app.mount("/metrics", make_asgi_app())
+
+
+@app.post("/predict")
+async def predict_rows(request: Rows) -> Response:
+    values = [[getattr(row, name) for name in FEATURES] for row in request.rows]
+    scores = predict(ESTIMATOR, np.array(values, dtype=np.float64))
+    predicted = scores[PREDICTION].tolist()
+    ids = new_ids(len(values))
+    positive = scores[PROBABILITY].tolist() if CATEGORICAL else None
+    if positive is None:
+        answers = [
+            {PREDICTION_ID: key, PREDICTION: value} for key, value in zip(ids, predicted)
+        ]
+    else:
+        answers = [
+            {PREDICTION_ID: key, PREDICTION: value, PROBABILITY: probability}
+            for key, value, probability in zip(ids, predicted, positive)
+        ]
+    if SAME_WORK:
+        SCORED.inc(len(predicted))
+        if CATEGORICAL:
+            for label, count in Tally(predicted).items():
+                CLASSES.labels(model_version=VERSION, prediction=str(int(label))).inc(count)
+        if LOG is not None:
+            records = [row.model_dump() for row in request.rows]
+            LOG.append(records, ids, predicted, VERSION, positive)
+    return Response(json.dumps(answers), media_type="application/json")
+'''
+# LitServe with batching: each request's rows decoded to an array, the arrays of a batch of
+# requests scored in one call, the scores split back per request.
+LITSERVE_APP = '''\
+"""LitServe serving the registry's champion, requests batched. Arguments: host, port, workers."""
+
+import sys
+import warnings
+
+import litserve as ls
+import numpy as np
+
+from PACKAGE.core.config import load_params
+from PACKAGE.core.prediction_ids import PREDICTION_ID, new_ids
+from PACKAGE.core.scoring import PREDICTION, PROBABILITY, predict
+from PACKAGE.core.schema import MAX_ROWS, load_schema
+from PACKAGE.release.registry import load_registered
+from PACKAGE.serving.api_schema import row_model
+
+warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
+SCHEMA = load_schema()
+Row = row_model(SCHEMA)
+FEATURES = SCHEMA.feature_names
+
+
+class Champion(ls.LitAPI):
+    def setup(self, device):
+        self.estimator = load_registered(load_params().mlflow).estimator
+
+    def decode_request(self, request):
+        rows = request["rows"]
+        if not 1 <= len(rows) <= MAX_ROWS:
+            raise ValueError(f"1 to {MAX_ROWS} rows")
+        checked = [Row.model_validate(row) for row in rows]
+        return np.array([[getattr(row, name) for name in FEATURES] for row in checked])
+
+    def batch(self, inputs):
+        return inputs
+
+    def predict(self, inputs):
+        scores = predict(self.estimator, np.concatenate(inputs))
+        predicted = scores[PREDICTION].tolist()
+        positive = scores.get(PROBABILITY)
+        positive = positive.tolist() if positive is not None else [None] * len(predicted)
+        answers, start = [], 0
+        for rows in inputs:
+            end = start + len(rows)
+            answers.append(list(zip(predicted[start:end], positive[start:end])))
+            start = end
+        return answers
+
+    def unbatch(self, output):
+        return output
+
+    def encode_response(self, output):
+        ids = new_ids(len(output))
+        return [
+            {PREDICTION_ID: key, PREDICTION: value}
+            | ({} if probability is None else {PROBABILITY: probability})
+            for key, (value, probability) in zip(ids, output)
+        ]
+
+
+if __name__ == "__main__":
+    host, port, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    api = Champion(max_batch_size=MAX_BATCH, batch_timeout=BATCH_TIMEOUT)
+    server = ls.LitServer(api, accelerator="cpu", workers_per_device=workers)
+    server.run(
+        host=host, port=port, num_api_servers=workers, log_level="warning",
+        generate_client_file=False,
+    )
+'''
+# The naive baseline (the old one): a plain `def`, a DataFrame per request, two model calls.
+NAIVE_APP = '''\
+"""A naive FastAPI app serving the registry's champion with the service's own row type."""
 
 from typing import Annotated
 
@@ -212,7 +429,7 @@ FASTAPI_WORKERS = '''\
 
 `uvicorn --workers N` binds its listener with proto 0, so asyncio leaves TCP_NODELAY off on the
 accepted sockets and each keep-alive answer waits for the client's delayed ACK, about 40 ms
-(Kludex/uvicorn#3149). Arguments: host, port, workers.
+(Kludex/uvicorn#3149). Arguments: host, port, workers. Access log off.
 """
 
 import socket
@@ -224,7 +441,9 @@ from uvicorn.supervisors import Multiprocess
 
 def main() -> None:
     host, port, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    config = uvicorn.Config("fastapi_app:app", host=host, port=port, workers=workers)
+    config = uvicorn.Config(
+        "fastapi_app:app", host=host, port=port, workers=workers, access_log=False
+    )
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
@@ -244,12 +463,6 @@ import json
 from PACKAGE.core.schema import load_schema
 print(json.dumps({column.name: column.dtype for column in load_schema().features}))
 """
-PACKAGES = ["bentoml", "fastapi", "uvicorn", "starlette", "pydantic", "mlflow"]
-PACKAGES += ["scikit-learn", "pandas"]
-COLUMNS = ("server", "rows per request", "requests", "requests/s", "rows/s", "p50 ms", "p99 ms")
-COLUMNS += ("max ms", "non-2xx", "errors", "client CPU")
-TABLE_HEAD = f"| {' | '.join(COLUMNS)} |\n|---|{'---:|' * (len(COLUMNS) - 1)}"
-
 PAGE = """\
 # Serving benchmark
 
@@ -258,51 +471,60 @@ on {date}. Every figure below is from that run: rerun it rather than editing thi
 
 ## What is measured
 
-The default bake in `build/bench-serving/`, after `make setup`, `make repro`, `make promote` and
-`python -m {package} champion`: one champion, served three ways at once, each on
-{host} and a free port, started from the bake's `.venv` and waited for until it answers its
-readiness probe. The champion is {estimator}.
+The default bake in `build/bench-serving/`, after `make setup`; then, for each estimator
+(params.yaml's `train.estimator`: {estimators}), `make repro`, `make promote` (forced, with a
+REASON) and `python -m {package} champion`, and that champion served several ways at once, each
+on {host} and a free port, started from the bake's `.venv` and waited for until it answers its
+readiness probe, with {workers_text}:
 
-- **BentoML**: the generated service as `make serve` starts it,
-  `bentoml serve {package}.serving.service:Champion`, which runs
-  {bentoml_processes}.
-  POST /predict with `{{"rows": [row]}}`; it validates with the row type from `api_schema.py`,
-  scores a float array of the rows with one `predict_proba` (`scoring.predict`) through
-  adaptive batching (`max_batch_size=256, max_latency_ms=1000`), counts predictions for
-  /metrics and appends each row to the inference log; BentoML adds its request metrics. Its
-  access log and tracing spans are off for /predict as generated (settings further down).
-- **FastAPI**: a plain FastAPI app on uvicorn with 1 worker (`--workers 1`:
-  {fastapi_workers}), written by the benchmark into
-  `build/bench-serving/fastapi_app.py`: the same request shape (`{{"rows": [...]}}` validated by
-  the package's `row_model`, 1 to `MAX_ROWS` rows), `prediction_model` answers with a
-  `prediction_id` per row made as the service makes it, the estimator from
-  `registry.load_registered`, `predict` and `predict_proba` on a DataFrame of the rows, in
-  a plain `def` endpoint. No batching, metrics or inference log; uvicorn's access log on (its
-  default). FastAPI and uvicorn are already in the project's environment: uvicorn and Starlette
-  come with BentoML, FastAPI with MLflow. {event_loop}
-- **mlflow serve**: `mlflow models serve -m models:/<name>@champion --env-manager local` (one
-  uvicorn worker, its default), POST /invocations with `{{"dataframe_records": [row]}}`; MLflow's
-  pyfunc wrapper around the skops file (`MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true` lets it load),
-  which answers `predict` only, no probability and no prediction id.
+- **{bentoml}**: the generated service as `make serve` starts it,
+  `bentoml serve {package}.serving.service:Champion` (more than one worker: `workers=N` added to
+  the `@bentoml.service` settings in the bake's copy of `service.py` while it starts). POST
+  /predict with `{{"rows": [...]}}`; it validates with the row type from `api_schema.py`, scores
+  a float array of the rows with one `predict_proba` (`scoring.predict`) through adaptive
+  batching, counts predictions for /metrics and appends each row to the inference log; BentoML
+  adds its request metrics.
+- **{fastapi}**: a hand-written FastAPI app on uvicorn, written by the benchmark into
+  `build/bench-serving/fastapi_app.py`: an `async` endpoint (no thread-pool hop), the same
+  request shape validated by the package's `row_model`, a float array of the rows and one
+  `predict_proba` through `scoring.predict`, the estimator from `registry.load_registered`,
+  answers with a `prediction_id` per row (`new_ids`) written as plain JSON, uvicorn's access log
+  off. One worker: `uvicorn --workers 1`; more: uvicorn's own supervisor on a listener that keeps
+  TCP_NODELAY (`fastapi_workers.py`, see the notes at the end).
+- **{fastapi_work}**: the same app doing the service's extra work: every row appended to the
+  package's inference log (`InferenceLog`, one file per worker process) and prediction counters
+  (prometheus_client, served on /metrics).
+- **{litserve}**: {litserve_text}
+- **{mlflow}**: `mlflow models serve -m models:/<name>@champion --env-manager local --workers N`,
+  POST /invocations with `{{"dataframe_records": [...]}}`; MLflow's pyfunc wrapper around the
+  skops file (`MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true` lets it load), which answers `predict`
+  only, no probability and no prediction id.
+- **{naive}** (one worker only): the app this page measured before, kept for reference
+  (`fastapi_naive.py`): a plain `def` endpoint (a thread-pool hop), a DataFrame of the rows,
+  `predict` and `predict_proba`, answers through the `prediction_model` type, uvicorn's access
+  log on.
 
-**Load.** The first test-set row, the same for every server; the three servers' answers to it
-are checked to agree. {concurrency} concurrent keep-alive connections, each sending its next
-request as soon as the previous answer is in; per server and body {warm_up} warm-up requests,
-then {rounds} rounds of {requests} requests, counted exactly, one server at a time but
-interleaved: the first round of every server and body, then the second, and so on, so that a
-change in the speed of a shared machine falls on all of them alike. Requests/s is answers over
-the round's wall time; latency runs from writing a request to reading the last byte of its
-answer. Each figure is the median of the rounds; ranges are in brackets; "max" is the slowest
-single answer of all the rounds; non-2xx answers and errors are summed over the rounds. A
-request may take {request_timeout:.0f} s and a round {run_timeout:.0f} s; a request that fails
-or times out is an error.
+{event_loop}
+
+**Load.** The first test-set row, the same for every server, sent alone or 16 times in one
+request; the servers' answers to it are checked to agree. {concurrencies} concurrent keep-alive
+connections, each sending its next request as soon as the previous answer is in. Per load
+(server, connections, rows per request) {warm_up} warm-up requests, whose speed sets the load's
+requests per round (about {round_seconds:.0f} s of them, at least {min_requests}); then {rounds}
+rounds, counted exactly, one load at a time but interleaved: the first round of every load, then
+the second, and so on, so that a change in the speed of a shared machine falls on all of them
+alike. Requests/s is answers over the round's wall time; rows per server CPU-second is rows
+answered over the CPU time (user and system, from /proc) of all the server's processes during
+the round, the cost of a row whatever the number of workers; latency runs from writing a request
+to reading the last byte of its answer. Each figure is the median of the rounds; ranges are in
+brackets; "max" is the slowest single answer of all the rounds; non-2xx answers and errors are
+summed over the rounds. A request may take {request_timeout:.0f} s and a round
+{run_timeout:.0f} s; a request that fails or times out is an error.
 
 **Client.** A small asyncio client in the benchmark's own process (raw streams, HTTP/1.1
 keep-alive, no HTTP library), not `wrk`: wrk 4.1 runs for a set duration, so it cannot send an
-exact number of requests (a Lua `wrk.thread:stop()` ends the thread, but wrk still sleeps out
-the whole `-d` and divides by it). The client shares the machine's cores with the server; its
-CPU use, as a share of one core, is in the table ({client_cpu:.0%} at most), the same kind of
-cost for every server.
+exact number of requests. The client shares the machine's cores with the servers; its CPU use,
+as a share of one core, is in the tables ({client_cpu:.0%} at most).
 
 ## Machine
 
@@ -314,12 +536,14 @@ that.
 
 ## Results
 
-{head}
 {results}
 
 {statuses}
 
 ## Against the goals
+
+Each at one worker and 8 connections, BentoML's rows/s against the other server's in the same
+rounds.
 
 {goals}
 
@@ -328,28 +552,59 @@ that.
 ## Where BentoML's time goes
 
 {profile}
+{variants}"""
 
+VARIANTS_PAGE = """
 ## Other BentoML settings
 
-{variants_intro}
+Each tried on its own, for `{estimator}`, single rows from 8 connections, in the bake's copy of
+`service.py` or in the service's environment, and served beside a BentoML server with the
+service as generated (started before the edit), their rounds interleaved. The competent FastAPI
+app with 2 workers, twice, is there to set against `workers=2`.
 
 {head}
-{variants}
+{rows}
 
-{variants_note}
+{note}
 """
+PACKAGES = ["bentoml", "fastapi", "uvicorn", "starlette", "pydantic", "mlflow"]
+PACKAGES += ["scikit-learn", "pandas", "prometheus-client"]
+COLUMNS: tuple[str, ...] = (
+    "server",
+    "workers",
+    "connections",
+    "rows per request",
+    "requests",
+    "requests/s",
+)
+COLUMNS += ("rows/s", "rows per server CPU-second", "p50 ms", "p99 ms", "max ms", "non-2xx")
+COLUMNS += ("errors", "client CPU")
+TABLE_HEAD = f"| {' | '.join(COLUMNS)} |\n|---|{'---:|' * (len(COLUMNS) - 1)}"
+BENTOML = "BentoML (the service)"
+FASTAPI = "FastAPI, competent"
+FASTAPI_WORK = "FastAPI, competent, same work"
+MLFLOW = "mlflow models serve"
+LITSERVE = "LitServe, batched"
+NAIVE = "FastAPI, naive"
+ORDER = (BENTOML, FASTAPI, FASTAPI_WORK, LITSERVE, MLFLOW, NAIVE)
 
 
 @dataclass(frozen=True)
 class Server:
     """How to start one server and talk to it."""
 
-    key: str
     label: str
+    workers: int
     command: Callable[[int], list[str]]
     ready_path: str
     predict_path: str
     body_key: str
+    settings: tuple[tuple[str, str], ...] = ()  # added to the project's environment
+    edits: tuple[tuple[str, str], ...] = ()  # to this bake's service.py while it starts
+
+    @property
+    def name(self) -> str:
+        return f"{self.label}, {self.workers} worker{'s' if self.workers > 1 else ''}"
 
     def body(self, rows: list[dict[str, float]]) -> bytes:
         return json.dumps({self.body_key: rows}).encode()
@@ -381,10 +636,11 @@ class Tally:
 
 @dataclass(frozen=True)
 class Run:
-    """One timed round of requests."""
+    """One timed round of requests; CPU use as a share of one core over the round."""
 
     seconds: float
     client_cpu: float
+    server_cpu: float
     tally: Tally
 
     @property
@@ -404,25 +660,43 @@ class Run:
 
 @dataclass(frozen=True)
 class Load:
-    """One server and the request to send it, again and again."""
+    """One server, a request to send it again and again, and from how many connections."""
 
     label: str
+    server: Server
     port: int
+    pids: tuple[int, ...]  # the server's processes, whose CPU time is read around each round
     request: bytes
     rows: int
+    concurrency: int
+    estimator: str = ""
 
 
 @dataclass(frozen=True)
 class Measured:
-    """The rounds against one server with one request body."""
+    """The rounds against one server with one request body and concurrency."""
 
-    label: str
-    rows: int
+    load: Load
     runs: tuple[Run, ...]
+    requests: int  # per round
+
+    @property
+    def label(self) -> str:
+        return self.load.label
+
+    @property
+    def rows(self) -> int:
+        return self.load.rows
 
     @property
     def rps(self) -> float:
         return statistics.median(run.rps for run in self.runs)
+
+    @property
+    def rows_per_cpu_second(self) -> float:
+        """Rows answered per second of CPU time the server's processes used."""
+        per_round = [run.rps * self.rows / run.server_cpu for run in self.runs if run.server_cpu]
+        return statistics.median(per_round) if per_round else math.nan
 
     def percentile_ms(self, which: int) -> float:
         return statistics.median(run.percentile_ms(which) for run in self.runs)
@@ -450,19 +724,21 @@ class Measured:
         answered = sum(len(run.tally.latencies) for run in self.runs)
         cpu = statistics.median(run.client_cpu for run in self.runs)
         return (
-            f"| {self.label} | {self.rows} | {answered} | {self.rps:.0f} "
-            f"({min(rps):.0f}-{max(rps):.0f}) | {self.rps * self.rows:.0f} | "
+            f"| {self.label} | {self.load.server.workers} | {self.load.concurrency} | "
+            f"{self.rows} | {answered} | {self.rps:.0f} ({min(rps):.0f}-{max(rps):.0f}) | "
+            f"{self.rps * self.rows:.0f} | {self.rows_per_cpu_second:.0f} | "
             f"{self.percentile_ms(50):.1f} | {self.percentile_ms(99):.1f} "
             f"({min(p99):.1f}-{max(p99):.1f}) | {self.max_ms:.0f} | {self.non_2xx} | "
-            f"{sum(self.errors.values())} | "
-            f"{100 * cpu:.0f}% |"
+            f"{sum(self.errors.values())} | {100 * cpu:.0f}% |"
         )
 
     def summary(self) -> str:
         return (
-            f"{self.label}, {self.rows} row(s): {self.rps:.0f} req/s, "
-            f"p50 {self.percentile_ms(50):.1f} ms, p99 {self.percentile_ms(99):.1f} ms, "
-            f"statuses {dict(self.statuses)}, errors {dict(self.errors)}"
+            f"{self.label}, c={self.load.concurrency}, "
+            f"{self.rows} row(s): {self.rps:.0f} req/s, {self.rps * self.rows:.0f} rows/s, "
+            f"{self.rows_per_cpu_second:.0f} rows/CPU-s, p50 {self.percentile_ms(50):.1f} ms, "
+            f"p99 {self.percentile_ms(99):.1f} ms, statuses {dict(self.statuses)}, "
+            f"errors {dict(self.errors)}"
         )
 
 
@@ -472,25 +748,40 @@ class Profile:
 
     samples: int
     requests: int
+    rows: int  # per request
+    concurrency: int
     parts: dict[str, int]
     busiest: list[tuple[str, int]]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Figures:
     """Everything one benchmark run measured."""
 
-    facts: dict[str, str]
-    estimator: str
-    bentoml_workers: int
-    results: dict[str, Measured]
-    profile: Profile | None
-    profile_note: str
-    variants: list[Measured]
+    plan: Plan
+    facts: dict[str, str] = field(default_factory=dict)
+    results: list[Measured] = field(default_factory=list)
+    profile: Profile | None = None
+    profile_note: str = "not run"
+    variants: list[Measured] = field(default_factory=list)
     beside: dict[str, Measured] = field(default_factory=dict)
     # label -> each worker's share of the CPU time, for the variants with more than one worker
     spread: dict[str, list[float]] = field(default_factory=dict)
     event_loop: str = ""
+    litserve_note: str = ""
+
+    def find(
+        self, estimator: str, label: str, workers: int = 1, concurrency: int = 8, rows: int = 1
+    ) -> Measured | None:
+        for measured in self.results:
+            load = measured.load
+            if (load.estimator, load.server.label, load.server.workers) == (
+                estimator,
+                label,
+                workers,
+            ) and (load.concurrency, load.rows) == (concurrency, rows):
+                return measured
+        return None
 
 
 # Every server still running, so an error or a signal stops them all.
@@ -498,17 +789,43 @@ RUNNING: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def setup(path: Path) -> Project:
-    """Install, run the pipeline, promote the challenger and store the champion for BentoML."""
+    """Install the bake; the project as the servers run it."""
     env = quiet_env({"BENTOML_HOME": str(path / ".bentoml")})
     make(path, SETUP_TARGETS, env)
+    return served_project(path)
+
+
+def served_project(path: Path) -> Project:
     serving_env = {
         "BENTOML_HOME": str(path / ".bentoml"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{path / 'mlflow.db'}",
         "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
     }
-    project = Project.baked(path, serving_env)
-    print("  " + run([project.python, "-m", project.package, "champion"], path, env).strip())
-    return project
+    return Project.baked(path, serving_env)
+
+
+def champion(project: Project, estimator: str) -> None:
+    """Make a model of `estimator` the champion: params.yaml, `make repro`, a forced promotion,
+    and the champion stored for BentoML. Skipped when the champion already is one (a kept bake)."""
+    marker = project.path / "build" / "bench-champion.txt"
+    if marker.exists() and marker.read_text(encoding="utf-8").strip() == estimator:
+        print(f"  the champion is already {estimator}")
+        return
+    params = project.path / "params.yaml"
+    text = params.read_text(encoding="utf-8")
+    edited = re.sub(r"(?m)^(  estimator: )\S+", rf"\g<1>{estimator}", text, count=1)
+    if f"  estimator: {estimator}\n" not in edited:
+        sys.exit(f"ERROR: could not set train.estimator to {estimator} in {params}")
+    params.write_text(edited, encoding="utf-8")
+    env = quiet_env({"BENTOML_HOME": str(project.path / ".bentoml")})
+    make(project.path, ("repro",), env)
+    print(f"  make promote REASON=... ({estimator}) ...", flush=True)
+    run(["make", "promote", f"REASON=serving benchmark: {estimator}"], project.path, env)
+    print(
+        "  " + run([project.python, "-m", project.package, "champion"], project.path, env).strip()
+    )
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text(estimator, encoding="utf-8")
 
 
 def event_loop(project: Project) -> str:
@@ -523,13 +840,61 @@ def event_loop(project: Project) -> str:
         )
     else:
         installed = "Neither uvloop nor httptools is installed"
-    return f"{installed}, so all three servers run uvicorn on {loop} with the {parser} parser."
+    return f"{installed}, so the uvicorn servers run on {loop} with the {parser} parser."
 
 
-def write_app(project: Project) -> None:
-    app = FASTAPI_APP.replace("PACKAGE", project.package)
-    (BENCH / "fastapi_app.py").write_text(app, encoding="utf-8")
-    (BENCH / "fastapi_workers.py").write_text(FASTAPI_WORKERS, encoding="utf-8")
+def write_apps(project: Project) -> None:
+    for name, text in (
+        ("fastapi_app.py", FASTAPI_APP),
+        ("fastapi_naive.py", NAIVE_APP),
+        ("fastapi_workers.py", FASTAPI_WORKERS),
+    ):
+        (BENCH / name).write_text(text.replace("PACKAGE", project.package), encoding="utf-8")
+    lit = LITSERVE_APP.replace("PACKAGE", project.package)
+    lit = lit.replace("MAX_BATCH", str(LIT_MAX_BATCH)).replace(
+        "BATCH_TIMEOUT", str(LIT_BATCH_TIMEOUT)
+    )
+    (BENCH / "litserve_app.py").write_text(lit, encoding="utf-8")
+
+
+def litserve(project: Project) -> tuple[str | None, str]:
+    """LitServe in a virtualenv of its own beside the bake, seeing the bake's packages after its
+    own: its Python, or None and why not."""
+    venv = BENCH / "litserve-venv"
+    python = venv / "bin" / "python"
+    steps = [
+        ["uv", "venv", "--quiet", "--allow-existing", "-p", project.python, str(venv)],
+        ["uv", "pip", "install", "--quiet", "-p", str(python), "litserve"],
+    ]
+    for step in steps:
+        done = subprocess.run(step, cwd=BENCH, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:]
+            return None, f"`{' '.join(step[:3])}` failed: {' '.join(last)}"
+    purelib = run(
+        [project.python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        project.path,
+        project.env,
+    ).strip()
+    site = run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        BENCH,
+        quiet_env(),
+    ).strip()
+    (Path(site) / "zz_bench_bake.pth").write_text(
+        f"import site; site.addsitedir({purelib!r})\n", encoding="utf-8"
+    )
+    probe = subprocess.run(
+        [str(python), "-c", f"import litserve, {project.package}; print(litserve.__version__)"],
+        cwd=project.path,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        return None, f"litserve installed but does not import: {probe.stderr.strip()[-300:]}"
+    return str(python), f"LitServe {probe.stdout.strip()}"
 
 
 def test_row(project: Project) -> dict[str, float]:
@@ -541,59 +906,108 @@ def test_row(project: Project) -> dict[str, float]:
     return {name: (int if kind == "int" else float)(row[name]) for name, kind in kinds.items()}
 
 
-def servers(project: Project) -> list[Server]:
-    """The three ways to serve the champion."""
-    bentoml = project.tool("bentoml")
+def bentoml_server(project: Project, workers: int) -> Server:
     service = f"{project.package}.serving.service:Champion"
-    uri = f"models:/{project.model_name}@champion"
-    return [
-        Server(
-            "bentoml",
-            "BentoML",
-            lambda port: [bentoml, "serve", service, "--host", HOST, "--port", str(port)],
-            "/readyz",
-            "/predict",
-            "rows",
-        ),
-        fastapi_server(project, workers=1),
-        Server(
-            "mlflow",
-            "mlflow serve",
-            lambda port: [
-                *(project.tool("mlflow"), "models", "serve", "-m", uri),
-                *("--env-manager", "local", "--host", HOST, "--port", str(port)),
-            ],
-            "/ping",
-            "/invocations",
-            "dataframe_records",
-        ),
-    ]
+    edits = (
+        () if workers == 1 else ((GENERATED_TRAFFIC, f"{GENERATED_TRAFFIC} workers={workers},"),)
+    )
+    return Server(
+        BENTOML,
+        workers,
+        lambda port: [
+            project.tool("bentoml"),
+            "serve",
+            service,
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+        ],
+        "/readyz",
+        "/predict",
+        "rows",
+        edits=edits,
+    )
 
 
-def fastapi_server(project: Project, workers: int, nodelay: bool = False) -> Server:
-    """FastAPI on `uvicorn --workers N`, or on uvicorn's supervisor with a TCP_NODELAY listener."""
+def fastapi_server(
+    project: Project, workers: int, label: str = FASTAPI, nodelay: bool = True
+) -> Server:
+    """The competent app (or, with `label`, the same app doing the service's work, or the naive
+    one) on uvicorn: one worker as `uvicorn` runs it; more on uvicorn's own supervisor with a
+    TCP_NODELAY listener (`fastapi_workers.py`), or, without `nodelay`, `uvicorn --workers N`."""
     python = project.python
-    label = f"FastAPI + uvicorn, {workers} worker{'s' if workers > 1 else ''}"
-    if nodelay:
+    module = "fastapi_naive" if label == NAIVE else "fastapi_app"
+    settings: tuple[tuple[str, str], ...] = ()
+    if label == FASTAPI_WORK:
+        settings = (
+            ("SAME_WORK", "1"),
+            ("INFERENCE_LOG_DIR", str(project.path / "logs" / "inference-fastapi")),
+        )
+    if workers > 1 and nodelay and module == "fastapi_app":
         return Server(
-            "fastapi",
-            f"{label}, TCP_NODELAY listener (`fastapi_workers.py`)",
+            label,
+            workers,
             lambda port: [python, str(BENCH / "fastapi_workers.py"), HOST, str(port), str(workers)],
             "/readyz",
             "/predict",
             "rows",
+            settings,
         )
+    access = [] if label == NAIVE else ["--no-access-log"]
     return Server(
-        "fastapi",
-        f"{label} (`--workers {workers}`)",
+        label,
+        workers,
         lambda port: [
-            *(python, "-m", "uvicorn", "fastapi_app:app", "--app-dir", str(BENCH)),
+            *(python, "-m", "uvicorn", f"{module}:app", "--app-dir", str(BENCH), *access),
             *("--host", HOST, "--port", str(port), "--workers", str(workers)),
         ],
         "/readyz",
         "/predict",
         "rows",
+        settings,
     )
+
+
+def mlflow_server(project: Project, workers: int) -> Server:
+    uri = f"models:/{project.model_name}@champion"
+    return Server(
+        MLFLOW,
+        workers,
+        lambda port: [
+            *(project.tool("mlflow"), "models", "serve", "-m", uri, "--env-manager", "local"),
+            *("--host", HOST, "--port", str(port), "--workers", str(workers)),
+        ],
+        "/ping",
+        "/invocations",
+        "dataframe_records",
+    )
+
+
+def litserve_server(python: str, workers: int) -> Server:
+    return Server(
+        LITSERVE,
+        workers,
+        lambda port: [python, str(BENCH / "litserve_app.py"), HOST, str(port), str(workers)],
+        "/health",
+        "/predict",
+        "rows",
+    )
+
+
+def servers(project: Project, workers: int, lit_python: str | None) -> list[Server]:
+    """Every way to serve the champion with `workers` workers (the naive app with one only)."""
+    found = [
+        bentoml_server(project, workers),
+        fastapi_server(project, workers),
+        fastapi_server(project, workers, FASTAPI_WORK),
+    ]
+    if lit_python is not None:
+        found.append(litserve_server(lit_python, workers))
+    found.append(mlflow_server(project, workers))
+    if workers == 1:
+        found.append(fastapi_server(project, 1, NAIVE))
+    return found
 
 
 def free_port() -> int:
@@ -695,24 +1109,30 @@ def on_signal(number: int, _frame: object) -> None:
 def serving(
     server: Server, project: Project, settings: tuple[tuple[str, str], ...] = ()
 ) -> Iterator[tuple[int, int]]:
-    """Start `server` in its own process group, with `settings` added to the project's
-    environment; yield its port and pid once it is ready."""
+    """Start `server` in its own process group, with its settings and `settings` added to the
+    project's environment (and its edits in this bake's service.py until it is ready); yield its
+    port and pid once it is ready."""
     port = free_port()
-    slug = re.sub(r"[^a-z0-9]+", "-", server.label.lower()).strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", server.name.lower()).strip("-")
     log = BENCH / f"server-{slug}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            server.command(port),
-            cwd=project.path,
-            env={**project.env, **dict(settings)},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    RUNNING[process.pid] = process
+    with edited_service(project, server.edits):
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                server.command(port),
+                cwd=project.path,
+                env={**project.env, **dict(server.settings), **dict(settings)},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        RUNNING[process.pid] = process
+        try:
+            seconds = wait_ready(process, port, server.ready_path, log)
+        except BaseException:
+            stop(process)
+            raise
     try:
-        seconds = wait_ready(process, port, server.ready_path, log)
-        print(f"  {server.label}: ready on port {port} after {seconds:.1f} s")
+        print(f"  {server.name}: ready on port {port} after {seconds:.1f} s", flush=True)
         yield port, process.pid
     finally:
         stop(process)
@@ -776,10 +1196,10 @@ async def connection_loop(port: int, request: bytes, tally: Tally) -> None:
     close(streams)
 
 
-async def send(port: int, request: bytes, count: int) -> Tally:
-    """`count` requests from CONCURRENCY connections, within RUN_TIMEOUT."""
+async def send(port: int, request: bytes, count: int, concurrency: int) -> Tally:
+    """`count` requests from `concurrency` connections, within RUN_TIMEOUT."""
     tally = Tally(count)
-    connections = [connection_loop(port, request, tally) for _ in range(CONCURRENCY)]
+    connections = [connection_loop(port, request, tally) for _ in range(concurrency)]
     try:
         await asyncio.wait_for(asyncio.gather(*connections), RUN_TIMEOUT)
     except TimeoutError:
@@ -790,56 +1210,23 @@ async def send(port: int, request: bytes, count: int) -> Tally:
     return tally
 
 
-def timed_round(port: int, request: bytes, count: int) -> Run:
+def timed_round(load: Load, count: int) -> Run:
+    server_cpu = cpu_seconds(*load.pids)
     cpu, start = time.process_time(), time.perf_counter()
-    tally = asyncio.run(send(port, request, count))
+    tally = asyncio.run(send(load.port, load.request, count, load.concurrency))
     seconds = time.perf_counter() - start
-    return Run(seconds, (time.process_time() - cpu) / seconds, tally)
+    client_cpu = (time.process_time() - cpu) / seconds
+    return Run(seconds, client_cpu, (cpu_seconds(*load.pids) - server_cpu) / seconds, tally)
 
 
-def measure_loads(loads: list[Load]) -> list[Measured]:
-    """A warm-up for each load, then ROUNDS rounds in which each load gets REQUESTS requests in
-    turn: loads measured together meet the same changes in the machine's speed."""
-    for load in loads:
-        asyncio.run(send(load.port, load.request, WARM_UP))
-    runs: list[list[Run]] = [[] for _ in loads]
-    for _ in range(ROUNDS):
-        for load, done in zip(loads, runs, strict=True):
-            done.append(timed_round(load.port, load.request, REQUESTS))
-    measured = [
-        Measured(load.label, load.rows, tuple(done)) for load, done in zip(loads, runs, strict=True)
-    ]
-    for each in measured:
-        print(f"    {each.summary()}")
-    return measured
-
-
-def answer_of(server: Server, port: int, row: dict[str, float]) -> object:
-    """What the server answers for `row`, in its own format."""
-    return json.loads(http(port, server.predict_path, server.body([row]), REQUEST_TIMEOUT))
-
-
-def without_ids(answer: object) -> object:
-    """An answer of BentoML or FastAPI without its prediction ids, new for every request."""
-    if not isinstance(answer, list):
-        return answer
-    return [{k: v for k, v in item.items() if k != "prediction_id"} for item in answer]
-
-
-def check_answers(answers: dict[str, object]) -> None:
-    """BentoML and FastAPI answer alike but for their prediction ids; mlflow serve predicts the
-    same class."""
-    bentoml, fastapi, mlflow = answers["bentoml"], answers["fastapi"], answers["mlflow"]
-    same = (
-        isinstance(bentoml, list)
-        and isinstance(fastapi, list)
-        and without_ids(bentoml) == without_ids(fastapi)
-        and all(isinstance(item.get("prediction_id"), str) for item in [*bentoml, *fastapi])
-        and isinstance(mlflow, dict)
-        and mlflow["predictions"][0] == bentoml[0]["prediction"]
-    )
-    if not same:
-        raise RuntimeError(f"the servers answered the same row differently: {answers}")
+def cpu_seconds(*pids: int) -> float:
+    """The CPU time `pids` have used so far, user and system (those gone count nothing)."""
+    total = 0
+    for pid in pids:
+        with suppress(OSError):
+            fields = proc_stat(pid)
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -865,21 +1252,6 @@ def py_spy(pid: int, output: Path) -> Iterator[subprocess.Popen[bytes]]:
         stop(spy)
 
 
-def profile(pid: int, port: int, request: bytes) -> tuple[Profile | None, str]:
-    """Sample BentoML's worker with py-spy during one more round; the profile, or why not."""
-    workers = bentoml_workers(pid)
-    if not workers:
-        return None, "no BentoML worker process found to profile"
-    output = BENCH / "profile-bentoml.txt"
-    output.unlink(missing_ok=True)
-    with py_spy(workers[0], output) as spy:
-        tally = asyncio.run(send(port, request, REQUESTS))
-    if not output.exists() or not output.stat().st_size:
-        log = output.with_suffix(".log").read_text(errors="replace")[-500:].strip()
-        return None, f"py-spy could not sample the worker (exit {spy.returncode}): {log}"
-    return read_profile(output, len(tally.latencies)), ""
-
-
 def part_of(frames: list[str]) -> str:
     """The part of the request path a sampled stack belongs to: its innermost known frame."""
     for frame in reversed(frames):
@@ -889,7 +1261,7 @@ def part_of(frames: list[str]) -> str:
     return "other"
 
 
-def read_profile(path: Path, requests: int) -> Profile:
+def read_profile(path: Path, requests: int, rows: int, concurrency: int) -> Profile:
     """py-spy's folded stacks, summed by part of the request path and by innermost line."""
     parts: Counter[str] = Counter()
     lines: Counter[str] = Counter()
@@ -899,7 +1271,9 @@ def read_profile(path: Path, requests: int) -> Profile:
         parts[part_of(frames)] += int(count)
         lines[frames[-1]] += int(count)
     samples = sum(parts.values())
-    return Profile(samples, requests, dict(parts.most_common()), lines.most_common(3))
+    return Profile(
+        samples, requests, rows, concurrency, dict(parts.most_common()), lines.most_common(3)
+    )
 
 
 def service_file(project: Project) -> Path:
@@ -929,35 +1303,156 @@ def check_variants(project: Project) -> None:
                 sys.exit(f"ERROR: service.py has no {old!r} for {label!r}; update VARIANTS")
 
 
-def variants(
-    project: Project, bentoml: Server, row: dict[str, float]
-) -> tuple[list[Measured], dict[str, Measured], dict[str, list[float]]]:
-    """Each of VARIANTS beside the service as generated (started before service.py is edited),
-    their rounds interleaved; then FastAPI with 2 workers for `workers=2`, twice.
+def measure_loads(loads: list[Load], plan: Plan) -> list[Measured]:
+    """A warm-up for each load, which sets its requests per round (about `round_seconds`); then
+    `rounds` rounds in which each load gets its requests in turn: loads measured together meet
+    the same changes in the machine's speed."""
+    counts = []
+    for load in loads:
+        warm = timed_round(load, plan.warm_up)
+        counts.append(max(plan.min_requests, round(warm.rps * plan.round_seconds)))
+    runs: list[list[Run]] = [[] for _ in loads]
+    for _ in range(plan.rounds):
+        for load, count, done in zip(loads, counts, runs, strict=True):
+            done.append(timed_round(load, count))
+    measured = [
+        Measured(load, tuple(done), count)
+        for load, count, done in zip(loads, counts, runs, strict=True)
+    ]
+    for each in measured:
+        print(f"    {each.summary()}", flush=True)
+    return measured
 
-    Returns the variants' figures, the generated service's figures beside each of them, and how
-    the CPU time was split between the workers of the variants with more than one.
-    """
-    results, beside, spread = [], {}, {}
-    with serving(bentoml, project) as (reference_port, _):
-        request = bentoml.request(reference_port, [row])
-        reference = Load("BentoML, as generated", reference_port, request, 1)
+
+def answer_of(server: Server, port: int, row: dict[str, float]) -> object:
+    """What the server answers for `row`, in its own format."""
+    return json.loads(http(port, server.predict_path, server.body([row]), REQUEST_TIMEOUT))
+
+
+def without_ids(answer: object) -> object:
+    """An answer of a server that answers with prediction ids, without them (new every time)."""
+    if not isinstance(answer, list):
+        return answer
+    return [{k: v for k, v in item.items() if k != "prediction_id"} for item in answer]
+
+
+def check_answers(answers: dict[str, object]) -> None:
+    """The servers with prediction ids answer alike but for the ids; mlflow serve predicts the
+    same class."""
+    reference = answers[BENTOML]
+    same = isinstance(reference, list) and all(
+        isinstance(item.get("prediction_id"), str) for item in reference
+    )
+    for label, answer in answers.items():
+        if label == MLFLOW:
+            predicted = answer.get("predictions") if isinstance(answer, dict) else None
+            first = reference[0] if isinstance(reference, list) and reference else {}
+            same = same and isinstance(predicted, list) and bool(predicted)
+            same = same and predicted[0] == first.get("prediction")  # type: ignore[index]
+        else:
+            same = same and without_ids(answer) == without_ids(reference)
+    if not same:
+        raise RuntimeError(f"the servers answered the same row differently: {answers}")
+
+
+def profile(load: Load, count: int) -> tuple[Profile | None, str]:
+    """Sample BentoML's worker with py-spy during one more round; the profile, or why not."""
+    workers = bentoml_workers(load.pids[0])
+    if not workers:
+        return None, "no BentoML worker process found to profile"
+    output = BENCH / "profile-bentoml.txt"
+    output.unlink(missing_ok=True)
+    with py_spy(workers[0], output) as spy:
+        tally = asyncio.run(send(load.port, load.request, count, load.concurrency))
+    if not output.exists() or not output.stat().st_size:
+        log = output.with_suffix(".log").read_text(errors="replace")[-500:].strip()
+        return None, f"py-spy could not sample the worker (exit {spy.returncode}): {log}"
+    return read_profile(output, len(tally.latencies), load.rows, load.concurrency), ""
+
+
+def serve_estimator(
+    project: Project, estimator: str, row: dict[str, float], figures: Figures, lit: str | None
+) -> None:
+    """Every server, with every worker count, side by side, their rounds interleaved; BentoML's
+    one-worker process profiled with 16-row requests."""
+    plan = figures.plan
+    loads: list[Load] = []
+    with ExitStack() as stack:
+        answers: dict[str, object] = {}
+        for workers in plan.workers:
+            for server in servers(project, workers, lit):
+                port, pid = stack.enter_context(serving(server, project))
+                pids = (pid, *(child for child, _ in descendants(pid)))
+                if workers == plan.workers[0]:
+                    answers[server.label] = answer_of(server, port, row)
+                for concurrency in plan.concurrencies:
+                    for rows in plan.bodies:
+                        request = server.request(port, [row] * rows)
+                        loads.append(
+                            Load(
+                                server.name,
+                                server,
+                                port,
+                                pids,
+                                request,
+                                rows,
+                                concurrency,
+                                estimator,
+                            )
+                        )
+        check_answers(answers)
+        print(f"  {len(loads)} loads, {plan.rounds} round(s) each ...", flush=True)
+        measured = measure_loads(loads, plan)
+        figures.results.extend(measured)
+        if estimator == plan.estimators[0]:
+            target = max(
+                (m for m in measured if m.load.server.label == BENTOML),
+                key=lambda m: (-m.load.server.workers, m.rows, -m.load.concurrency),
+            )
+            print("  profiling BentoML's worker with py-spy ...", flush=True)
+            figures.profile, figures.profile_note = profile(target.load, target.requests)
+
+
+def variants(project: Project, row: dict[str, float], figures: Figures) -> None:
+    """Each of VARIANTS beside the service as generated (started before service.py is edited),
+    their rounds interleaved, single rows from 8 connections; then the competent FastAPI app
+    with 2 workers, on `uvicorn --workers 2` and on the TCP_NODELAY listener, for `workers=2`."""
+    plan = figures.plan
+    reference_server = bentoml_server(project, 1)
+    with serving(reference_server, project) as (reference_port, reference_pid):
+        reference = Load(
+            "BentoML, as generated",
+            reference_server,
+            reference_port,
+            (reference_pid, *(child for child, _ in descendants(reference_pid))),
+            reference_server.request(reference_port, [row]),
+            1,
+            8,
+        )
         for label, variant in VARIANTS.items():
-            started = serving(bentoml, project, variant.env)
+            started = serving(reference_server, project, variant.env)
             with edited_service(project, variant.edits), started as (port, pid):
-                tried = Load(label, port, bentoml.request(port, [row]), 1)
                 workers = bentoml_workers(pid)
+                pids = (pid, *(child for child, _ in descendants(pid)))
+                request = reference_server.request(port, [row])
+                server = replace(reference_server, workers=max(1, len(workers)))
+                tried = Load(label, server, port, pids, request, 1, 8)
                 before = [cpu_seconds(worker) for worker in workers]
-                beside[label], measured = measure_loads([reference, tried])
+                figures.beside[label], measured = measure_loads([reference, tried], plan)
                 used = [cpu_seconds(worker) - b for worker, b in zip(workers, before, strict=True)]
             if len(used) > 1 and sum(used) > 0:
-                spread[label] = [seconds / sum(used) for seconds in used]
-            results.append(measured)
-    for fastapi in (fastapi_server(project, 2), fastapi_server(project, 2, nodelay=True)):
-        with serving(fastapi, project) as (port, _):
-            load = Load(fastapi.label, port, fastapi.request(port, [row]), 1)
-            results.extend(measure_loads([load]))
-    return results, beside, spread
+                figures.spread[label] = [seconds / sum(used) for seconds in used]
+            figures.variants.append(measured)
+    for nodelay, how in (
+        (False, "`uvicorn --workers 2`"),
+        (True, "TCP_NODELAY listener (`fastapi_workers.py`)"),
+    ):
+        fastapi = fastapi_server(project, 2, nodelay=nodelay)
+        with serving(fastapi, project) as (port, pid):
+            pids = (pid, *(child for child, _ in descendants(pid)))
+            request = fastapi.request(port, [row])
+            load = Load(f"{FASTAPI}, 2 workers, {how}", fastapi, port, pids, request, 1, 8)
+            figures.variants.extend(measure_loads([load], plan))
 
 
 def bentoml_workers(pid: int) -> list[int]:
@@ -965,186 +1460,101 @@ def bentoml_workers(pid: int) -> list[int]:
     return [child for child, command in descendants(pid) if "_bentoml_impl.worker" in command]
 
 
-def cpu_seconds(pid: int) -> float:
-    """The CPU time `pid` has used so far, user and system."""
-    fields = proc_stat(pid)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def processes_text(workers: int) -> str:
-    plural = "es" if workers != 1 else ""
-    return (
-        f"the `bentoml serve` supervisor and {workers} worker process{plural} "
-        "(`_bentoml_impl.worker.service`), where requests are parsed, validated and scored"
-    )
-
-
-def fastapi_workers_text(workers: int) -> str:
-    if workers == 1:
-        return "BentoML also scores in one worker process, so there is no other count to match"
-    return f"BentoML scores in {workers} worker processes: see the 2-worker rows further down"
-
-
-def serve_all(project: Project, row: dict[str, float]) -> Figures:
-    """The three servers side by side, their rounds interleaved; then BentoML's extras."""
-    loads: dict[str, Load] = {}
-    with ExitStack() as stack:
-        started = {}
-        for server in servers(project):
-            port, pid = stack.enter_context(serving(server, project))
-            started[server.key] = (server, port, pid)
-            loads[server.key] = Load(server.label, port, server.request(port, [row]), 1)
-        answers = {key: answer_of(server, port, row) for key, (server, port, _) in started.items()}
-        for key in ("bentoml", "fastapi"):
-            server, port, _ = started[key]
-            batch = server.request(port, [row] * BATCH_ROWS)
-            loads[f"{key}-batch"] = Load(server.label, port, batch, BATCH_ROWS)
-        results = dict(zip(loads, measure_loads(list(loads.values())), strict=True))
-        server, port, pid = started["bentoml"]
-        workers = len(bentoml_workers(pid))
-        print("  profiling BentoML's worker with py-spy ...")
-        found = profile(pid, port, server.request(port, [row]))
-    check_answers(answers)
-    print("  other BentoML settings, in this bake's copy of service.py ...")
-    tried, beside, spread = variants(project, servers(project)[0], row)
-    return Figures({}, "", workers, results, *found, tried, beside, spread)
-
-
-def estimator(project: Project) -> str:
-    params = yaml.safe_load((project.path / "params.yaml").read_text(encoding="utf-8"))
-    return f"`{params['train']['estimator']}` in a scikit-learn pipeline"
-
-
 def verdict(met: bool) -> str:
     return "**met**" if met else "**NOT met**"
 
 
-def goals(results: dict[str, Measured]) -> tuple[list[str], dict[str, bool]]:
-    """The goal lines, and which goals were met."""
-    bentoml = results["bentoml"]
-    vs_fastapi = bentoml.rps / results["fastapi"].rps
-    vs_mlflow = bentoml.rps / results["mlflow"].rps
-    p99 = bentoml.percentile_ms(99)
-    failures = {key: m.non_2xx + sum(m.errors.values()) for key, m in results.items()}
-    met = {
-        "fastapi": vs_fastapi >= GOAL_VS_FASTAPI,
-        "mlflow": vs_mlflow >= GOAL_VS_MLFLOW,
-        "p99": p99 <= GOAL_P99_MS,
-        "errors": not any(failures.values()),
-    }
-    lines = [
-        f"- BentoML / FastAPI requests/s: **{vs_fastapi:.2f}x** (goal at least "
-        f"{GOAL_VS_FASTAPI}x): {verdict(met['fastapi'])}.",
-        f"- BentoML / mlflow serve requests/s: **{vs_mlflow:.2f}x** (goal at least "
-        f"{GOAL_VS_MLFLOW}x): {verdict(met['mlflow'])}.",
-        f"- BentoML p99 latency, single rows: **{p99:.1f} ms** (goal at most {GOAL_P99_MS:.0f} "
-        f"ms): {verdict(met['p99'])}.",
-        f"- Errors and non-2xx answers, every server and body: **{sum(failures.values())}** "
-        f"(goal zero): {verdict(met['errors'])}.",
-    ]
-    return lines, met
-
-
-def explanation(figures: Figures, met: dict[str, bool]) -> str:
-    """Why the missed goals were missed, from this run's figures."""
-    reasons = {"p99": p99_reason, "fastapi": fastapi_reason, "mlflow": mlflow_reason}
-    lines = [reason(figures) for key, reason in reasons.items() if not met[key]]
-    return "\n\n".join(lines) if lines else "Every throughput and latency goal is met."
-
-
-def p99_reason(figures: Figures) -> str:
-    bentoml = figures.results["bentoml"]
-    floor = CONCURRENCY / (GOAL_P99_MS / 1000)
-    fastest = max(figures.results[key].rps for key in ("bentoml", "fastapi", "mlflow"))
+def ratio_goal(
+    figures: Figures, estimator: str, other: str, goal: float, rows: int
+) -> tuple[str, bool] | None:
+    ours, theirs = (
+        figures.find(estimator, BENTOML, rows=rows),
+        figures.find(estimator, other, rows=rows),
+    )
+    if ours is None or theirs is None:
+        return None
+    ratio = ours.rps / theirs.rps
+    met = ratio >= goal
     return (
-        f"**p99.** With {CONCURRENCY} requests always in flight, the mean latency is "
-        f"{CONCURRENCY} / (requests/s) (Little's law): BentoML's {bentoml.rps:.0f} req/s means "
-        f"{1000 * CONCURRENCY / bentoml.rps:.1f} ms on average, before any tail. A p99 of "
-        f"{GOAL_P99_MS:.0f} ms at this concurrency needs well over {floor:.0f} req/s; the "
-        f"fastest single-row server here answered {fastest:.0f} req/s. On these 2 shared "
-        "cores the p99 goal is a throughput goal; the spread of p99 between rounds (in "
-        "brackets) is the other jobs on the machine as much as the server."
+        f"- `{estimator}`, {rows} row{'s' if rows > 1 else ''} per request, BentoML / {other}: "
+        f"**{ratio:.2f}x** ({ours.rps * rows:.0f} against {theirs.rps * rows:.0f} rows/s; goal "
+        f"at least {goal}x): {verdict(met)}.",
+        met,
     )
 
 
-def fastapi_reason(figures: Figures) -> str:
-    bentoml, fastapi = figures.results["bentoml"], figures.results["fastapi"]
-    return (
-        f"**BentoML against FastAPI.** BentoML answered {bentoml.rps / fastapi.rps:.2f}x "
-        "FastAPI's requests/s. Both score in one Python worker process on the same uvicorn "
-        "and pydantic, and the model itself is "
-        f"{share(figures, MODEL_PART)} of BentoML's worker time in the profile "
-        "below, so what decides is what each server does around it. BentoML does more per "
-        "request: its request metrics, the adaptive-batching "
-        "dispatcher (a hand-off to a worker thread and back), and the service's prediction "
-        f"metrics and inference log. {largest_parts(figures)} {batching_effect(figures)} "
-        f"{best_variant(figures)}"
-    )
-
-
-def largest_parts(figures: Figures) -> str:
-    """The three largest parts of the profile, HTTP handling and the event loop aside."""
-    found = figures.profile
-    if found is None or not found.samples:
-        return ""
-    generic = (HTTP_PART, LOOP_PART, MODEL_PART)
-    named = [(part, n) for part, n in found.parts.items() if part not in generic]
-    listing = "; ".join(f"{part}, {100 * n / found.samples:.0f}%" for part, n in named[:3])
-    return f"The largest of those in the profile: {listing}."
-
-
-def batching_effect(figures: Figures) -> str:
-    """What adaptive batching was worth, from the variant without it."""
-    without = [m for m in figures.variants if m.label == NO_BATCHING]
-    if not without:
-        return ""
-    generated = figures.beside[NO_BATCHING].rps
-    change = generated / without[0].rps - 1
-    if change > 0.05:
-        return (
-            f"Adaptive batching pays back part of it: without it BentoML answered "
-            f"{1 - without[0].rps / generated:.0%} fewer requests/s (settings below), as "
-            "concurrent rows are scored in one call."
+def goals(figures: Figures) -> tuple[list[str], bool]:
+    """The goal lines, and whether every goal was met."""
+    found: list[tuple[str, bool]] = []
+    for estimator in figures.plan.estimators:
+        goal = GOAL_CHEAP if estimator == CHEAP else GOAL_EXPENSIVE
+        for rows in figures.plan.bodies:
+            line = ratio_goal(figures, estimator, FASTAPI_WORK, goal, rows)
+            if line:
+                found.append(line)
+        line = ratio_goal(figures, estimator, MLFLOW, GOAL_VS_MLFLOW, 1)
+        if line:
+            found.append(line)
+    for rows in figures.plan.bodies:
+        cheap = figures.find(CHEAP, BENTOML, rows=rows)
+        if cheap is not None:
+            p99 = cheap.percentile_ms(99)
+            found.append(
+                (
+                    f"- `{CHEAP}`, {rows} row{'s' if rows > 1 else ''} per request, BentoML's "
+                    f"p99: **{p99:.1f} ms** (goal at most {GOAL_P99_MS:.0f} ms): "
+                    f"{verdict(p99 <= GOAL_P99_MS)}.",
+                    p99 <= GOAL_P99_MS,
+                )
+            )
+    everything = [*figures.results, *figures.variants]
+    failures = sum(m.non_2xx + sum(m.errors.values()) for m in everything)
+    found.append(
+        (
+            f"- Errors and non-2xx answers, every server and load: **{failures}** (goal zero): "
+            f"{verdict(not failures)}.",
+            not failures,
         )
-    if change < -0.05:
-        return f"Adaptive batching costs here: without it BentoML answered {-change:.0%} more."
-    return "Adaptive batching makes little difference here (settings below)."
-
-
-def best_variant(figures: Figures) -> str:
-    """The fastest single-worker BentoML setting tried, against FastAPI."""
-    tried = [
-        m for m in figures.variants if m.label.startswith("BentoML") and "workers" not in m.label
-    ]
-    if not tried:
-        return ""
-    best = max(tried, key=lambda m: m.rps)
-    return (
-        f"The fastest setting tried, {best.label.removeprefix('BentoML, ')}, answered "
-        f"{best.rps:.0f} req/s, {best.rps / figures.results['fastapi'].rps:.2f}x FastAPI."
     )
+    return [line for line, _ in found], all(met for _, met in found)
 
 
-def mlflow_reason(figures: Figures) -> str:
-    bentoml, mlflow = figures.results["bentoml"], figures.results["mlflow"]
-    return (
-        f"**BentoML against mlflow serve.** {bentoml.rps / mlflow.rps:.2f}x. MLflow 3.17's "
-        "scoring server (`mlflow.pyfunc.scoring_server`) is a FastAPI app on uvicorn too, one "
-        "worker by default; per answer it turns `dataframe_records` into a DataFrame, enforces "
-        "the model's signature and goes through the pyfunc wrapper, and it answers `predict` "
-        f"only. That is {1000 / mlflow.rps:.1f} ms of wall time per answer at full load, "
-        f"against BentoML's {1000 / bentoml.rps:.1f} ms: a ratio of a few, not "
-        f"{GOAL_VS_MLFLOW:.0f}."
-    )
-
-
-def share(figures: Figures, *parts: str) -> str:
-    """The profile's share of samples in `parts`, in words."""
+def explanation(figures: Figures, met: bool) -> str:
+    """What bounds the missed goals, from this run's figures."""
+    if met:
+        return "Every goal is met."
     found = figures.profile
-    if found is None or not found.samples:
-        return "an unmeasured share (no profile)"
-    samples = sum(found.parts.get(part, 0) for part in parts)
-    return f"{100 * samples / found.samples:.0f}%"
+    http = ""
+    if found is not None and found.samples:
+        per_request = 1000 / PROFILE_RATE / found.requests
+        own = found.parts.get(HTTP_PART, 0) + found.parts.get(LOOP_PART, 0)
+        model = found.parts.get(MODEL_PART, 0)
+        http = (
+            f" In BentoML's profile ({found.rows}-row requests) HTTP, ASGI and the event loop "
+            f"took about {own * per_request:.2f} ms of the worker's GIL per request and the model "
+            f"{model * per_request:.2f} ms: the first is a per-request cost any Python server on "
+            "uvicorn pays, the second what batching can share between requests."
+        )
+    return (
+        "Where a goal is not met, the rows/s per server CPU-second column shows whether the gap "
+        "is work per row (a lower figure) or waiting (the same figure at a lower rate)." + http
+    )
+
+
+def results_section(figures: Figures) -> str:
+    parts = []
+    for estimator in figures.plan.estimators:
+        measured = [m for m in figures.results if m.load.estimator == estimator]
+        measured.sort(
+            key=lambda m: (
+                m.load.server.workers,
+                m.load.concurrency,
+                m.rows,
+                ORDER.index(m.load.server.label),
+            )
+        )
+        parts += [f"### `{estimator}`", "", TABLE_HEAD, *(m.row() for m in measured), ""]
+    return "\n".join(parts).rstrip()
 
 
 def profile_section(figures: Figures) -> str:
@@ -1153,10 +1563,12 @@ def profile_section(figures: Figures) -> str:
         return f"Not profiled: {figures.profile_note}."
     per_request = 1000 / PROFILE_RATE / found.requests
     rows = [
-        "| part of the request path | share of samples | GIL ms per request (approx.) |",
-        "|---|---:|---:|",
+        "| part of the request path | share of samples | GIL ms per request (approx.) "
+        "| GIL µs per row (approx.) |",
+        "|---|---:|---:|---:|",
         *(
-            f"| {part} | {100 * n / found.samples:.1f}% | {n * per_request:.2f} |"
+            f"| {part} | {100 * n / found.samples:.1f}% | {n * per_request:.2f} | "
+            f"{1000 * n * per_request / found.rows:.0f} |"
             for part, n in found.parts.items()
         ),
     ]
@@ -1164,11 +1576,13 @@ def profile_section(figures: Figures) -> str:
         [
             f"py-spy {PROFILE_RATE} samples/s on BentoML's worker process (`py-spy record --gil`:"
             " only while a thread holds the GIL, so idle waiting is left out) during one more "
-            f"round of {found.requests} single-row requests, {found.samples} samples. Each "
-            "sample goes to the innermost frame it has from the table's parts (so HTTP and "
-            "ASGI is what is left once the named parts are taken out). GIL ms per request is "
-            "samples / rate / requests: Python time on the worker's GIL, the one resource every "
-            "request shares, somewhat inflated by the sampling itself.",
+            f"round of {found.requests} requests of {found.rows} rows from {found.concurrency} "
+            "connections "
+            f"(`{figures.plan.estimators[0]}`), {found.samples} samples. Each sample goes to the "
+            "innermost frame it has from the table's parts (so HTTP and ASGI is what is left "
+            "once the named parts are taken out). GIL ms per request is samples / rate / "
+            "requests: Python time on the worker's GIL, the one resource every request shares, "
+            "somewhat inflated by the sampling itself.",
             "",
             *rows,
             "",
@@ -1186,11 +1600,8 @@ def garbage_note(found: Profile) -> list[str]:
     return [
         "Read the shares with care: CPython's cyclic garbage collector runs inside whichever "
         "allocation sets it off, and py-spy (without `--native`) counts its time on that "
-        "Python line, so lines that only allocate (a lock in OpenTelemetry's "
-        "`BoundedList.__init__`, an enum lookup, a function entered) can hold many samples, "
-        "collecting everyone's garbage; a trial with `py-spy --native` showed "
-        "`gc_collect_main` under such lines. The busiest single lines in this profile: "
-        f"{busiest}.",
+        "Python line, so lines that only allocate can hold many samples, collecting everyone's "
+        f"garbage. The busiest single lines in this profile: {busiest}.",
         "",
     ]
 
@@ -1299,8 +1710,7 @@ def two_workers_note(tried: list[Measured]) -> list[str]:
     ]
 
 
-def statuses_line(results: dict[str, Measured], tried: list[Measured]) -> str:
-    everything = [*results.values(), *tried]
+def statuses_line(everything: list[Measured]) -> str:
     odd = [m for m in everything if m.non_2xx or sum(m.errors.values())]
     if not odd:
         return (
@@ -1308,85 +1718,130 @@ def statuses_line(results: dict[str, Measured], tried: list[Measured]) -> str:
             "dispatcher, no 429 from its concurrency limit, no connection errors or timeouts."
         )
     return "Answers other than 2xx, and errors:\n\n" + "\n".join(
-        f"- {m.label} ({m.rows} rows): statuses {dict(m.statuses)}, errors {dict(m.errors)}"
+        f"- {m.label} (`{m.load.estimator}`, {m.load.concurrency} connections, {m.rows} rows): "
+        f"statuses {dict(m.statuses)}, errors {dict(m.errors)}"
         for m in odd
     )
 
 
+def workers_text(plan: Plan) -> str:
+    counts = " and ".join(str(n) for n in plan.workers)
+    return f"{counts} worker{'s' if plan.workers != (1,) else ''} each ({CORES} cores here)"
+
+
 def report(figures: Figures, package: str) -> str:
-    """docs/benchmarks-serving.md, from this run's figures."""
-    order = ["bentoml", "fastapi", "mlflow", "bentoml-batch", "fastapi-batch"]
-    goal_lines, met = goals(figures.results)
+    """docs/benchmarks-serving.md (or the smoke run's page), from this run's figures."""
+    plan = figures.plan
+    goal_lines, met = goals(figures)
+    everything = [*figures.results, *figures.variants, *figures.beside.values()]
+    variants = ""
+    if figures.variants:
+        variants = VARIANTS_PAGE.format(
+            estimator=plan.estimators[0],
+            head=TABLE_HEAD,
+            rows="\n".join(measured.row() for measured in figures.variants),
+            note=variants_note(figures),
+        )
     return PAGE.format(
         date=figures.facts["date"],
         package=package,
-        head=TABLE_HEAD,
-        estimator=figures.estimator,
+        estimators=", ".join(f"`{name}`" for name in plan.estimators),
         host=HOST,
-        bentoml_processes=processes_text(figures.bentoml_workers),
-        fastapi_workers=fastapi_workers_text(figures.bentoml_workers),
-        event_loop=figures.event_loop,
-        client_cpu=max(
-            run.client_cpu
-            for measured in [*figures.results.values(), *figures.variants]
-            for run in measured.runs
+        workers_text=workers_text(plan),
+        bentoml=BENTOML,
+        fastapi=FASTAPI,
+        fastapi_work=FASTAPI_WORK,
+        litserve=LITSERVE,
+        litserve_text=(
+            f"{figures.litserve_note}, installed with `uv pip install litserve` into a virtualenv "
+            "of its own that sees the bake's packages after its own (`litserve_app.py`): "
+            "`decode_request` validates each row with `row_model` and makes a float array, "
+            f"batches of up to {LIT_MAX_BATCH} requests (waiting at most "
+            f"{1000 * LIT_BATCH_TIMEOUT:.0f} ms for them) are scored with one `predict_proba` "
+            "through `scoring.predict`, each answer gets its prediction ids; `workers_per_device` "
+            "and `num_api_servers` are the number of workers. LitServe runs its API servers and "
+            "its inference workers in separate processes, so one worker is two processes (the "
+            "rows per server CPU-second count both)."
+            if figures.litserve_note.startswith("LitServe")
+            else f"not measured: {figures.litserve_note}."
         ),
-        concurrency=CONCURRENCY,
-        warm_up=WARM_UP,
-        rounds=ROUNDS,
-        requests=REQUESTS,
+        mlflow=MLFLOW,
+        naive=NAIVE,
+        event_loop=figures.event_loop,
+        concurrencies=" or ".join(str(n) for n in plan.concurrencies),
+        warm_up=plan.warm_up,
+        round_seconds=plan.round_seconds,
+        min_requests=plan.min_requests,
+        rounds=plan.rounds,
         request_timeout=REQUEST_TIMEOUT,
         run_timeout=RUN_TIMEOUT,
+        client_cpu=max(run.client_cpu for measured in everything for run in measured.runs),
         machine="\n".join(f"- {name}: {value}" for name, value in figures.facts.items()),
         quiet_wait=QUIET_WAIT,
         quiet_load=QUIET_LOAD,
-        results="\n".join(figures.results[key].row() for key in order),
-        statuses=statuses_line(figures.results, [*figures.variants, *figures.beside.values()]),
+        results=results_section(figures),
+        statuses=statuses_line(everything),
         goals="\n".join(goal_lines),
         explanation=explanation(figures, met),
         profile=profile_section(figures),
-        variants_intro=(
-            "Each tried on its own, in the bake's copy of `service.py` or in the service's "
-            "environment, and served beside a BentoML server with the service as generated "
-            "(started before the edit), their rounds interleaved (the tables above use the "
-            "service as generated). "
-            "FastAPI with 2 uvicorn workers, twice, is there to set against `workers=2`."
-        ),
-        variants="\n".join(measured.row() for measured in figures.variants),
-        variants_note=variants_note(figures),
+        variants=variants,
     )
 
 
-def measure() -> tuple[Figures, str]:
-    project = setup(bake(BENCH))
+def measure(plan: Plan, keep_bake: bool) -> tuple[Figures, str]:
+    kept = sorted(BENCH.glob("*/.venv/bin/bentoml")) if keep_bake else []
+    if kept:
+        project = served_project(kept[0].parents[2])
+        print(f"reusing the bake in {project.path}")
+    else:
+        project = setup(bake(BENCH))
     check_variants(project)
-    write_app(project)
-    row = test_row(project)
-    facts = machine(project, PACKAGES)
-    print("waiting for a quiet machine ...")
-    facts["load average (1, 5, 15 min) at start"] = wait_for_quiet()
-    print(f"serving, {ROUNDS} rounds of {REQUESTS} requests, {CONCURRENCY} connections ...")
-    figures = serve_all(project, row)
-    facts["load average (1, 5, 15 min) at end"] = load_average()
-    loop = event_loop(project)
-    return replace(
-        figures, facts=facts, estimator=estimator(project), event_loop=loop
-    ), project.package
+    write_apps(project)
+    lit, lit_note = litserve(project)
+    print(f"  {lit_note}")
+    figures = Figures(plan, litserve_note=lit_note)
+    figures.facts = machine(project, PACKAGES)
+    for estimator in plan.estimators:
+        print(f"{estimator}:", flush=True)
+        champion(project, estimator)
+        row = test_row(project)
+        if plan is FULL:
+            print("waiting for a quiet machine ...")
+            figures.facts[f"load average (1, 5, 15 min) before `{estimator}`"] = wait_for_quiet()
+        serve_estimator(project, estimator, row, figures, lit)
+        if plan.variants and estimator == plan.estimators[0]:
+            print("  other BentoML settings, in this bake's copy of service.py ...")
+            variants(project, row, figures)
+    figures.facts["load average (1, 5, 15 min) at end"] = load_average()
+    figures.event_loop = event_loop(project)
+    return figures, project.package
 
 
 def main() -> int:
-    parse_command_line(__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="a short run: one estimator, one worker, one round"
+    )
+    parser.add_argument(
+        "--keep-bake", action="store_true", help="reuse the bake an earlier run left"
+    )
+    options = parser.parse_args()
+    plan = SMOKE if options.smoke else FULL
+    start = time.monotonic()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     atexit.register(stop_all)
     try:
-        figures, package = measure()
+        figures, package = measure(plan, options.keep_bake)
     except RuntimeError as error:
         sys.exit(f"ERROR: {error}")
     finally:
         stop_all()
-    REPORT.write_text(report(figures, package), encoding="utf-8")
-    print(f"\nwrote {REPORT.relative_to(ROOT)}")
+    plan.report.write_text(report(figures, package), encoding="utf-8")
+    minutes = (time.monotonic() - start) / 60
+    print(f"\nwrote {plan.report.relative_to(ROOT)} after {minutes:.1f} minutes")
     return 0
 
 

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -774,6 +775,14 @@ def test_with_the_inference_log_off_the_service_serves_counts_and_writes_no_row(
         },
     )
     assert re.search(r'^model_rows_scored_total\{model_version="1"\} 3\.0$', metrics, re.M)
+    lines = metrics.splitlines()
+    if load_schema().target_is_categorical:  # each class counted as often as it was answered
+        answered = Counter(str(int(item[PREDICTION])) for item in answer)
+        for predicted, count in answered.items():
+            series = 'model_predictions_total{model_version="1",prediction="' + predicted + '"}'
+            assert f"{series} {float(count)}" in lines, metrics
+    else:  # each value observed once
+        assert 'model_prediction_value_count{model_version="1"} 3.0' in lines, metrics
     assert not folder.exists()
 
 

@@ -45,6 +45,9 @@ FILE_MODE = 0o640
 FOLDER_MODE = 0o750
 DAY_SECONDS = 24 * 60 * 60
 ON = {"on", "1", "true", "yes"}
+# One encoder for every line, as `json.dumps(..., separators=(",", ":"))` writes it:
+# `json.dumps` with any setting other than the defaults builds a new encoder on every call.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 OFF = {"off", "0", "false", "no"}
 
 
@@ -312,19 +315,33 @@ class InferenceLog(RotatedLog):
         the production ROC AUC), the model version and the time, written for the whole batch at
         once."""
         now = self.clock()
-        outputs: list[dict[str, float]] = (
-            [{PREDICTION: value} for value in predictions]
-            if probabilities is None
-            else [
-                {PREDICTION: value, PROBABILITY: probability}
-                for value, probability in zip(predictions, probabilities, strict=True)
+        if probabilities is None:
+            lines = [
+                _compact(
+                    {
+                        PREDICTION_ID: key,
+                        **row,
+                        PREDICTION: value,
+                        "model_version": version,
+                        "time": now,
+                    }
+                )
+                for key, row, value in zip(ids, rows, predictions, strict=True)
             ]
-        )
-        lines = [
-            json.dumps(
-                {PREDICTION_ID: key, **row, **output, "model_version": version, "time": now},
-                separators=(",", ":"),
-            )
-            for key, row, output in zip(ids, rows, outputs, strict=True)
-        ]
+        else:
+            lines = [
+                _compact(
+                    {
+                        PREDICTION_ID: key,
+                        **row,
+                        PREDICTION: value,
+                        PROBABILITY: probability,
+                        "model_version": version,
+                        "time": now,
+                    }
+                )
+                for key, row, value, probability in zip(
+                    ids, rows, predictions, probabilities, strict=True
+                )
+            ]
         self.write(lines)
