@@ -97,6 +97,10 @@ demo: .venv/.synced ## Bake the default project into build/demo/ and run its who
 	uv run --locked cookiecutter --no-input --output-dir $(DEMO) . \
 		dvc_remote_url=$(abspath $(DEMO))/dvc-remote
 	$(MAKE) -C $(DEMO_PROJECT) setup repro
+	@# The project's Makefile finds uv in its .tools/bin: the commands printed below work in a
+	@# new shell of a machine without uv on PATH, with the uv this demo ran.
+	mkdir -p $(DEMO_PROJECT)/.tools/bin
+	ln -sf "$$(command -v uv)" $(DEMO_PROJECT)/.tools/bin/uv
 	@echo
 	@echo "Metrics of the model on the test set:"
 	@cd $(DEMO_PROJECT) && uv run --locked dvc metrics show reports/metrics.json

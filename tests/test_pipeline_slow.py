@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -313,3 +314,8 @@ def test_make_demo(bake_env: dict[str, str]) -> None:
     assert "roc_auc" in output
     assert "Registered in MLflow: tumour-classifier version 1 as @challenger" in output
     assert (demo / "dvc-remote").is_dir()
+    # The next step it prints, in a shell whose PATH has no uv (a new machine's).
+    bare = {**bake_env, "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    project = demo / "tumour-classifier"
+    assert shutil.which("uv", path=bare["PATH"]) is None
+    assert "version 1 is now 'champion'" in make(project, bare, "promote")
