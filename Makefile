@@ -114,7 +114,7 @@ demo: .venv/.synced ## Bake the default project into build/demo/ and run its who
 	@echo "  edit params.yaml, then make repro && make metrics"
 
 test: .venv/.synced system-tools $(ACTIONLINT) $(MERMAID) $(AZURITE) ## Run every test: bakes, hooks and the generated pipelines (minutes)
-	uv run --locked pytest --numprocesses auto --dist worksteal
+	uv run --locked pytest --numprocesses auto --dist worksteal --durations 30
 
 test-fast: .venv/.synced system-tools $(ACTIONLINT) $(MERMAID) ## Run the fast tier only (bakes, hooks, static checks)
 	uv run --locked pytest --numprocesses auto --dist worksteal -m "not slow"
