@@ -294,8 +294,8 @@ def noop(project: Project) -> tuple[Timing, Timing]:
 
 
 def edited(text: str, step: int) -> str:
-    """params.yaml's `text` with the chosen estimator's first number-valued hyperparameter
-    (C, alpha, ...) changed, differently for each `step`: what a user tuning the model edits."""
+    """params.yaml's `text` with the chosen estimator's first float hyperparameter (C, alpha,
+    ...) changed, differently for each `step`: what a user tuning the model edits."""
     params = yaml.safe_load(text)
     chosen = params["train"][params["train"]["estimator"]]
     key = next(name for name, value in chosen.items() if isinstance(value, float))

@@ -1833,12 +1833,15 @@ def regression_text(plan: Plan) -> str:
     """The page's paragraph on the regression bake, if the run measured one."""
     if not plan.regression:
         return ""
-    estimators = ", ".join(f"`{name}`" for name in plan.regression)
+    measured = regression_plan(plan)
+    estimators = ", ".join(f"`{name}`" for name in measured.estimators)
+    bodies = " and ".join(f"{rows}-row" for rows in measured.bodies)
     return (
         "\n**Regression.** Then a second bake, with the cookiecutter answer `task=regression` "
         f"(the diabetes data), in `{REGRESSION_BENCH.relative_to(ROOT)}/`: the same steps for "
         f"{estimators} (its linear model, the cheap one, held to the cheap model's goals), "
-        "served the same ways with one worker from 8 connections, 1-row and 16-row bodies. For "
+        f"served the same ways with {workers_text(measured)} from "
+        f"{' or '.join(map(str, measured.concurrencies))} connections, {bodies} bodies. For "
         "a regressor `scoring.predict` makes one `predict` call and every answer carries the "
         "predicted value, no probability; the service, and the same-work app, observe each "
         "predicted value in a histogram on /metrics where they count a classifier's classes; the "
