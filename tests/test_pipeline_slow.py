@@ -35,12 +35,18 @@ def registry(project: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
 
 
-@pytest.mark.parametrize("task", ["classification", "regression"])
+# The lifecycle runs on the option cases' answers (a task, a cloud remote, a Python version and a
+# licence each), so that every option value goes through it without a bake of its own.
+OPTION_CASES = [case for case in MATRIX if case != "default" and "server" not in case]
+
+
+@pytest.mark.parametrize("case", OPTION_CASES)
 def test_pipeline_lifecycle(
-    bake: Bake, bake_env: dict[str, str], tmp_path: Path, task: str
+    bake: Bake, bake_env: dict[str, str], tmp_path: Path, case: str
 ) -> None:
     remote = tmp_path / "dvc-remote"
-    project = bake(task=task, dvc_remote_url=str(remote))
+    project = bake_case(bake, bake_env, MATRIX[case], remote)
+    task = MATRIX[case]["task"]
     dataset = "breast_cancer" if task == "classification" else "diabetes"
     data = project / "data" / "raw" / f"{dataset}.csv"
 
@@ -121,6 +127,8 @@ def test_pipeline_lifecycle(
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(project), str(clone)], tmp_path, bake_env)
     assert not (clone / data.relative_to(project)).exists()
+    if MATRIX[case].get("dvc_remote", "local") != "local":
+        point_remote_at(clone, bake_env, remote)
     output = make(clone, bake_env, "setup")
     assert "pulled from the DVC remote" in output
     assert md5(clone / data.relative_to(project)) == md5(data)
@@ -256,15 +264,6 @@ def test_an_interrupted_dvc_push_leaves_whole_objects_and_the_next_push_complete
     }
 
 
-@pytest.mark.parametrize(
-    "case", [case for case in MATRIX if case != "default" and "server" not in case]
-)
-def test_every_option_runs_its_pipeline(
-    bake: Bake, bake_env: dict[str, str], tmp_path: Path, case: str
-) -> None:
-    run_option_case(bake, bake_env, tmp_path, MATRIX[case])
-
-
 def test_tracking_server_option_runs_its_pipeline(
     bake: Bake, bake_env: dict[str, str], tmp_path: Path, mlflow_server: str
 ) -> None:
@@ -281,24 +280,35 @@ def test_tracking_server_option_runs_its_pipeline(
     assert served.tags["data_md5"] != "unknown"
 
 
+def bake_case(bake: Bake, bake_env: dict[str, str], answers: dict[str, str], remote: Path) -> Path:
+    """Bake `answers` with its DVC remote in the folder `remote`; return the project."""
+    version = answers.get("python_version", "3.11")
+    if not has_python(version):
+        pytest.skip(f"no Python {version} on this machine, and uv must not download one")
+    cloud = answers.get("dvc_remote", "local")
+    if cloud == "local":
+        return bake(**answers, dvc_remote_url=str(remote))
+    project = bake(**answers)
+    # Cloud storage cannot be reached from here: install the DVC extra, check it imports, and
+    # point this copy at the folder through DVC's git-ignored local config.
+    run(["uv", "lock"], project, bake_env)
+    run(["uv", "sync", "--locked"], project, bake_env)
+    plugin = {"s3": "dvc_s3", "gcs": "dvc_gs", "azure": "dvc_azure"}[cloud]
+    run(["uv", "run", "--locked", "python", "-c", f"import {plugin}"], project, bake_env)
+    point_remote_at(project, bake_env, remote)
+    return project
+
+
+def point_remote_at(project: Path, bake_env: dict[str, str], remote: Path) -> None:
+    """This copy of a project reads and writes the folder `remote` (DVC's local config)."""
+    dvc(project, bake_env, "remote", "modify", "--local", "storage", "url", str(remote))
+
+
 def run_option_case(
     bake: Bake, bake_env: dict[str, str], tmp_path: Path, answers: dict[str, str]
 ) -> Path:
     """Bake, set up, run the pipeline and the project's own checks; return the project."""
-    version = answers.get("python_version", "3.11")
-    if not has_python(version):
-        pytest.skip(f"no Python {version} on this machine, and uv must not download one")
-    project = bake(**answers)
-    remote = answers.get("dvc_remote", "local")
-    if remote != "local":
-        # Cloud storage cannot be reached from here: install the DVC extra, check it imports,
-        # and point this copy at a folder through DVC's git-ignored local config.
-        run(["uv", "lock"], project, bake_env)
-        run(["uv", "sync", "--locked"], project, bake_env)
-        plugin = {"s3": "dvc_s3", "gcs": "dvc_gs", "azure": "dvc_azure"}[remote]
-        run(["uv", "run", "--locked", "python", "-c", f"import {plugin}"], project, bake_env)
-        folder = str(tmp_path / "remote")
-        dvc(project, bake_env, "remote", "modify", "--local", "storage", "url", folder)
+    project = bake_case(bake, bake_env, answers, tmp_path / "dvc-remote")
     make(project, bake_env, "setup")
     output = make(project, bake_env, "repro")
     assert "version 1 is the 'challenger'" in output
