@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -60,7 +62,7 @@ from {{ cookiecutter.package_name }}.release.registry import (
 )
 from {{ cookiecutter.package_name }}.release.verdict import learned_drift
 
-from .conftest import UNTRUSTED, malicious_model
+from .conftest import ROOT, UNTRUSTED, malicious_model, scratch_project
 
 LINEAGE_TAGS = {
     "git_commit",
@@ -86,11 +88,43 @@ def aliases(client: MlflowClient, name: str) -> dict[str, str]:
     }
 
 
+# The stages that write no registry: their outputs depend only on params.yaml and the data, the
+# same in every scratch project, so they run once for the module and their files are copied.
+UNREGISTERED = ("prepare", "train", "evaluate", "drift")
+
+
+def outputs_of(stages: tuple[str, ...]) -> list[str]:
+    """The paths dvc.yaml lists as the outputs, metrics and plots of `stages`."""
+    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    return [
+        entry if isinstance(entry, str) else next(iter(entry))
+        for name in stages
+        for kind in ("outs", "metrics", "plots")
+        for entry in pipeline[name].get(kind, [])
+    ]
+
+
+@pytest.fixture(scope="module")
+def unregistered_run(tmp_path_factory: pytest.TempPathFactory, raw_data: pd.DataFrame) -> Path:
+    """A scratch project of its own in which prepare, train, evaluate and drift ran once."""
+    with scratch_project(tmp_path_factory.mktemp("stages")) as folder:
+        for stage in UNREGISTERED:
+            assert main([stage]) == 0, stage
+    return folder
+
+
 @pytest.fixture
-def pipeline_run(workdir: Path) -> tuple[MlflowClient, str]:
-    """Run every stage once in the scratch project."""
-    for stage in ("prepare", "train", "evaluate", "register", "drift"):
-        assert main([stage]) == 0, stage
+def pipeline_run(workdir: Path, unregistered_run: Path) -> tuple[MlflowClient, str]:
+    """Every stage's outputs in the scratch project, and its model registered in its own store
+    (the other stages' files copied from `unregistered_run`)."""
+    for output in outputs_of(UNREGISTERED):
+        source, target = unregistered_run / output, workdir / output
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+    assert main(["register"]) == 0
     return MlflowClient(), load_params().mlflow.model_name
 
 
