@@ -127,7 +127,7 @@ def test_pipeline_lifecycle(
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(project), str(clone)], tmp_path, bake_env)
     assert not (clone / data.relative_to(project)).exists()
-    if MATRIX[case].get("dvc_remote", "local") != "local":
+    if cloud(MATRIX[case]):
         point_remote_at(clone, bake_env, remote)
     output = make(clone, bake_env, "setup")
     assert "pulled from the DVC remote" in output
@@ -285,18 +285,22 @@ def bake_case(bake: Bake, bake_env: dict[str, str], answers: dict[str, str], rem
     version = answers.get("python_version", "3.11")
     if not has_python(version):
         pytest.skip(f"no Python {version} on this machine, and uv must not download one")
-    cloud = answers.get("dvc_remote", "local")
-    if cloud == "local":
+    if not cloud(answers):
         return bake(**answers, dvc_remote_url=str(remote))
     project = bake(**answers)
     # Cloud storage cannot be reached from here: install the DVC extra, check it imports, and
     # point this copy at the folder through DVC's git-ignored local config.
     run(["uv", "lock"], project, bake_env)
     run(["uv", "sync", "--locked"], project, bake_env)
-    plugin = {"s3": "dvc_s3", "gcs": "dvc_gs", "azure": "dvc_azure"}[cloud]
+    plugin = {"s3": "dvc_s3", "gcs": "dvc_gs", "azure": "dvc_azure"}[answers["dvc_remote"]]
     run(["uv", "run", "--locked", "python", "-c", f"import {plugin}"], project, bake_env)
     point_remote_at(project, bake_env, remote)
     return project
+
+
+def cloud(answers: dict[str, str]) -> bool:
+    """Whether `answers` bake a cloud DVC remote, which the tests stand in for with a folder."""
+    return answers.get("dvc_remote", "local") != "local"
 
 
 def point_remote_at(project: Path, bake_env: dict[str, str], remote: Path) -> None:

@@ -62,7 +62,7 @@ from {{ cookiecutter.package_name }}.release.registry import (
 )
 from {{ cookiecutter.package_name }}.release.verdict import learned_drift
 
-from .conftest import ROOT, UNTRUSTED, malicious_model, scratch_project
+from .conftest import UNTRUSTED, malicious_model, scratch_project
 
 LINEAGE_TAGS = {
     "git_commit",
@@ -93,17 +93,6 @@ def aliases(client: MlflowClient, name: str) -> dict[str, str]:
 UNREGISTERED = ("prepare", "train", "evaluate", "drift")
 
 
-def outputs_of(stages: tuple[str, ...]) -> list[str]:
-    """The paths dvc.yaml lists as the outputs, metrics and plots of `stages`."""
-    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    return [
-        entry if isinstance(entry, str) else next(iter(entry))
-        for name in stages
-        for kind in ("outs", "metrics", "plots")
-        for entry in pipeline[name].get(kind, [])
-    ]
-
-
 @pytest.fixture(scope="module")
 def unregistered_run(tmp_path_factory: pytest.TempPathFactory, raw_data: pd.DataFrame) -> Path:
     """A scratch project of its own in which prepare, train, evaluate and drift ran once."""
@@ -116,14 +105,8 @@ def unregistered_run(tmp_path_factory: pytest.TempPathFactory, raw_data: pd.Data
 @pytest.fixture
 def pipeline_run(workdir: Path, unregistered_run: Path) -> tuple[MlflowClient, str]:
     """Every stage's outputs in the scratch project, and its model registered in its own store
-    (the other stages' files copied from `unregistered_run`)."""
-    for output in outputs_of(UNREGISTERED):
-        source, target = unregistered_run / output, workdir / output
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target)
-        else:
-            shutil.copy2(source, target)
+    (the other stages' files copied from `unregistered_run`, whose inputs are the same)."""
+    shutil.copytree(unregistered_run, workdir, dirs_exist_ok=True)
     assert main(["register"]) == 0
     return MlflowClient(), load_params().mlflow.model_name
 
