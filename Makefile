@@ -40,8 +40,9 @@ $(TOOLS)/bin/uv:
 # from PyPI with the test environment). Installed with apt-get when make runs as root; otherwise
 # one line says what to install. PostgreSQL's programs live outside PATH on Debian. `prometheus`
 # brings promtool and the server, and docker-registry is the stack's registry too
-# (tests/test_stack_slow.py), which runs without root.
-SYSTEM_TOOLS := git:git npm:npm promtool:prometheus initdb:postgresql docker-registry:docker-registry
+# (tests/test_stack_slow.py), which runs without root. Java runs Spark (tests/test_spark_slow.py).
+SYSTEM_TOOLS := git:git npm:npm promtool:prometheus initdb:postgresql docker-registry:docker-registry \
+	java:openjdk-17-jre-headless
 # The service's image (tests/test_image_slow.py): built with buildah from a base made with
 # mmdebstrap, run with podman on runc, pushed to Debian's docker-registry (above), checked with
 # skopeo. That test needs root; where it cannot run (GitHub's runner jobs), `IMAGE_TOOLS=` skips

@@ -76,6 +76,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "tests/test_prediction_ids.py",
         "tests/test_registry_errors.py",
         "tests/test_batch.py",
+        "tests/test_batch_spark.py",
         "tests/test_export.py",
         "tests/test_feedback_log.py",
         "tests/test_handler.py",
@@ -138,7 +139,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
             "middleware",
             "service",
         ],
-        "offline": ["batch", "handler", "onnx"],
+        "offline": ["batch", "handler", "onnx", "spark_batch", "spark_model"],
         "ops": [
             "ci",
             "mlflow_server",
@@ -155,6 +156,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
     for folder, modules in folders.items():
         files |= {f"src/{package}/{folder}/{module}.py" for module in ["__init__", *modules]}
     files.add(f"src/{package}/core/schema.yaml")
+    files.add(f"src/{package}/offline/spark-log4j2.properties")
     if answers.get("license", "MIT") != "Proprietary":
         files.add("LICENSE")
     return files

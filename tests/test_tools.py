@@ -22,6 +22,7 @@ PACKAGES = {
     "prometheus": "promtool",
     "postgresql": "initdb",
     "docker-registry": "docker-registry",
+    "openjdk-17-jre-headless": "java",
 }
 # The image test's packages each bring the command of their own name.
 IMAGE_PACKAGES = ("buildah", "podman", "runc", "skopeo", "mmdebstrap")
@@ -105,7 +106,10 @@ def test_otherwise_one_line_names_what_to_install(tmp_path: Path, uid: int, apt:
     assert result.returncode != 0
     (line,) = result.stderr.strip().splitlines()[:1]
     assert line.startswith("ERROR: the tests need Debian's ")
-    assert "sudo apt-get install git npm prometheus postgresql docker-registry" in line
+    assert (
+        "sudo apt-get install git npm prometheus postgresql docker-registry openjdk-17-jre-headless"
+        in line
+    )
     assert not (tmp_path / "apt.log").exists()
 
 

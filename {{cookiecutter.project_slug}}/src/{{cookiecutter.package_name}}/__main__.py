@@ -26,6 +26,10 @@ COMMANDS = {
     "promote": ("release.promote", "make a model version the champion, through the gate"),
     "rollback": ("release.rollback", "point the champion back at the version it replaced"),
     "batch": ("offline.batch", "score a CSV or Parquet file with the champion model"),
+    "batch-spark": (
+        "offline.spark_batch",
+        "score files or object-store URLs with the champion on Apache Spark",
+    ),
     "onnx": (
         "offline.onnx",
         "export the champion to models/model.onnx, checked against scikit-learn",
@@ -51,14 +55,25 @@ COMMANDS = {
 # in every module already imported: it takes about 0.4 s before MLflow brings in its 2,000
 # modules and 2.5 s after, so these commands import it first (the gate, and promote through it,
 # score the registered versions again).
-LOAD_MODELS = {"evaluate", "register", "gate", "promote", "batch", "onnx", "champion", "bento"}
+LOAD_MODELS = {
+    "evaluate",
+    "register",
+    "gate",
+    "promote",
+    "batch",
+    "batch-spark",
+    "onnx",
+    "champion",
+    "bento",
+}
 # Defaults for the tools this project drives; the environment wins. No usage reports leave
-# the machine, and MLflow keeps its INFO chatter to itself.
+# the machine, and MLflow keeps its INFO chatter and its progress bars to itself.
 TOOL_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "1",
     "DVC_NO_ANALYTICS": "1",
     "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 

@@ -59,7 +59,9 @@ class Problem:
         return f"column '{self.column}': {self.count} {self.what} at {where}"
 
 
-def does_not_match(path: Path, problems: Iterable[Problem], numbering: Numbering) -> DataError:
+def does_not_match(
+    path: Path | str, problems: Iterable[Problem], numbering: Numbering
+) -> DataError:
     """The one error for a file that breaks the schema, its rows named as the file numbers them."""
     described = "\n  ".join(problem.describe(numbering) for problem in problems)
     return DataError(f"{path}: does not match the schema:\n  {described}")

@@ -50,8 +50,9 @@ def file_format(path: Path, role: str) -> str:
     return suffix
 
 
-def check_columns(path: Path, names: list[str], schema: Schema) -> None:
-    """Every feature is there; the target may be, and is ignored; nothing else may be."""
+def check_columns(path: Path | str, names: list[str], schema: Schema) -> None:
+    """Every feature is there; the target may be, and is ignored; nothing else may be. `path`
+    is the file's, or a folder's or URL's (for Spark), named after its format."""
     known = {*schema.feature_names, schema.target.name}
     missing = [name for name in schema.feature_names if name not in names]
     unexpected = [name for name in names if name not in known]
@@ -61,7 +62,7 @@ def check_columns(path: Path, names: list[str], schema: Schema) -> None:
     if unexpected:
         problems.append(Problem("unexpected columns: " + ", ".join(unexpected)))
     if problems:
-        raise does_not_match(path, problems, NUMBERING[path.suffix.lower()])
+        raise does_not_match(path, problems, NUMBERING[Path(path).suffix.lower()])
 
 
 def open_input(path: Path, schema: Schema, chunk_size: int) -> Iterator[Chunk]:
