@@ -42,8 +42,10 @@ from .batch import MODEL_NAME, MODEL_VERSION, ROW
 # Spark 4 runs on Java 17 or 21.
 JAVA_VERSIONS = (17, 21)
 JAVA_HELP = "install OpenJDK 17 (Debian and Ubuntu: apt-get install openjdk-17-jre-headless)"
-# monotonically_increasing_id() puts the partition in the bits above these.
+# monotonically_increasing_id() puts the partition in the bits above these. The column it goes
+# to while the first bad rows are looked up, named as no data set names a column.
 ROW_BITS = 33
+ROW_ID = "__batch_spark_row_id"
 # Spark's own messages: errors only, on stderr.
 LOG_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
 
@@ -187,11 +189,11 @@ def checked(frame: Any, source: str, schema: Schema) -> list[int]:
         count = sum(row[f"c{index}"] for row in rows)
         if count:
             ids = [
-                row["id"]
-                for row in frame.withColumn("id", F.monotonically_increasing_id())
+                row[ROW_ID]
+                for row in frame.withColumn(ROW_ID, F.monotonically_increasing_id())
                 .where(condition)
-                .select("id")
-                .orderBy("id")
+                .select(ROW_ID)
+                .orderBy(ROW_ID)
                 .limit(MAX_ROWS_SHOWN)
                 .collect()
             ]
