@@ -408,31 +408,31 @@ opentelemetry=opentelemetry-api,opentelemetry-instrumentation,+6 orjson packagin
 packaging_legacy_version=pip-requirements-parser pandas pathable pathspec patsy perfmon=pywin32
 pip_requirements_parser platformdirs plotly pluggy polyfactory pre_commit prettytable
 prometheus_client prompt_toolkit propcache psutil psycopg psycopg_binary public=atpublic py=pytest
-py_partiql_parser pyarrow pyasn1 pyasn1_modules pycparser pydantic pydantic_core pydantic_settings
-pydevd_plugins=omegaconf pydot pygit2 pygments pygtrie pylab=matplotlib pynvml=nvidia-ml-py
-pyparsing pyrate_limiter pytest python_discovery python_multipart pythoncom=pywin32
-pythonjsonlogger=python-json-logger pythonwin=pywin32 pytz pywin=pywin32 pywin32_bootstrap=pywin32
-pywin32_system32=pywin32 pywin32_testutil=pywin32 pywintypes=pywin32 rasutil=pywin32 referencing
-regcheck=pywin32 regex regutil=pywin32 requests responses rfc3339_validator rich rich_click
-rich_toolkit rpds=rpds-py ruamel=ruamel-yaml ruff s3transfer schema schemathesis scipy scmrepo
-scripts=pywin32 semver servicemanager=pywin32 setuptools shellingham shortuuid shtab simple_di six
-skl2onnx sklearn=scikit-learn skops smmap sniffio sortedcontainers sqlalchemy sqlparse sqltrie
-sspi=pywin32 sspicon=pywin32 starlette statsmodels sympy tabulate tenacity threadpoolctl
-timer=pywin32 tomli_w tomlkit tornado tqdm typer typing_extensions typing_inspect typing_inspection
-tzdata tzlocal ujson urllib3 uuid6 uvicorn uvloop validate=configobj vendor_licenses=dynaconf vine
-virtualenv voluptuous waitress watchdog watchfiles wcwidth websockets werkzeug win2kras=pywin32
-win32=pywin32 win32api=pywin32 win32clipboard=pywin32 win32com=pywin32 win32comext=pywin32
-win32con=pywin32 win32console=pywin32 win32cred=pywin32 win32crypt=pywin32 win32cryptcon=pywin32
-win32event=pywin32 win32evtlog=pywin32 win32evtlogutil=pywin32 win32file=pywin32 win32gui=pywin32
-win32gui_struct=pywin32 win32help=pywin32 win32inet=pywin32 win32inetcon=pywin32 win32job=pywin32
-win32lz=pywin32 win32net=pywin32 win32netcon=pywin32 win32pdh=pywin32 win32pdhquery=pywin32
-win32pdhutil=pywin32 win32pipe=pywin32 win32print=pywin32 win32process=pywin32 win32profile=pywin32
-win32ras=pywin32 win32rcparser=pywin32 win32security=pywin32 win32service=pywin32
-win32serviceutil=pywin32 win32timezone=pywin32 win32trace=pywin32 win32traceutil=pywin32
-win32transaction=pywin32 win32ts=pywin32 win32ui=pywin32 win32uiole=pywin32 win32verstamp=pywin32
-win32wnet=pywin32 winerror=pywin32 winioctlcon=pywin32 winnt=pywin32 winperf=pywin32
-winxpgui=pywin32 winxptheme=pywin32 wrapt wsproto wtforms xmltodict yaml=pyyaml yarl zc=zc-lockfile
-zipp zmq=pyzmq
+py4j py_partiql_parser pyarrow pyasn1 pyasn1_modules pycparser pydantic pydantic_core
+pydantic_settings pydevd_plugins=omegaconf pydot pygit2 pygments pygtrie pylab=matplotlib
+pynvml=nvidia-ml-py pyparsing pyrate_limiter pyspark pytest python_discovery python_multipart
+pythoncom=pywin32 pythonjsonlogger=python-json-logger pythonwin=pywin32 pytz pywin=pywin32
+pywin32_bootstrap=pywin32 pywin32_system32=pywin32 pywin32_testutil=pywin32 pywintypes=pywin32
+rasutil=pywin32 referencing regcheck=pywin32 regex regutil=pywin32 requests responses
+rfc3339_validator rich rich_click rich_toolkit rpds=rpds-py ruamel=ruamel-yaml ruff s3transfer
+schema schemathesis scipy scmrepo scripts=pywin32 semver servicemanager=pywin32 setuptools
+shellingham shortuuid shtab simple_di six skl2onnx sklearn=scikit-learn skops smmap sniffio
+sortedcontainers sqlalchemy sqlparse sqltrie sspi=pywin32 sspicon=pywin32 starlette statsmodels
+sympy tabulate tenacity threadpoolctl timer=pywin32 tomli_w tomlkit tornado tqdm typer
+typing_extensions typing_inspect typing_inspection tzdata tzlocal ujson urllib3 uuid6 uvicorn
+uvloop validate=configobj vendor_licenses=dynaconf vine virtualenv voluptuous waitress watchdog
+watchfiles wcwidth websockets werkzeug win2kras=pywin32 win32=pywin32 win32api=pywin32
+win32clipboard=pywin32 win32com=pywin32 win32comext=pywin32 win32con=pywin32 win32console=pywin32
+win32cred=pywin32 win32crypt=pywin32 win32cryptcon=pywin32 win32event=pywin32 win32evtlog=pywin32
+win32evtlogutil=pywin32 win32file=pywin32 win32gui=pywin32 win32gui_struct=pywin32
+win32help=pywin32 win32inet=pywin32 win32inetcon=pywin32 win32job=pywin32 win32lz=pywin32
+win32net=pywin32 win32netcon=pywin32 win32pdh=pywin32 win32pdhquery=pywin32 win32pdhutil=pywin32
+win32pipe=pywin32 win32print=pywin32 win32process=pywin32 win32profile=pywin32 win32ras=pywin32
+win32rcparser=pywin32 win32security=pywin32 win32service=pywin32 win32serviceutil=pywin32
+win32timezone=pywin32 win32trace=pywin32 win32traceutil=pywin32 win32transaction=pywin32
+win32ts=pywin32 win32ui=pywin32 win32uiole=pywin32 win32verstamp=pywin32 win32wnet=pywin32
+winerror=pywin32 winioctlcon=pywin32 winnt=pywin32 winperf=pywin32 winxpgui=pywin32
+winxptheme=pywin32 wrapt wsproto wtforms xmltodict yaml=pyyaml yarl zc=zc-lockfile zipp zmq=pyzmq
 """
 )
 
