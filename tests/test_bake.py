@@ -139,7 +139,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
             "middleware",
             "service",
         ],
-        "offline": ["batch", "handler", "onnx", "spark_batch", "spark_model"],
+        "offline": ["batch", "handler", "onnx", "spark_batch", "spark_model", "spark_store"],
         "ops": [
             "ci",
             "mlflow_server",

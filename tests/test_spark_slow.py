@@ -1,9 +1,11 @@
 """Slow tier: batch scoring on Apache Spark, as the README runs it (`make batch ENGINE=spark`).
 
-A default project trains and promotes a champion; the same rows go through `make batch` and
-`make batch ENGINE=spark` (pyspark from the project's `spark` group, Spark in local mode on
-this machine's Java), and a file that breaks the schema is refused with nothing written. Then
-the project's own Spark tests run in its environment with the group installed: none may skip.
+A project (with an s3 remote, so that s3fs is installed) trains and promotes a champion; the
+same rows go through `make batch` and `make batch ENGINE=spark` (pyspark from the project's
+`spark` group, Spark in local mode on this machine's Java), and a file that breaks the schema is
+refused with nothing written. Then the project's own Spark tests run in its environment with the
+`spark` and `server` groups installed (moto's S3 server for the object-store test): none may
+skip.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ pytestmark = pytest.mark.slow
 def project(bake: Bake, bake_env: dict[str, str]) -> Path:
     if shutil.which("java") is None and "JAVA_HOME" not in bake_env:
         pytest.skip("no Java on this machine: Spark 4 needs Java 17 or 21 (make system-tools)")
-    baked = bake()
-    make(baked, bake_env, "setup")
+    baked = bake(dvc_remote="s3")
+    make(baked, bake_env, "setup")  # no remote to push to: the sample stays local
     make(baked, bake_env, "repro")
     assert "version 1 is now 'champion'" in make(baked, bake_env, "promote")
     return baked
@@ -76,7 +78,8 @@ def test_spark_scores_as_make_batch_does_refuses_what_it_refuses_and_its_tests_p
     ]
 
     # The project's own Spark tests, in its environment with the group installed.
-    command = ["uv", "run", "--locked", "--group", "spark", "pytest", "-p", "no:cacheprovider"]
+    groups = ["--group", "spark", "--group", "server"]
+    command = ["uv", "run", "--locked", *groups, "pytest", "-p", "no:cacheprovider"]
     result = run([*command, "-rs", "tests/test_batch_spark.py"], project, bake_env, timeout=900)
     assert " passed" in result.stdout
     assert "skipped" not in result.stdout

@@ -5,7 +5,12 @@ These tests run with the `spark` group installed (`uv sync --group spark`) and J
 """
 
 import itertools
+import os
 import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +214,81 @@ def test_no_java_at_all_says_where_it_looked(
     monkeypatch.setenv("JAVA_HOME", str(tmp_path))
     with pytest.raises(SparkError, match=f"no `java` in JAVA_HOME \\({tmp_path}\\)"):
         java_version()
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A bucket, `rows`, on moto's S3 server, and the environment an S3 client reaches it with."""
+    for package in ("s3fs", "moto", "boto3"):
+        if find_spec(package) is None:
+            pytest.skip(
+                f"{package} is not installed: s3fs comes with dvc_remote=s3, moto and boto3 "
+                "with the `server` group (`uv sync --group server`)"
+            )
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://{host}:{port}")
+    boto3.client("s3").create_bucket(Bucket="rows")
+    try:
+        yield
+    finally:
+        server.stop()
+
+
+def batch_spark(root: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """`batch-spark` as a user runs it, in its own process: Spark's workers get the store's
+    settings from the environment the command starts with."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "batch-spark", *arguments]
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.usefixtures("s3_bucket")
+def test_reads_from_and_writes_to_an_object_store(
+    tmp_path: Path,
+    raw_data: pd.DataFrame,
+    schema: Schema,
+    project: tuple[Path, RegisteredModel],  # noqa: F811
+    champion: RegisteredModel,  # noqa: F811
+) -> None:
+    """s3:// in and out, read and written by Spark's workers: a folder of Parquet files gets
+    `batch`'s predictions, its files in name order; a bad CSV file leaves nothing in the store."""
+    import fsspec
+
+    root, _ = project
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    source = write_table(raw_data, tmp_path / "rows.parquet")
+    for name, part in (("part-0", raw_data.iloc[:300]), ("part-1", raw_data.iloc[300:])):
+        file = write_table(part, tmp_path / f"{name}.parquet")
+        fs.put_file(str(file), f"rows/in/rows.parquet/{name}.parquet")
+    output = "s3://rows/out/predictions.parquet"
+    done = batch_spark(root, "s3://rows/in/rows.parquet", output)
+    assert done.returncode == 0, done.stderr
+    assert f"-> {output} (" in done.stdout
+    files = sorted(fs.ls("rows/out/predictions.parquet"))
+    assert "rows/out/predictions.parquet/_SUCCESS" in files
+    parts = [pd.read_parquet(fs.open(name, "rb")) for name in files if name.endswith(".parquet")]
+    result = pd.concat(parts).sort_values("row", ignore_index=True)
+    expected = local(source, tmp_path / "local.parquet")
+    assert list(result.columns) == list(expected.columns)
+    assert list(result["row"]) == list(range(len(raw_data)))
+    assert (result[PREDICTION] == expected[PREDICTION]).all()
+    if PROBABILITY in expected:
+        np.testing.assert_allclose(result[PROBABILITY], expected[PROBABILITY], rtol=1e-12)
+
+    first = schema.feature_names[0]
+    bad = raw_data.copy()
+    bad.loc[5, first] = -1.0
+    fs.pipe("rows/in/bad.csv", bad.to_csv(index=False).encode())
+    refused = batch_spark(root, "s3://rows/in/bad.csv", "s3://rows/out/bad.parquet")
+    assert refused.returncode == 1
+    assert f"column '{first}': 1 values not" in refused.stderr
+    assert "at line 7" in refused.stderr
+    assert sorted(fs.ls("rows/out")) == ["rows/out/predictions.parquet"]

@@ -118,19 +118,25 @@ def suffix_of(location: str, role: str) -> str:
 
 
 def read(spark: Any, source: str, schema: Schema) -> Any:
-    """The input as Spark reads it: CSV as text (the checks parse it), Parquet as it is typed."""
+    """The input as Spark reads it: CSV as text (the checks parse it), Parquet as it is typed.
+    Object-store URLs are read on the workers through fsspec (`spark_store`)."""
     from pyspark.errors import AnalysisException
 
+    from . import spark_store
+
     suffix = suffix_of(source, "input")
-    reader = spark.read
-    try:
-        if suffix == ".csv":
-            frame = reader.option("header", True).option("encoding", "UTF-8").csv(source)
-        else:
-            frame = reader.parquet(source)
-    except AnalysisException as error:
-        reason = str(error).splitlines()[0]
-        raise DataError(f"{source}: cannot be read ({reason})") from None
+    if spark_store.in_store(source):
+        frame = spark_store.read(spark, source, suffix)
+    else:
+        reader = spark.read
+        try:
+            if suffix == ".csv":
+                frame = reader.option("header", True).option("encoding", "UTF-8").csv(source)
+            else:
+                frame = reader.parquet(source)
+        except AnalysisException as error:
+            reason = str(error).splitlines()[0]
+            raise DataError(f"{source}: cannot be read ({reason})") from None
     check_columns(source, frame.columns, schema)
     return frame
 
@@ -283,9 +289,24 @@ def hadoop_path(spark: Any, location: str) -> tuple[Any, Any]:
     return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
 
 
+def exists(spark: Any, output: str) -> bool:
+    from . import spark_store
+
+    if spark_store.in_store(output):
+        return spark_store.exists(output)
+    fs, final = hadoop_path(spark, output)
+    return bool(fs.exists(final))
+
+
 def write(spark: Any, rows: Any, output: str, overwrite: bool) -> None:
     """Write `rows` under a temporary name beside `output`, then rename it `output`: a failed
-    job leaves no output, and an existing output (with `overwrite`) as it was until the end."""
+    job leaves no output, and an existing output (with `overwrite`) as it was until the end.
+    Object-store URLs are written by the workers through fsspec (`spark_store`)."""
+    from . import spark_store
+
+    if spark_store.in_store(output):
+        spark_store.write(spark, rows, output, overwrite)
+        return
     jvm = spark.sparkContext._jvm
     fs, final = hadoop_path(spark, output)
     tag = uuid.uuid4().hex[:12]
@@ -338,8 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     output_problems(source, output, args.overwrite)
     schema = load_schema()
     with spark_session() as spark:
-        fs, final = hadoop_path(spark, output)
-        if fs.exists(final) and not args.overwrite:
+        if exists(spark, output) and not args.overwrite:
             raise DataError(
                 f"{output}: exists; pass --overwrite (make batch ... OVERWRITE=1) to replace it"
             )
