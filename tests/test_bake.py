@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -59,6 +60,7 @@ def expected_files(answers: dict[str, str], package: str, dataset: str) -> set[s
         "dvc.yaml",
         "params.yaml",
         "pyproject.toml",
+        "scripts/batch_spark.py",
         "scripts/update_template.py",
         "tests/__init__.py",
         "tests/conftest.py",
@@ -207,11 +209,13 @@ def test_bake(bake: Bake, bake_env: dict[str, str], case: str) -> None:
 
     run(["ruff", "check", "--no-cache", "."], project, bake_env)
     run(["ruff", "format", "--check", "--no-cache", "."], project, bake_env)
-    # At the oldest Python offered, the one mypy cache every bake shares (a cold cache per Python
-    # version costs about 18 s each): the slow tier type-checks the 3.12 and 3.13 bakes at their
-    # own version, in their own environment (`make check` in test_pipeline_slow.py).
+    # At the oldest Python offered, in one mypy cache that every bake of a test worker shares (a
+    # cold cache per Python version costs about 18 s each; two workers writing one cache at once
+    # crashed mypy once): the slow tier type-checks the 3.12 and 3.13 bakes at their own version,
+    # in their own environment (`make check` in test_pipeline_slow.py).
     oldest = min(CHOICES["python_version"], key=lambda version: tuple(map(int, version.split("."))))
-    cache = str(ROOT / "build" / "mypy-cache")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    cache = str(ROOT / "build" / "mypy-cache" / worker)
     run(["mypy", "--python-version", oldest, "--cache-dir", cache], project, bake_env)
     run(LINT_IMPORTS, project, {**bake_env, "PYTHONPATH": "src"})
 
