@@ -24,7 +24,7 @@ from {{ cookiecutter.package_name }}.core.scoring import PREDICTION, PROBABILITY
 from {{ cookiecutter.package_name }}.offline.spark_batch import SparkError, java_version
 from {{ cookiecutter.package_name }}.release.registry import RegisteredModel
 
-from .conftest import PREDICTION_ID_PATTERN, write_table
+from .conftest import PREDICTION_ID_PATTERN, ROOT, write_table
 from .test_batch import champion, project  # noqa: F401  (the scratch project with a champion)
 
 pytest.importorskip("pyspark", reason="pyspark comes with the spark group: uv sync --group spark")
@@ -168,6 +168,29 @@ def test_outputs_it_cannot_write_are_refused_before_spark_starts(
     monkeypatch.chdir(tmp_path)
     assert spark("rows.parquet", output) == 1
     assert message in capsys.readouterr().err
+
+
+def test_spark_submit_runs_the_same_command_on_its_master(
+    tmp_path: Path,
+    raw_data: pd.DataFrame,
+    project: tuple[Path, RegisteredModel],  # noqa: F811
+    champion: RegisteredModel,  # noqa: F811
+) -> None:
+    """scripts/batch_spark.py under `spark-submit`, which names the master: `batch`'s rows."""
+    root, _ = project
+    source = write_table(raw_data, tmp_path / "rows.parquet")
+    submit = Path(sys.executable).with_name("spark-submit")
+    script = ROOT / "scripts" / "batch_spark.py"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    env.pop("SPARK_MASTER", None)
+    output = tmp_path / "spark.parquet"
+    command = [str(submit), "--master", "local[1]", str(script), str(source), str(output)]
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"-> {output} (" in done.stdout
+    assert "on local[1])" in done.stdout
+    expected = local(source, tmp_path / "local.parquet")
+    assert (read(output)[PREDICTION] == expected[PREDICTION]).all()
 
 
 def fake_java(folder: Path, says: str) -> Path:

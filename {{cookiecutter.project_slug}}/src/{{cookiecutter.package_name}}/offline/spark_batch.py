@@ -371,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
             write(spark, scored(spark, frame, sizes, model, Path(folder)), output, args.overwrite)
         rows = sum(sizes)
         rate = rows / max(time.perf_counter() - began, 1e-9)
+        where = f"Spark {spark.version} on {spark.sparkContext.master}"
     print(
         f"batch-spark: scored {rows} rows with {model.name} version {model.version} "
-        f"('{model.alias}') -> {output} ({rate:,.0f} rows/s, Spark {spark.version})"
+        f"('{model.alias}') -> {output} ({rate:,.0f} rows/s, {where})"
     )
     return 0
