@@ -5,6 +5,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.util import find_spec
 from pathlib import Path
 
 import pandas as pd
@@ -121,3 +122,27 @@ def dvc_repo(workdir: Path) -> Path:
     ):
         subprocess.run(command, cwd=workdir, check=True, capture_output=True)
     return remote
+
+
+@pytest.fixture
+def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's S3 server on 127.0.0.1, and the environment an S3 client reaches it with."""
+    for package in ("s3fs", "moto", "boto3"):
+        if find_spec(package) is None:
+            pytest.skip(
+                f"{package} is not installed: s3fs comes with dvc_remote=s3, moto and boto3 "
+                "with the `server` group (`uv sync --group server`)"
+            )
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://{host}:{port}")
+    try:
+        yield
+    finally:
+        server.stop()

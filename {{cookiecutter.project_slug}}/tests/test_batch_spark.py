@@ -9,8 +9,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -240,29 +238,11 @@ def test_no_java_at_all_says_where_it_looked(
 
 
 @pytest.fixture
-def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A bucket, `rows`, on moto's S3 server, and the environment an S3 client reaches it with."""
-    for package in ("s3fs", "moto", "boto3"):
-        if find_spec(package) is None:
-            pytest.skip(
-                f"{package} is not installed: s3fs comes with dvc_remote=s3, moto and boto3 "
-                "with the `server` group (`uv sync --group server`)"
-            )
+def s3_bucket(s3_server: None) -> None:
+    """A bucket, `rows`, on moto's S3 server."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://{host}:{port}")
     boto3.client("s3").create_bucket(Bucket="rows")
-    try:
-        yield
-    finally:
-        server.stop()
 
 
 def batch_spark(root: Path, *arguments: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,7 @@ whole, and one the store refused stays on disk until a later try copies it."""
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.util import find_spec
 from pathlib import Path
@@ -159,33 +159,12 @@ def test_a_store_whose_backend_is_not_installed_is_refused_in_one_line() -> None
 
 
 @pytest.fixture
-def s3_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A bucket on moto's S3 server, and the environment an S3 client reaches it with."""
-    for package in ("s3fs", "moto", "boto3"):
-        if find_spec(package) is None:
-            pytest.skip(
-                f"{package} is not installed: s3fs comes with dvc_remote=s3, moto and boto3 "
-                "with the `server` group (`uv sync --group server`)"
-            )
+def s3_store(s3_server: None) -> str:
+    """A bucket on moto's S3 server, and the log's URL in it."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    environ = {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
-    }
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
     boto3.client("s3").create_bucket(Bucket="logs")
-    try:
-        yield "s3://logs/inference"
-    finally:
-        server.stop()
+    return "s3://logs/inference"
 
 
 def test_the_log_ships_to_s3(tmp_path: Path, s3_store: str) -> None:
