@@ -127,6 +127,30 @@ def test_a_file_that_breaks_the_schema_gets_the_errors_of_batch_and_writes_nothi
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_a_parquet_file_is_checked_by_its_types_as_batch_checks_it(
+    tmp_path: Path,
+    raw_data: pd.DataFrame,
+    schema: Schema,
+    champion: RegisteredModel,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    first, second, third = schema.feature_names[:3]
+    bad = raw_data.astype({third: str})
+    bad.loc[3, first] = float("nan")
+    bad.loc[5, second] = 1e9
+    bad.loc[8, third] = "twelve"
+    source = write_table(bad, tmp_path / "rows.parquet")
+    assert main(["batch", str(source), str(tmp_path / "local.parquet")]) == 1
+    expected = capsys.readouterr().err
+    assert spark(source, tmp_path / "out" / "spark.parquet") == 1
+    error = capsys.readouterr().err
+    assert error.endswith(expected)
+    assert f"column '{first}': 1 missing values at row 3" in error
+    assert f"column '{second}': 1 values not" in error
+    assert f"column '{third}': 1 values that are not numbers at row 8" in error
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_existing_output_stays_unless_overwritten(
     tmp_path: Path,
     raw_data: pd.DataFrame,

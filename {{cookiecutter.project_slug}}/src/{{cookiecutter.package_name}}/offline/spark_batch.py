@@ -37,7 +37,7 @@ from ..core.scoring import PREDICTION, PROBABILITY
 from ..core.tables import FORMATS, NUMBERING, check_columns
 from ..release.registry import MODEL_REQUIREMENTS, RegisteredModel, load_registered
 from . import spark_model
-from .batch import MODEL_NAME, MODEL_VERSION, ROW
+from .batch import DEFAULT_CHUNK_SIZE, MODEL_NAME, MODEL_VERSION, ROW
 
 # Spark 4 runs on Java 17 or 21.
 JAVA_VERSIONS = (17, 21)
@@ -96,6 +96,9 @@ def spark_session() -> Iterator[Any]:
     spark = (
         builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        # The model scores `batch`'s chunk of rows at a time, not Spark's default of 10,000: a
+        # call to the model has a fixed cost (scoring 1M rows took half the time).
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(DEFAULT_CHUNK_SIZE))
         .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
@@ -141,20 +144,25 @@ def read(spark: Any, source: str, schema: Schema) -> Any:
     return frame
 
 
-def checks(column: Column, nulls: list[str]) -> list[tuple[Any, str]]:
+def checks(column: Column, nulls: list[str], typed: bool) -> list[tuple[Any, str]]:
     """Each way a value can break the column's contract, as Spark conditions: the checks of
-    `core.checks`, and the same words."""
+    `core.checks`, and the same words. A `typed` column (Parquet's numbers) holds no text: only
+    text columns (CSV's) are parsed, and only they can hold values that are not numbers."""
     from pyspark.sql import functions as F
 
     raw = F.col(column.name)
-    value = raw.try_cast("double")
-    text = raw.cast("string")
-    missing = raw.isNull() | text.isin(nulls) | F.isnan(value)
+    if typed:
+        value = raw.cast("double")
+        missing = raw.isNull() | F.isnan(value)
+        found = [(missing, "missing values")]
+    else:
+        value = raw.try_cast("double")
+        missing = raw.isNull() | raw.isin(nulls) | F.isnan(value)
+        found = [
+            (missing, "missing values"),
+            (~missing & value.isNull(), "values that are not numbers"),
+        ]
     present = ~missing & value.isNotNull()
-    found = [
-        (missing, "missing values"),
-        (~missing & value.isNull(), "values that are not numbers"),
-    ]
     if column.dtype == "int":
         found.append((present & (value % 1 != 0), "values that are not whole numbers"))
     if column.allowed is not None:
@@ -170,16 +178,21 @@ def checked(frame: Any, source: str, schema: Schema) -> list[int]:
     that break the contract as `batch` would."""
     import pyarrow.csv as pa_csv
     from pyspark.sql import functions as F
+    from pyspark.sql.types import BooleanType, NumericType
 
     nulls = list(pa_csv.ConvertOptions().null_values)
+    types = {field.name: field.dataType for field in frame.schema.fields}
     conditions = [
         (column.name, what, condition)
         for column in schema.features
-        for condition, what in checks(column, nulls)
+        for condition, what in checks(
+            column, nulls, isinstance(types[column.name], NumericType | BooleanType)
+        )
     ]
     part = F.spark_partition_id().alias("part")
+    # A sum of ones, not count_if: Spark runs it about three times faster on CSV text.
     counts = [
-        F.count_if(condition).alias(f"c{index}")
+        F.sum(F.when(condition, 1).otherwise(0)).alias(f"c{index}")
         for index, (_, _, condition) in enumerate(conditions)
     ]
     rows = frame.groupBy(part).agg(F.count(F.lit(1)).alias("rows"), *counts).collect()
