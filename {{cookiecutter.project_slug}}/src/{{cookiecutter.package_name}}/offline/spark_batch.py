@@ -249,12 +249,13 @@ def result_type(model: RegisteredModel) -> Any:
     return StructType(fields)
 
 
-def scored(spark: Any, frame: Any, sizes: list[int], model: RegisteredModel, folder: Path) -> Any:
+def scored(
+    spark: Any, frame: Any, sizes: list[int], schema: Schema, model: RegisteredModel, folder: Path
+) -> Any:
     """The output rows: `batch`'s columns, scored by spark_udf over the model's checked file."""
     import mlflow.pyfunc
     from pyspark.sql import functions as F
 
-    schema = load_schema()
     skops_file = folder / "model.skops"
     skops_file.write_bytes(model.model_file)
     # The package's code goes with the model to the workers, without its compiled files.
@@ -274,8 +275,9 @@ def scored(spark: Any, frame: Any, sizes: list[int], model: RegisteredModel, fol
         code_paths=[str(code)],
         pip_requirements=[f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS],
     )
+    returned = result_type(model)
     udf = mlflow.pyfunc.spark_udf(
-        spark, str(folder / "pyfunc"), result_type=result_type(model), env_manager="local"
+        spark, str(folder / "pyfunc"), result_type=returned, env_manager="local"
     )
     offsets = starts(sizes)
     row_id = F.monotonically_increasing_id()
@@ -285,7 +287,7 @@ def scored(spark: Any, frame: Any, sizes: list[int], model: RegisteredModel, fol
     )
     features = [F.col(c.name).try_cast("double").alias(c.name) for c in schema.features]
     out = udf(F.struct(*features))
-    prediction_fields = [field.name for field in result_type(model).fields]
+    prediction_fields = [field.name for field in returned.fields]
     return frame.select(
         row.alias(ROW),
         F.regexp_replace(F.expr("uuid()"), "-", "").alias(PREDICTION_ID),
@@ -381,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = checked(frame, source, schema)
         model = load_registered(load_params().mlflow, args.alias)
         with tempfile.TemporaryDirectory(prefix="batch-spark-") as folder:
-            write(spark, scored(spark, frame, sizes, model, Path(folder)), output, args.overwrite)
+            predictions = scored(spark, frame, sizes, schema, model, Path(folder))
+            write(spark, predictions, output, args.overwrite)
         rows = sum(sizes)
         rate = rows / max(time.perf_counter() - began, 1e-9)
         where = f"Spark {spark.version} on {spark.sparkContext.master}"

@@ -40,8 +40,6 @@ from ..core.stores import fsspec_url
 from ..serving.log_shipping import SCHEMES
 
 NAME = "store_files"
-# The classes below subclass pyspark's: typed where the spark group is installed, unknown to
-# mypy where it is not (`make typecheck` runs either way), hence their `type: ignore`s.
 SUCCESS = "_SUCCESS"
 # Rows a worker reads at a time from one file.
 BATCH_ROWS = 65_536
@@ -56,8 +54,7 @@ def in_store(location: str) -> bool:
 
 def filesystem(url: str) -> tuple[Any, str]:
     """fsspec's file system for `url`, and the path in it."""
-    fs, path = fsspec.core.url_to_fs(fsspec_url(url))
-    return fs, path
+    return fsspec.core.url_to_fs(fsspec_url(url))  # type: ignore[no-any-return]
 
 
 def input_files(url: str, suffix: str) -> list[str]:
@@ -121,6 +118,10 @@ def write(spark: Any, rows: Any, url: str, overwrite: bool) -> None:
     spark.dataSource.register(StoreFiles)
     mode = "overwrite" if overwrite else "append"
     rows.write.format(NAME).mode(mode).option("path", url.rstrip("/")).save()
+
+
+# The classes below subclass pyspark's: typed where the spark group is installed, unknown to
+# mypy where it is not (`make typecheck` runs either way), hence their `type: ignore`s.
 
 
 class StoreFiles(DataSource):  # type: ignore[misc, unused-ignore]
@@ -202,9 +203,12 @@ class StagedWriter(DataSourceArrowWriter):  # type: ignore[misc, unused-ignore]
                 _, staged = filesystem(message.url)
                 fs.mv(staged, f"{final}/{posixpath.basename(staged)}")
         fs.pipe(f"{final}/{SUCCESS}", b"")
-        self.abort(messages)
+        self.remove_staging()
 
     def abort(self, messages: list[Any]) -> None:
+        self.remove_staging()
+
+    def remove_staging(self) -> None:
         fs, staging = filesystem(self.staging)
         if fs.exists(staging):
             fs.rm(staging, recursive=True)
