@@ -112,7 +112,8 @@ Written by `make bench` (`benchmarks/pipeline.py`) on {date}. Every figure below
 run: rerun it rather than editing this page.
 
 The other benchmarks: [serving](benchmarks-serving.md) (`make bench-serving`),
-[batch scoring](benchmarks-batch.md) (`make bench-batch`), [drift](benchmarks-drift.md)
+[batch scoring](benchmarks-batch.md) (`make bench-batch`), [batch scoring on
+Spark](benchmarks-spark.md) (`make bench-spark`), [drift](benchmarks-drift.md)
 (`make bench-drift`), [monitoring](benchmarks-monitor.md) (`make bench-monitor`) and
 [DVC remotes](benchmarks-remotes.md) (`make bench-remotes`).
 

@@ -10,7 +10,8 @@ grows with cores.
 
 Each run is timed end to end (start-up, the model's download and check, reading, checking,
 scoring, writing), and its process tree (the command, Spark's JVM, Spark's Python workers) is
-sampled every SAMPLE seconds from /proc: the peak of their summed resident memory. Every output
+sampled every SAMPLE seconds from /proc: the peak of their summed resident memory, and their
+CPU time over the wall time (the cores they kept busy). Every output
 is read back and must give each row the prediction `batch` gave it. The 1,000-row runs are the
 fixed cost of a run; with the 10M-row runs they give each engine's rate once started, from which
 the page works out where Spark starts to pay. The 1-minute load average must drop below 1 (or 5
@@ -64,8 +65,8 @@ PACKAGES = ["scikit-learn", "numpy", "pandas", "pyarrow", "mlflow", "skops", "py
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
-def parents() -> dict[int, int]:
-    """Every running process's parent, from /proc."""
+def processes() -> dict[int, tuple[int, int]]:
+    """Every running process's parent and CPU time so far (user and system, in clock ticks)."""
     found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -73,47 +74,62 @@ def parents() -> dict[int, int]:
         except OSError:
             continue
         # The command name, in brackets, may hold spaces: the fields after it are plain.
-        found[int(stat.parent.name)] = int(text.rpartition(")")[2].split()[1])
+        fields = text.rpartition(")")[2].split()
+        found[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
     return found
 
 
-def tree_memory(root: int) -> int:
-    """The summed resident memory, in bytes, of `root` and every process below it."""
-    children: dict[int, list[int]] = {}
-    for pid, parent in parents().items():
-        children.setdefault(parent, []).append(pid)
-    total, queue = 0, [root]
-    while queue:
-        pid = queue.pop()
-        queue.extend(children.get(pid, []))
-        try:
-            pages = int(Path(f"/proc/{pid}/statm").read_text(encoding="ascii").split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        total += pages * PAGE_SIZE
-    return total
+@dataclass
+class Tree:
+    """What the processes below one root used: peak summed memory, and CPU time per process."""
+
+    root: int
+    peak: int = 0
+    ticks: dict[int, int] = field(default_factory=dict)
+
+    def sample(self) -> None:
+        running = processes()
+        children: dict[int, list[int]] = {}
+        for pid, (parent, _) in running.items():
+            children.setdefault(parent, []).append(pid)
+        memory, queue = 0, [self.root]
+        while queue:
+            pid = queue.pop()
+            queue.extend(children.get(pid, []))
+            if pid in running:
+                self.ticks[pid] = running[pid][1]
+            try:
+                pages = int(Path(f"/proc/{pid}/statm").read_text(encoding="ascii").split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            memory += pages * PAGE_SIZE
+        self.peak = max(self.peak, memory)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.ticks.values()) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
 class Run:
     seconds: float
     peak_mb: float
+    cpu_seconds: float
     output: Path
 
 
 def measured(command: list[str], project: Project, env: dict[str, str], output: Path) -> Run:
-    """Run `command` in the project: its wall time and its process tree's peak memory."""
-    peak = 0
+    """Run `command` in the project: its wall time, its process tree's peak memory and CPU."""
     done = threading.Event()
     start = time.perf_counter()
     process = subprocess.Popen(
         command, cwd=project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+    tree = Tree(process.pid)
 
     def sample() -> None:
-        nonlocal peak
         while not done.wait(SAMPLE):
-            peak = max(peak, tree_memory(process.pid))
+            tree.sample()
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -124,7 +140,7 @@ def measured(command: list[str], project: Project, env: dict[str, str], output: 
     if process.returncode != 0:
         text = out.decode("utf-8", errors="replace")
         sys.exit(f"ERROR: {' '.join(command)} exited {process.returncode}\n{text[-3000:]}")
-    return Run(seconds, peak / 2**20, output)
+    return Run(seconds, tree.peak / 2**20, tree.cpu_seconds, output)
 
 
 @dataclass
@@ -143,6 +159,10 @@ class Engine:
 
     def peak(self, rows: int) -> float:
         return max(run.peak_mb for run in self.runs[rows])
+
+    def cores(self, rows: int) -> float:
+        """How many cores the runs kept busy: their CPU time over their wall time (median)."""
+        return statistics.median(run.cpu_seconds / run.seconds for run in self.runs[rows])
 
     def fixed(self) -> float:
         """Seconds a run costs before its rows count: the median of the 1,000-row runs."""
@@ -258,12 +278,13 @@ Parquet files in row groups of {row_group:,} rows ({megabytes} on disk).
 Each run is a fresh process, timed end to end: start-up, the model's download and check,
 reading, checking, scoring, writing. **Peak memory** is the peak of the summed resident memory of
 the run's processes (for Spark: the command, its JVM and its Python workers), sampled every
-{sample} s. `batch` and `batch-spark` on every core ran {rounds} times each, alternated (median,
+{sample} s; **cores busy** is their CPU time (user and system, from the same samples) over the
+wall time. `batch` and `batch-spark` on every core ran {rounds} times each, alternated (median,
 range in brackets); Spark on one core once. Every output was read back: each engine gave every
 row the prediction `batch` gave it.
 
 **Fixed cost** is a {few_rows:,}-row run's time: what a run costs before its rows count.
-**Rate once started** is the rows over the run's time less the fixed cost.
+**Rate once started** (rows/s) is the rows over the run's time less the fixed cost.
 
 ## Machine
 
@@ -274,8 +295,8 @@ the 1-minute load average to drop below {quiet_load}, and measures anyway after 
 
 ## Results
 
-| rows | engine | wall s | rows/s, end to end | rate once started, rows/s | peak memory MB | runs |
-|---:|---|---:|---:|---:|---:|---:|
+| rows | engine | wall s | rows/s end to end | rate once started | peak MB | cores busy | runs |
+|---:|---|---:|---:|---:|---:|---:|---:|
 {table}
 
 ## Where Spark starts to pay
@@ -295,6 +316,7 @@ def table(engines: list[Engine]) -> str:
             lines.append(
                 f"| {size:,} | {engine.label} | {seconds} | "
                 f"{size / engine.median(size):,.0f} | {rate} | {engine.peak(size):,.0f} | "
+                f"{engine.cores(size):.2f} | "
                 f"{len(engine.runs[size])} |"
             )
     return "\n".join(lines)
@@ -310,9 +332,17 @@ def verdicts(engines: list[Engine]) -> str:
         f"- **Fixed cost**: `batch` {batch.fixed():.1f} s, Spark {spark.fixed():.1f} s "
         f"(Spark starts a JVM and a Python worker per core, and reads the rows twice: once to "
         f"check them, once to score them).",
-        f"- **Rate once started, {big:,} rows**: `batch` {batch.rate(big):,.0f} rows/s on one "
-        f"core; Spark {one_core.rate(big):,.0f} rows/s on one core and "
-        f"{spark.rate(big):,.0f} on {cores} ({scaling:.2f}x).",
+        f"- **Rate once started, {big:,} rows**: `batch` {batch.rate(big):,.0f} rows/s (one "
+        f"process, {batch.cores(big):.1f} cores busy: it reads the next chunk while it scores "
+        f"one); Spark {one_core.rate(big):,.0f} rows/s on `local[1]` and "
+        f"{spark.rate(big):,.0f} on `local[*]` ({scaling:.2f}x), keeping "
+        f"{one_core.cores(big):.1f} and {spark.cores(big):.1f} cores busy"
+        + (
+            f": Spark's JVM reads, checks and moves rows to Python beside its tasks, so on "
+            f"{cores} cores a second task adds little."
+            if scaling < 1.25
+            else "."
+        ),
         f"- **Peak memory**: `batch` {batch.peak(SIZES[1]):,.0f} MB at {SIZES[1]:,} rows and "
         f"{batch.peak(big):,.0f} MB at {big:,}; Spark on {cores} cores "
         f"{spark.peak(SIZES[1]):,.0f} MB and {spark.peak(big):,.0f} MB.",
@@ -336,9 +366,9 @@ def verdicts(engines: list[Engine]) -> str:
             f"cores. At Spark's {per_core:,.0f} rows/s a core, about {needed:.0f} cores match "
             f"one `batch` process's rate; with {doubled}, Spark would finish first from about "
             f"{rows / 1e6:,.0f} million rows, where its rate has paid back its {extra:.0f} s of "
-            f"extra fixed cost. These are extrapolations, not measurements: they assume Spark "
-            f"goes on scaling as it did from 1 to {cores} cores, which a cluster's network and "
-            f"shuffles only lower. Spark pays where the rows are spread over a cluster's "
+            f"extra fixed cost. These are extrapolations, not measurements: they assume every "
+            f"core adds {per_core:,.0f} rows/s, which a cluster's network only lowers. Spark "
+            f"pays where the rows are spread over a cluster's "
             f"machines, or are more than one machine reads in the time allowed; on one "
             f"machine, `make batch` is the faster engine."
         )
