@@ -6,11 +6,16 @@ by `make test`) through `.dvc/config.local` alone, as docs/dvc-cloud.md tells a 
 setup` pushes the sample data through the project's own DVC extra (gcsfs, adlfs); every object
 is then in the emulator under its md5, whole; a clone on a second path, given only
 `.dvc/config.local`, pulls it back byte for byte with `make setup`.
+
+Then `make batch ENGINE=spark` reads rows from the emulator and writes its predictions back to it
+(README, "Batch scoring on Spark"): Spark's workers reach the store through fsspec, which finds
+the emulator and its credentials in the environment, as it finds a user's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import socket
@@ -22,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -37,6 +43,8 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
+# The URL scheme of each remote's bucket, as DVC spells it.
+SCHEMES = {"gcs": "gs", "azure": "azure"}
 # Only config.local points DVC at the emulator: none of this machine's cloud variables helps.
 CLOUD_VARIABLES = (
     "STORAGE_EMULATOR_HOST",
@@ -61,6 +69,23 @@ print(json.dumps({
     for blob in container.list_blobs()
 }))
 """
+# Run with the project's own environment: a local file copied to a store URL; the Parquet files
+# under a store URL read back as JSON records, then the names of the other files there.
+PUT_FILE = """
+import sys, fsspec
+from tumour_classifier.core.stores import fsspec_url
+with open(sys.argv[1], "rb") as source, fsspec.open(fsspec_url(sys.argv[2]), "wb") as target:
+    target.write(source.read())
+"""
+READ_PARQUET = """
+import sys, fsspec, pandas as pd
+from tumour_classifier.core.stores import fsspec_url
+fs, root = fsspec.core.url_to_fs(fsspec_url(sys.argv[1]))
+names = sorted(fs.ls(root, detail=False))
+parts = [pd.read_parquet(fs.open(name, "rb")) for name in names if name.endswith(".parquet")]
+print(pd.concat(parts).to_json(orient="records"))
+print(" ".join(name.rsplit("/", 1)[-1] for name in names if not name.endswith(".parquet")))
+"""
 
 
 @dataclass(frozen=True)
@@ -72,6 +97,7 @@ class Emulator:
     ready: Callable[[subprocess.Popen[bytes], Path], None]  # waits until it answers
     create: Callable[[Path, dict[str, str]], None]  # makes the bucket or container, if needed
     objects: Callable[[Path, dict[str, str]], dict[str, str]]  # key -> md5 of its content
+    fsspec_env: dict[str, str]  # what points fsspec (gcsfs, adlfs) at the emulator
 
 
 def gcs_emulator(port: int, folder: Path) -> Emulator:
@@ -107,6 +133,9 @@ def gcs_emulator(port: int, folder: Path) -> Emulator:
         ready=ready,
         create=lambda project, env: None,  # --default-bucket made it
         objects=objects,
+        # gcsfs's own variable for an emulator, and fsspec's for gcsfs's `token` argument:
+        # anonymous, without first asking Google's metadata server for credentials.
+        fsspec_env={"STORAGE_EMULATOR_HOST": url, "FSSPEC_GS_TOKEN": "anon"},
     )
 
 
@@ -145,6 +174,7 @@ def azure_emulator(port: int, folder: Path) -> Emulator:
         ready=ready,
         create=create,
         objects=objects,
+        fsspec_env={"AZURE_STORAGE_CONNECTION_STRING": connection},  # adlfs reads it
     )
 
 
@@ -190,24 +220,34 @@ def tracked_md5s(project: Path) -> set[str]:
     return found
 
 
-def test_push_to_the_emulator_and_pull_into_a_clone(
-    emulator: Emulator, bake: Bake, bake_env: dict[str, str], tmp_path: Path
-) -> None:
-    project = bake(dvc_remote=emulator.remote)
+def store_env(bake_env: dict[str, str], emulator: Emulator) -> dict[str, str]:
+    """The tests' environment without this machine's cloud variables, with the emulator's."""
     env = {name: value for name, value in bake_env.items() if name not in CLOUD_VARIABLES}
-    env |= emulator.env
-    shared = (project / ".dvc" / "config").read_text(encoding="utf-8")
-    scheme = {"gcs": "gs", "azure": "azure"}[emulator.remote]
-    assert f"url = {scheme}://{BUCKET}/storage" in shared
+    return env | emulator.env
 
-    # Configured before the first push, as a user would: `uv run` makes the environment (what
-    # `make setup` does first), then DVC writes the git-ignored config.local.
+
+def set_up(project: Path, emulator: Emulator, env: dict[str, str]) -> None:
+    """Point the project's DVC remote at the emulator, as a user would, then `make setup`.
+
+    Configured before the first push: `uv run` makes the environment (what `make setup` does
+    first), then DVC writes the git-ignored config.local.
+    """
     for key, value in emulator.local_config.items():
         modify = ["uv", "run", "dvc", "remote", "modify", "--local", "storage", key, value]
         run(modify, project, env)
     emulator.create(project, env)
     setup = run(["make", "setup"], project, env)
     assert "could not push" not in setup.stderr, setup.stderr
+
+
+def test_push_to_the_emulator_and_pull_into_a_clone(
+    emulator: Emulator, bake: Bake, bake_env: dict[str, str], tmp_path: Path
+) -> None:
+    project = bake(dvc_remote=emulator.remote)
+    env = store_env(bake_env, emulator)
+    shared = (project / ".dvc" / "config").read_text(encoding="utf-8")
+    assert f"url = {SCHEMES[emulator.remote]}://{BUCKET}/storage" in shared
+    set_up(project, emulator, env)
     assert "Everything is up to date" in make(project, env, "push")
     assert (project / ".dvc" / "config").read_text(encoding="utf-8") == shared
 
@@ -233,3 +273,37 @@ def test_push_to_the_emulator_and_pull_into_a_clone(
     assert pulled.count("pulled from the DVC remote") == 2, pulled
     for data in [*project.glob("data/raw/*.csv"), *project.glob("data/current/*.csv")]:
         assert (clone / data.relative_to(project)).read_bytes() == data.read_bytes()
+
+
+def test_spark_scores_rows_from_the_emulator_into_it(
+    emulator: Emulator, bake: Bake, bake_env: dict[str, str], tmp_path: Path
+) -> None:
+    if shutil.which("java") is None and "JAVA_HOME" not in bake_env:
+        pytest.skip("no Java on this machine: Spark 4 needs Java 17 or 21 (make system-tools)")
+    project = bake(dvc_remote=emulator.remote)
+    env = store_env(bake_env, emulator)
+    set_up(project, emulator, env)
+    make(project, env, "repro")
+    make(project, env, "promote")
+    env |= emulator.fsspec_env
+    python = str(project / ".venv" / "bin" / "python")
+    rows = project / "data" / "raw" / "breast_cancer.csv"
+    bucket = f"{SCHEMES[emulator.remote]}://{BUCKET}"
+    run([python, "-c", PUT_FILE, str(rows), f"{bucket}/in/rows.csv"], project, env)
+
+    local = tmp_path / "local.parquet"
+    make(project, env, "batch", f"INPUT={rows}", f"OUTPUT={local}")
+    output = f"{bucket}/scores/predictions.parquet"
+    spark = ["batch", "ENGINE=spark", f"INPUT={bucket}/in/rows.csv", f"OUTPUT={output}"]
+    scored = make(project, env, *spark)
+    assert f"scored 569 rows with tumour-classifier version 1 ('champion') -> {output}" in scored
+
+    read_back = run([python, "-c", READ_PARQUET, output], project, env).stdout
+    records, others = read_back.splitlines()
+    assert others == "_SUCCESS"
+    result = pd.read_json(io.StringIO(records)).sort_values("row", ignore_index=True)
+    expected = pd.read_parquet(local)
+    assert list(result.columns) == list(expected.columns)
+    assert list(result["row"]) == list(range(569))
+    assert (result["prediction"] == expected["prediction"]).all()
+    assert ((result["probability"] - expected["probability"]).abs() < 1e-9).all()
