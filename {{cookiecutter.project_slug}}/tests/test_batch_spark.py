@@ -101,6 +101,18 @@ def test_a_folder_of_files_is_numbered_in_the_order_spark_reads_it(
     assert any((result[PREDICTION].to_numpy() == order).all() for order in orders)
 
 
+def refused_as_batch_refuses_it(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """`batch` and `batch-spark` both refuse `source`; Spark's error, which ends with batch's."""
+    assert main(["batch", str(source), str(tmp_path / "local.parquet")]) == 1
+    expected = capsys.readouterr().err
+    assert spark(source, tmp_path / "out" / "spark.parquet") == 1
+    error = capsys.readouterr().err
+    assert error.endswith(expected)
+    return error
+
+
 def test_a_file_that_breaks_the_schema_gets_the_errors_of_batch_and_writes_nothing(
     tmp_path: Path,
     raw_data: pd.DataFrame,
@@ -114,12 +126,7 @@ def test_a_file_that_breaks_the_schema_gets_the_errors_of_batch_and_writes_nothi
     bad.loc[40, first] = -2.0
     bad.loc[7, second] = "twelve"
     bad.loc[9, second] = None
-    source = write_table(bad, tmp_path / "rows.csv")
-    assert main(["batch", str(source), str(tmp_path / "local.parquet")]) == 1
-    expected = capsys.readouterr().err
-    assert spark(source, tmp_path / "out" / "spark.parquet") == 1
-    error = capsys.readouterr().err
-    assert error.endswith(expected)
+    error = refused_as_batch_refuses_it(write_table(bad, tmp_path / "rows.csv"), tmp_path, capsys)
     assert f"column '{first}': 2 values not" in error
     assert "at lines 5, 42" in error
     assert f"column '{second}': 1 values that are not numbers at line 9" in error
@@ -140,11 +147,7 @@ def test_a_parquet_file_is_checked_by_its_types_as_batch_checks_it(
     bad.loc[5, second] = 1e9
     bad.loc[8, third] = "twelve"
     source = write_table(bad, tmp_path / "rows.parquet")
-    assert main(["batch", str(source), str(tmp_path / "local.parquet")]) == 1
-    expected = capsys.readouterr().err
-    assert spark(source, tmp_path / "out" / "spark.parquet") == 1
-    error = capsys.readouterr().err
-    assert error.endswith(expected)
+    error = refused_as_batch_refuses_it(source, tmp_path, capsys)
     assert f"column '{first}': 1 missing values at row 3" in error
     assert f"column '{second}': 1 values not" in error
     assert f"column '{third}': 1 values that are not numbers at row 8" in error
