@@ -41,11 +41,16 @@ def test_spark_scores_as_make_batch_does_refuses_what_it_refuses_and_its_tests_p
     local = work / "local.parquet"
     spark = work / "spark.parquet"
     make(project, bake_env, "batch", f"INPUT={rows}", f"OUTPUT={local}")
-    output = make(project, bake_env, "batch", "ENGINE=spark", f"INPUT={rows}", f"OUTPUT={spark}")
+    scored = run(
+        ["make", "batch", "ENGINE=spark", f"INPUT={rows}", f"OUTPUT={spark}"], project, bake_env
+    )
     assert (
         f"batch-spark: scored 569 rows with tumour-classifier version 1 ('champion') -> {spark}"
-        in output
+        in scored.stdout
     )
+    # Spark's log on one machine is errors only: no warnings, no advice on adjusting it.
+    assert "Setting default log level" not in scored.stderr
+    assert " WARN " not in scored.stderr
     expected = pd.read_parquet(local)
     result = pd.read_parquet(spark).sort_values("row", ignore_index=True)
     assert list(result.columns) == list(expected.columns)
