@@ -115,6 +115,14 @@ def make(project: Path, env: dict[str, str], *targets: str) -> str:
     return run(["make", *targets], project, env).stdout
 
 
+def require_java(env: dict[str, str]) -> None:
+    """Fail, not skip, without the Java Spark 4 runs on: `make test` installs it (system-tools)."""
+    assert shutil.which("java", path=env.get("PATH")) or "JAVA_HOME" in env, (
+        "no Java: Spark 4 needs Java 17 or 21; run the tests through `make test`, whose "
+        "system-tools step installs it"
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

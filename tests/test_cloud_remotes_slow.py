@@ -31,7 +31,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import ROOT, Bake, free_port, make, run, wait_for_http
+from .conftest import ROOT, Bake, free_port, make, require_java, run, wait_for_http
 
 pytestmark = pytest.mark.slow
 AZURITE = ROOT / "build" / "tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
@@ -278,8 +278,7 @@ def test_push_to_the_emulator_and_pull_into_a_clone(
 def test_spark_scores_rows_from_the_emulator_into_it(
     emulator: Emulator, bake: Bake, bake_env: dict[str, str], tmp_path: Path
 ) -> None:
-    if shutil.which("java") is None and "JAVA_HOME" not in bake_env:
-        pytest.skip("no Java on this machine: Spark 4 needs Java 17 or 21 (make system-tools)")
+    require_java(bake_env)
     project = bake(dvc_remote=emulator.remote)
     env = store_env(bake_env, emulator)
     set_up(project, emulator, env)

@@ -10,21 +10,19 @@ skip.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from .conftest import Bake, make, run
+from .conftest import Bake, make, require_java, run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def project(bake: Bake, bake_env: dict[str, str]) -> Path:
-    if shutil.which("java") is None and "JAVA_HOME" not in bake_env:
-        pytest.skip("no Java on this machine: Spark 4 needs Java 17 or 21 (make system-tools)")
+    require_java(bake_env)
     baked = bake(dvc_remote="s3")
     make(baked, bake_env, "setup")  # no remote to push to: the sample stays local
     make(baked, bake_env, "repro")
