@@ -68,13 +68,16 @@ def test_remotes_use_the_repository_variable_and_say_so(
     assert "`https://dvc.example.com/store`" in told
     assert "dvc-secret" not in told
 
-    shared = workdir / "shared-remote"
+    # Longer than a terminal line: `dvc remote list` would wrap it.
+    shared = workdir / "a-shared-remote-whose-path-is-longer-than-any-terminal-is-wide" / "storage"
     monkeypatch.setenv("DVC_REMOTE_URL", str(shared))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://user:secret@mlflow.example.com")
     assert main(["ci", "remotes"]) == 0
-    listed = subprocess.run(["dvc", "remote", "list"], capture_output=True, text=True, check=True)
-    assert str(shared) in listed.stdout
+    command = ["dvc", "config", "remote.storage.url"]
+    configured = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert configured.stdout.strip() == str(shared)
     told = repository.read_text(encoding="utf-8").split("### Remotes")[-1]
+    assert f"- DVC storage: `{shared}`" in told
     assert "`https://mlflow.example.com`" in told
     assert "secret" not in told
     assert "Set the repository variables" not in told

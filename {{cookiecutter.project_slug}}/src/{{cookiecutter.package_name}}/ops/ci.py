@@ -91,8 +91,13 @@ def remotes(read_only: bool = False) -> str:
     uri = tracking_uri(params)
     default = "" if configured else " (params.yaml's default)"
     mlflow = f"`{without_credentials(uri)}`{default}{user}"
-    dvc = _run("dvc", "remote", "list").split()
-    storage = f"`{without_credentials(dvc[1])}`" if len(dvc) > 1 else "none"
+    # Every level of DVC's config, the later overriding the earlier: `dvc remote list` would wrap
+    # a long URL at the terminal's width.
+    listed = _run("dvc", "config", "--list").splitlines()
+    settings = dict(line.split("=", 1) for line in listed if "=" in line)
+    remote = settings.get("core.remote")
+    remote_url = settings.get(f"remote.{remote}.url") if remote else None
+    storage = f"`{without_credentials(remote_url)}`" if remote_url else "none"
     lines = [
         "### Remotes",
         "",
