@@ -390,20 +390,20 @@ click_didyoumean click_option_group click_plugins click_repl cloudpickle coloram
 configobj contourpy cryptography cycler databricks=databricks-sdk dateutil=python-dateutil
 dde=pywin32 defusedxml deprecation dictdiffer diskcache distlib distro docker dotenv=python-dotenv
 dpath dulwich dvc dvc_data dvc_http dvc_objects dvc_render dvc_studio_client dvc_task dynaconf
-entrypoints evidently example=nvidia-ml-py faker fastapi filelock flask flask_cors flask_wtf
-flatbuffers flatten_dict flufl=flufl-lock formulaic frozenlist fsspec funcy git=gitpython gitdb
-google=google-auth,protobuf grandalf graphene graphql=graphql-core graphql_relay grimp gto gunicorn
-h11 harfile httpcore httptools httpx httpx_ws huey hydra=hydra-core hypothesis hypothesis_graphql
-identify idna importlib_metadata importlinter=import-linter include=pywin32 iniconfig
-interface_meta isapi=pywin32 isympy=sympy iterative_telemetry itsdangerous jinja2 jmespath joblib
-joserfc jsonpatch jsonpatch_cli=jsonpatch jsonpath_ng jsonpointer jsonschema jsonschema_path
-jsonschema_rs jsonschema_specifications jupyterlab_plotly=plotly kiwisolver kombu lazy_object_proxy
-lib=pywin32 librt libs=pywin32 litestar litestar_htmx mako markdown_it=markdown-it-py markupsafe
-matplotlib mdurl ml_dtypes mlflow=mlflow,mlflow-skinny,mlflow-tracing mmapfile=pywin32
-mmsystem=pywin32 moto mpl_toolkits=matplotlib mpmath msgspec multidict
-multipart=multipart,python-multipart mypy mypy_extensions mypyc=mypy narwhals netbios=pywin32
-networkx nltk nodeenv ntsecuritycon=pywin32 numpy odbc=pywin32 omegaconf onnx onnxruntime
-openapi_schema_validator openapi_spec_validator
+entrypoints evidently example=nvidia-ml-py execnet faker fastapi filelock flask flask_cors
+flask_wtf flatbuffers flatten_dict flufl=flufl-lock formulaic frozenlist fsspec funcy git=gitpython
+gitdb google=google-auth,protobuf grandalf graphene graphql=graphql-core graphql_relay grimp gto
+gunicorn h11 harfile httpcore httptools httpx httpx_ws huey hydra=hydra-core hypothesis
+hypothesis_graphql identify idna importlib_metadata importlinter=import-linter include=pywin32
+iniconfig interface_meta isapi=pywin32 isympy=sympy iterative_telemetry itsdangerous jinja2
+jmespath joblib joserfc jsonpatch jsonpatch_cli=jsonpatch jsonpath_ng jsonpointer jsonschema
+jsonschema_path jsonschema_rs jsonschema_specifications jupyterlab_plotly=plotly kiwisolver kombu
+lazy_object_proxy lib=pywin32 librt libs=pywin32 litestar litestar_htmx mako
+markdown_it=markdown-it-py markupsafe matplotlib mdurl ml_dtypes
+mlflow=mlflow,mlflow-skinny,mlflow-tracing mmapfile=pywin32 mmsystem=pywin32 moto
+mpl_toolkits=matplotlib mpmath msgspec multidict multipart=multipart,python-multipart mypy
+mypy_extensions mypyc=mypy narwhals netbios=pywin32 networkx nltk nodeenv ntsecuritycon=pywin32
+numpy odbc=pywin32 omegaconf onnx onnxruntime openapi_schema_validator openapi_spec_validator
 opentelemetry=opentelemetry-api,opentelemetry-instrumentation,+6 orjson packaging
 packaging_legacy_version=pip-requirements-parser pandas pathable pathspec patsy perfmon=pywin32
 pip_requirements_parser platformdirs plotly pluggy polyfactory pre_commit prettytable
@@ -432,7 +432,8 @@ win32rcparser=pywin32 win32security=pywin32 win32service=pywin32 win32serviceuti
 win32timezone=pywin32 win32trace=pywin32 win32traceutil=pywin32 win32transaction=pywin32
 win32ts=pywin32 win32ui=pywin32 win32uiole=pywin32 win32verstamp=pywin32 win32wnet=pywin32
 winerror=pywin32 winioctlcon=pywin32 winnt=pywin32 winperf=pywin32 winxpgui=pywin32
-winxptheme=pywin32 wrapt wsproto wtforms xmltodict yaml=pyyaml yarl zc=zc-lockfile zipp zmq=pyzmq
+winxptheme=pywin32 wrapt wsproto wtforms xdist=pytest-xdist xmltodict yaml=pyyaml yarl
+zc=zc-lockfile zipp zmq=pyzmq
 """
 )
 
