@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -166,22 +167,65 @@ def cookiecutter_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return config
 
 
+@pytest.fixture(scope="session")
+def lock_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of uv.lock files by the dependencies they lock, shared by every xdist worker."""
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent  # the session's folder, above each worker's own
+    store = root / "uv-locks"
+    store.mkdir(exist_ok=True)
+    return store
+
+
+def share_lock(project: Path, store: Path, env: dict[str, str]) -> None:
+    """Give `project` the uv.lock of the session's first bake with the same dependencies,
+    locking them (online) if this is that bake.
+
+    `make setup` locks a project that has no uv.lock, and `uv lock` asks the index about every
+    package each time: 10 to 20 s here, where the registry mirror sends no cache headers, so uv
+    can keep no answer. With the lock already there, setup installs from it, as it does in a
+    clone of a committed project; the first bake of each set of dependencies still locks.
+    """
+    inputs = [project / "pyproject.toml", project / ".python-version"]
+    key = hashlib.sha256(b"\0".join(path.read_bytes() for path in inputs)).hexdigest()[:16]
+    stored = store / f"{key}.lock"
+    with (store / f"{key}.in-use").open("w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # one worker locks, the other waits for its result
+        if not stored.exists():
+            run(["uv", "lock"], project, env)
+            shutil.copyfile(project / "uv.lock", stored)
+    shutil.copyfile(stored, project / "uv.lock")
+
+
 @pytest.fixture
-def bake(tmp_path: Path, cookiecutter_config: Path, monkeypatch: pytest.MonkeyPatch) -> Bake:
-    """bake(**answers) -> the generated project's folder."""
+def bake(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    cookiecutter_config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Bake:
+    """bake(**answers) -> the generated project's folder. In the slow tier, with the uv.lock
+    of its dependencies (`share_lock`)."""
+    slow = request.node.get_closest_marker("slow") is not None
 
     def _bake(**answers: Any) -> Path:
         output = tmp_path / "out"
         for name, value in QUIET_ENV.items():
             monkeypatch.setenv(name, value)
-        project = cookiecutter(
-            str(ROOT),
-            no_input=True,
-            extra_context=answers,
-            output_dir=str(output),
-            config_file=str(cookiecutter_config),
+        project = Path(
+            cookiecutter(
+                str(ROOT),
+                no_input=True,
+                extra_context=answers,
+                output_dir=str(output),
+                config_file=str(cookiecutter_config),
+            )
         )
-        return Path(project)
+        if slow:
+            env = request.getfixturevalue("bake_env")
+            share_lock(project, request.getfixturevalue("lock_store"), env)
+        return project
 
     return _bake
 

@@ -7,9 +7,10 @@ setup` pushes the sample data through the project's own DVC extra (gcsfs, adlfs)
 is then in the emulator under its md5, whole; a clone on a second path, given only
 `.dvc/config.local`, pulls it back byte for byte with `make setup`.
 
-Then `make batch ENGINE=spark` reads rows from the emulator and writes its predictions back to it
-(README, "Batch scoring on Spark"): Spark's workers reach the store through fsspec, which finds
-the emulator and its credentials in the environment, as it finds a user's.
+Then the same project trains and promotes, and `make batch ENGINE=spark` reads rows from the
+emulator and writes its predictions back to it (README, "Batch scoring on Spark"): Spark's
+workers reach the store through fsspec, which finds the emulator and its credentials in the
+environment, as it finds a user's.
 """
 
 from __future__ import annotations
@@ -240,9 +241,12 @@ def set_up(project: Path, emulator: Emulator, env: dict[str, str]) -> None:
     assert "could not push" not in setup.stderr, setup.stderr
 
 
-def test_push_to_the_emulator_and_pull_into_a_clone(
+def test_push_to_the_emulator_pull_into_a_clone_and_score_on_spark_through_it(
     emulator: Emulator, bake: Bake, bake_env: dict[str, str], tmp_path: Path
 ) -> None:
+    """One project per cloud, through its life against the emulator: pushed, cloned and
+    pulled, then trained and its champion scoring rows on Spark from the bucket into it."""
+    require_java(bake_env)
     project = bake(dvc_remote=emulator.remote)
     env = store_env(bake_env, emulator)
     shared = (project / ".dvc" / "config").read_text(encoding="utf-8")
@@ -274,14 +278,7 @@ def test_push_to_the_emulator_and_pull_into_a_clone(
     for data in [*project.glob("data/raw/*.csv"), *project.glob("data/current/*.csv")]:
         assert (clone / data.relative_to(project)).read_bytes() == data.read_bytes()
 
-
-def test_spark_scores_rows_from_the_emulator_into_it(
-    emulator: Emulator, bake: Bake, bake_env: dict[str, str], tmp_path: Path
-) -> None:
-    require_java(bake_env)
-    project = bake(dvc_remote=emulator.remote)
-    env = store_env(bake_env, emulator)
-    set_up(project, emulator, env)
+    # Spark reads rows from the bucket and writes the champion's predictions back into it.
     make(project, env, "repro")
     make(project, env, "promote")
     env |= emulator.fsspec_env

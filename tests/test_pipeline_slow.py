@@ -200,11 +200,24 @@ def test_a_killed_repro_reruns_to_the_same_outputs_and_a_locked_registry_moves_n
     lock = sqlite3.connect(project / "mlflow.db", isolation_level=None)
     try:
         lock.execute("BEGIN IMMEDIATE")
-        for target in (["promote", "VERSION=1", "REASON=locked registry"], ["rollback"]):
-            result = run(["make", *target], project, bake_env, check=False)
-            assert result.returncode != 0
-            assert "database is locked" in result.stderr
-            assert "Traceback" not in result.stderr
+        # Both at once: each waits out MLflow's 20 s, then gives up.
+        targets = (["promote", "VERSION=1", "REASON=locked registry"], ["rollback"])
+        waiting = [
+            subprocess.Popen(
+                ["make", *target],
+                cwd=project,
+                env=bake_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for target in targets
+        ]
+        for process in waiting:
+            _, stderr = process.communicate(timeout=300)
+            assert process.returncode != 0
+            assert "database is locked" in stderr
+            assert "Traceback" not in stderr
     finally:
         lock.close()
     assert aliases(project, name) == before
