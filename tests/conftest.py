@@ -67,11 +67,32 @@ QUIET_ENV = {
 }
 
 
+# The slow tests that take longest (minutes each in `make test`'s --durations), longest first.
+LONGEST_FIRST = (
+    "tests/test_cycle_slow.py::",
+    "tests/test_pipeline_slow.py::test_pipeline_lifecycle",
+    "tests/test_spark_slow.py::",
+    "tests/test_pipeline_slow.py::test_tracking_server_option",
+    "tests/test_rehearsal.py::",
+    "tests/test_cloud_remotes_slow.py::",
+    "tests/test_image_slow.py::",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first. `make test` runs them on every core with `--dist worksteal`: the first
-    worker's queue starts with the minutes-long tests, the others steal from its end, and the
-    second-long fast tests fill in at the end instead of one worker finishing a long test alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Slow tests first, the longest of them first. `make test` runs them on every core with
+    `--dist worksteal`: the first worker's queue starts with the minutes-long tests, the others
+    steal from its end, and the second-long fast tests fill in at the end instead of one worker
+    finishing a long test alone, started last."""
+
+    def order(item: pytest.Item) -> tuple[bool, int]:
+        rank = next(
+            (index for index, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)),
+            len(LONGEST_FIRST),
+        )
+        return item.get_closest_marker("slow") is None, rank
+
+    items.sort(key=order)
 
 
 def python_dirs() -> list[str]:
@@ -94,6 +115,9 @@ def bake_env() -> dict[str, str]:
     # process compiles MLflow, scikit-learn and DVC again (seconds each).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PATH"] = os.pathsep.join([env["PATH"], *python_dirs()])
+    # A project's own `make test` starts a pytest worker per core; the slow tier keeps every core
+    # busy already, so each project's suite runs on one (still through pytest-xdist).
+    env["PYTEST_XDIST_AUTO_NUM_WORKERS"] = "1"
     return env
 
 
