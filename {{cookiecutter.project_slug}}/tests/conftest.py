@@ -80,11 +80,22 @@ def copy_inputs(folder: Path) -> None:
         shutil.copy(ROOT / data, folder / data)
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new MLflow store: MLflow takes seconds to make a store's tables, which a copy skips."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_registered_models()
+    return path
+
+
 @contextmanager
-def scratch_project(folder: Path) -> Iterator[Path]:
+def scratch_project(folder: Path, store: Path) -> Iterator[Path]:
     """Work inside `folder` as a copy of this project: params.yaml, the raw and current data, and
-    its own MLflow store and BentoML home."""
+    its own MLflow store (a copy of `store`) and BentoML home."""
     copy_inputs(folder)
+    shutil.copy(store, folder / "mlflow.db")
     settings = {
         "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
         "BENTOML_HOME": str(folder / ".bentoml"),
@@ -105,10 +116,18 @@ def scratch_project(folder: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, raw_data: pd.DataFrame) -> Iterator[Path]:
-    """A scratch project with params.yaml and the raw data; the stages run inside it."""
-    with scratch_project(tmp_path) as folder:
+def workdir(tmp_path: Path, raw_data: pd.DataFrame, empty_store: Path) -> Iterator[Path]:
+    """A scratch project with params.yaml, the raw data and an empty MLflow store; the stages run
+    inside it."""
+    with scratch_project(tmp_path, empty_store) as folder:
         yield folder
+
+
+@pytest.fixture
+def storeless(workdir: Path) -> Path:
+    """The scratch project without an MLflow store, to show that a command makes none."""
+    (workdir / "mlflow.db").unlink()
+    return workdir
 
 
 @pytest.fixture

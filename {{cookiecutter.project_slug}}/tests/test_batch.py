@@ -1,5 +1,6 @@
 """Batch scoring: a file in, the champion's predictions out; a bad file leaves nothing behind."""
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,11 +30,12 @@ def use_project(patch: pytest.MonkeyPatch, root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def project(
-    tmp_path_factory: pytest.TempPathFactory, raw_data: pd.DataFrame
+    tmp_path_factory: pytest.TempPathFactory, raw_data: pd.DataFrame, empty_store: Path
 ) -> tuple[Path, RegisteredModel]:
     """A scratch project whose registry has a champion: the pipeline runs once for the module."""
     root = tmp_path_factory.mktemp("project")
     copy_inputs(root)
+    shutil.copy(empty_store, root / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:
         use_project(patch, root)
         for command in ("prepare", "train", "evaluate", "register", "drift", "promote"):

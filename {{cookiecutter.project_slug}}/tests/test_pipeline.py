@@ -94,9 +94,11 @@ UNREGISTERED = ("prepare", "train", "evaluate", "drift")
 
 
 @pytest.fixture(scope="module")
-def unregistered_run(tmp_path_factory: pytest.TempPathFactory, raw_data: pd.DataFrame) -> Path:
+def unregistered_run(
+    tmp_path_factory: pytest.TempPathFactory, raw_data: pd.DataFrame, empty_store: Path
+) -> Path:
     """A scratch project of its own in which prepare, train, evaluate and drift ran once."""
-    with scratch_project(tmp_path_factory.mktemp("stages")) as folder:
+    with scratch_project(tmp_path_factory.mktemp("stages"), empty_store) as folder:
         for stage in UNREGISTERED:
             assert main([stage]) == 0, stage
     return folder
@@ -177,12 +179,12 @@ def test_no_row_of_the_data_reaches_mlflow(
             assert len(row & numbers) < len(row) / 2, f"{file.name} holds a row of the data"
 
 
-def test_evaluate_leaves_mlflow_alone(workdir: Path) -> None:
+def test_evaluate_leaves_mlflow_alone(storeless: Path) -> None:
     for stage in ("prepare", "train", "evaluate"):
         assert main([stage]) == 0, stage
-    assert (workdir / METRICS_FILE).is_file()
-    assert not (workdir / "mlflow.db").exists()
-    assert not (workdir / MODEL_VERSION_FILE).exists()
+    assert (storeless / METRICS_FILE).is_file()
+    assert not (storeless / "mlflow.db").exists()
+    assert not (storeless / MODEL_VERSION_FILE).exists()
 
 
 def test_a_model_file_is_registered_once(
@@ -272,7 +274,7 @@ def test_a_rolled_back_model_stays_out_until_forced_back(
     assert tags["rollback_reason"] == 'AUC fell on "cohort B"'  # the history stays
 
 
-def test_the_gate_judges_an_unregistered_model_without_mlflow(workdir: Path) -> None:
+def test_the_gate_judges_an_unregistered_model_without_mlflow(storeless: Path) -> None:
     """What a pull request runs: no registry yet, so floors only, and MLflow is not imported."""
     for stage in ("prepare", "train", "evaluate", "drift"):
         assert main([stage]) == 0, stage
@@ -291,7 +293,7 @@ def test_the_gate_judges_an_unregistered_model_without_mlflow(workdir: Path) -> 
     assert "the model of this branch (evaluated, not registered)" in result.stdout
     assert "no champion yet (floors only)" in result.stdout
     assert "**Decision: pass.** The model of this branch may become the champion." in result.stdout
-    assert not (workdir / "mlflow.db").exists()
+    assert not (storeless / "mlflow.db").exists()
 
 
 def test_the_gate_compares_an_unregistered_model_with_the_champion(

@@ -129,12 +129,12 @@ def serving(folder: Path, log_name: str, **settings: str) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def service(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Iterator[Service]:
     """Train, register and promote a model in a scratch project, then serve it as generated."""
     from .conftest import scratch_project
 
     folder = tmp_path_factory.mktemp("service")
-    with scratch_project(folder):
+    with scratch_project(folder, empty_store):
         for command in ("prepare", "train", "evaluate", "register", "drift", "promote", "champion"):
             assert main([command]) == 0, command
         with serving(folder, "service.log") as running:
