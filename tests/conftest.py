@@ -232,9 +232,11 @@ def bake(
     """bake(**answers) -> the generated project's folder. In the slow tier, with the uv.lock
     of its dependencies (`share_lock`)."""
     slow = request.node.get_closest_marker("slow") is not None
+    baked: list[Path] = []
 
     def _bake(**answers: Any) -> Path:
-        output = tmp_path / "out"
+        # Each bake in a folder of its own, so that a test can bake several projects.
+        output = tmp_path / ("out" if not baked else f"out-{len(baked)}")
         for name, value in QUIET_ENV.items():
             monkeypatch.setenv(name, value)
         project = Path(
@@ -249,6 +251,7 @@ def bake(
         if slow:
             env = request.getfixturevalue("bake_env")
             share_lock(project, request.getfixturevalue("lock_store"), env)
+        baked.append(project)
         return project
 
     return _bake

@@ -25,7 +25,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
@@ -124,20 +124,25 @@ def baked(
     cookiecutter_config: Path,
 ) -> tuple[Path, dict[str, Any]]:
     """(project, its recorded answers), baked once per case for the fast tests below."""
-    output = tmp_path_factory.mktemp("deploy")
+    project = bake_case(
+        CASES[request.param], tmp_path_factory.mktemp("deploy"), cookiecutter_config
+    )
+    return project, json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
+
+
+def bake_case(answers: dict[str, str], output: Path, cookiecutter_config: Path) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in QUIET_ENV.items():
             patch.setenv(name, value)
-        project = Path(
+        return Path(
             cookiecutter(
                 str(ROOT),
                 no_input=True,
-                extra_context=CASES[request.param],
+                extra_context=answers,
                 output_dir=str(output),
                 config_file=str(cookiecutter_config),
             )
         )
-    return project, json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
 
 
 def test_manifests_are_valid_kubernetes(baked: tuple[Path, dict[str, Any]]) -> None:
@@ -437,22 +442,27 @@ def serving(body: bytes) -> Iterator[str]:
         server.server_close()
 
 
-def stored_by_prometheus(project: Path, scrape: bytes, tmp_path: Path) -> list[dict[str, str]]:
-    """The label sets a real Prometheus stores from `scrape` with the ServiceMonitor's
-    relabeling: Debian's `prometheus` scrapes it once a second until it has stored something."""
+def stored_by_prometheus(
+    scrapes: dict[str, tuple[Path, bytes]], tmp_path: Path
+) -> dict[str, list[dict[str, str]]]:
+    """The label sets a real Prometheus stores from each scrape with its project's
+    ServiceMonitor relabeling, by job: Debian's `prometheus` scrapes every target once a second
+    until it has stored something of each. One server for them all, since Prometheus hands its
+    first targets to the scrapers only after five seconds."""
     prometheus = shutil.which("prometheus")
     assert prometheus, "Debian's `prometheus` package (`make system-tools` installs it)"
     tmp_path.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    with serving(scrape) as target:
+    with ExitStack() as stack:
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
             "scrape_configs": [
                 {
-                    "job_name": "service",
-                    "static_configs": [{"targets": [target]}],
+                    "job_name": job,
+                    "static_configs": [{"targets": [stack.enter_context(serving(scrape))]}],
                     "metric_relabel_configs": relabel_configs(project),
                 }
+                for job, (project, scrape) in scrapes.items()
             ],
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -471,45 +481,55 @@ def stored_by_prometheus(project: Path, scrape: bytes, tmp_path: Path) -> list[d
         try:
             url = f"http://127.0.0.1:{port}"
             wait_for_http(url + "/-/ready", server, seconds=60, log=log)
-            query = urllib.parse.urlencode({"match[]": '{job="service"}'})
+            stored: dict[str, list[dict[str, str]]] = {}
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                with urllib.request.urlopen(f"{url}/api/v1/series?{query}", timeout=5) as answer:
-                    series: list[dict[str, str]] = json.load(answer)["data"]
-                # `up` and the scrape's own series come first; the target's after a full scrape.
-                if any(not labels["__name__"].startswith(("up", "scrape_")) for labels in series):
-                    return series
-                time.sleep(0.5)
-            pytest.fail(f"Prometheus stored nothing of the target\n{log.read_text()[-4000:]}")
+                for job in scrapes.keys() - stored.keys():
+                    query = urllib.parse.urlencode({"match[]": f'{{job="{job}"}}'})
+                    with urllib.request.urlopen(f"{url}/api/v1/series?{query}", timeout=5) as got:
+                        series: list[dict[str, str]] = json.load(got)["data"]
+                    # `up` and the scrape's own series come first; the target's after a full
+                    # scrape.
+                    if any(not label["__name__"].startswith(("up", "scrape_")) for label in series):
+                        stored[job] = series
+                if stored.keys() == scrapes.keys():
+                    return stored
+                time.sleep(0.2)
+            pytest.fail(f"Prometheus stored nothing of a target\n{log.read_text()[-4000:]}")
         finally:
             server.terminate()
             server.wait(timeout=30)
 
 
 def test_prometheus_keeps_only_the_service_routes(
-    baked: tuple[Path, dict[str, Any]], tmp_path: Path
+    tmp_path: Path, cookiecutter_config: Path
 ) -> None:
     """A scan of made-up paths adds no series to Prometheus: the ServiceMonitor keeps the
-    `endpoint` values that are the service's own routes, and every series without that label."""
-    project, _ = baked
-    facts = service_facts(project)
-    (rule,) = relabel_configs(project)
-    assert (rule["source_labels"], rule["action"]) == (["endpoint"], "keep")
-    kept = set(re.fullmatch(r"\((.*)\)\?", rule["regex"]).group(1).split("|"))  # type: ignore[union-attr]
-    assert kept == set(facts["routes"])  # exactly the routes: /predict, the probes, the API page
+    `endpoint` values that are the service's own routes, and every series without that label.
+    Both cases in one Prometheus."""
+    scrapes, routes = {}, {}
+    for case, answers in CASES.items():
+        project = bake_case(answers, tmp_path / case, cookiecutter_config)
+        facts = service_facts(project)
+        (rule,) = relabel_configs(project)
+        assert (rule["source_labels"], rule["action"]) == (["endpoint"], "keep")
+        kept = set(re.fullmatch(r"\((.*)\)\?", rule["regex"]).group(1).split("|"))  # type: ignore[union-attr]
+        assert kept == set(facts["routes"])  # exactly the routes: /predict, the probes, the API
+        routes[case] = set(facts["routes"])
 
-    made_up = ["/wp-login.php", "/predict/x", "/static_content/../etc", "/PREDICT", ""]
-    lines = ["# TYPE bentoml_service_request_total counter"]
-    for path in [*facts["routes"], *made_up[:-1]]:
-        lines.append(f'bentoml_service_request_total{{endpoint="{path}"}} 1')
-    lines += [
-        "# TYPE model_rows_scored_total counter",
-        'model_rows_scored_total{model_version="1"} 5',
-    ]
-    stored = stored_by_prometheus(project, ("\n".join(lines) + "\n").encode(), tmp_path)
-    endpoints = {labels["endpoint"] for labels in stored if "endpoint" in labels}
-    assert endpoints == set(facts["routes"])
-    assert any(labels["__name__"] == "model_rows_scored_total" for labels in stored)
+        made_up = ["/wp-login.php", "/predict/x", "/static_content/../etc", "/PREDICT", ""]
+        lines = ["# TYPE bentoml_service_request_total counter"]
+        for path in [*facts["routes"], *made_up[:-1]]:
+            lines.append(f'bentoml_service_request_total{{endpoint="{path}"}} 1')
+        lines += [
+            "# TYPE model_rows_scored_total counter",
+            'model_rows_scored_total{model_version="1"} 5',
+        ]
+        scrapes[case] = (project, ("\n".join(lines) + "\n").encode())
+    for case, stored in stored_by_prometheus(scrapes, tmp_path / "prometheus").items():
+        endpoints = {labels["endpoint"] for labels in stored if "endpoint" in labels}
+        assert endpoints == routes[case], case
+        assert any(labels["__name__"] == "model_rows_scored_total" for labels in stored), case
 
 
 def promtool_check(rules: Path) -> subprocess.CompletedProcess[str]:
@@ -779,7 +799,9 @@ def test_the_service_run_as_the_deployment_runs_it_exposes_every_metric_the_quer
     assert_serves_every_queried_metric(project, scrape)
     # The made-up path is in the pod's metrics, and not in what Prometheus keeps of them.
     assert b'endpoint="/wp-login.php"' in scrape
-    stored = stored_by_prometheus(project, scrape, tmp_path / "prometheus")
+    stored = stored_by_prometheus({"service": (project, scrape)}, tmp_path / "prometheus")[
+        "service"
+    ]
     endpoints = {labels["endpoint"] for labels in stored if "endpoint" in labels}
     assert "/predict" in endpoints
     assert endpoints <= set(service_facts(project)["routes"])

