@@ -118,6 +118,8 @@ def bake_env() -> dict[str, str]:
     # A project's own `make test` starts a pytest worker per core; the slow tier keeps every core
     # busy already, so each project's suite runs on one (still through pytest-xdist).
     env["PYTEST_XDIST_AUTO_NUM_WORKERS"] = "1"
+    # uv keeps PyPI's files once fetched (tests/uv-config/uv/uv.toml says why).
+    env["XDG_CONFIG_DIRS"] = str(ROOT / "tests" / "uv-config")
     return env
 
 
