@@ -224,6 +224,19 @@ def share_lock(project: Path, store: Path, env: dict[str, str]) -> None:
     shutil.copyfile(stored, project / "uv.lock")
 
 
+def render(answers: dict[str, Any], output: Path, cookiecutter_config: Path) -> Path:
+    """Bake `answers` into the folder `output` without a question; return the project."""
+    return Path(
+        cookiecutter(
+            str(ROOT),
+            no_input=True,
+            extra_context=answers,
+            output_dir=str(output),
+            config_file=str(cookiecutter_config),
+        )
+    )
+
+
 @pytest.fixture
 def bake(
     request: pytest.FixtureRequest,
@@ -241,15 +254,7 @@ def bake(
         output = tmp_path / ("out" if not baked else f"out-{len(baked)}")
         for name, value in QUIET_ENV.items():
             monkeypatch.setenv(name, value)
-        project = Path(
-            cookiecutter(
-                str(ROOT),
-                no_input=True,
-                extra_context=answers,
-                output_dir=str(output),
-                config_file=str(cookiecutter_config),
-            )
-        )
+        project = render(answers, output, cookiecutter_config)
         if slow:
             env = request.getfixturevalue("bake_env")
             share_lock(project, request.getfixturevalue("lock_store"), env)

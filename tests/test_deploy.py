@@ -35,9 +35,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from cookiecutter.main import cookiecutter
 
-from .conftest import QUIET_ENV, ROOT, Bake, free_port, make, run, wait_for_http
+from .conftest import QUIET_ENV, Bake, free_port, make, render, run, wait_for_http
 
 # The oldest Kubernetes the manifests are written for (preStop `sleep` is on by default since
 # 1.30), and the newest whose schemas kubernetes-validate ships.
@@ -134,15 +133,7 @@ def bake_case(answers: dict[str, str], output: Path, cookiecutter_config: Path) 
     with pytest.MonkeyPatch.context() as patch:
         for name, value in QUIET_ENV.items():
             patch.setenv(name, value)
-        return Path(
-            cookiecutter(
-                str(ROOT),
-                no_input=True,
-                extra_context=answers,
-                output_dir=str(output),
-                config_file=str(cookiecutter_config),
-            )
-        )
+        return render(answers, output, cookiecutter_config)
 
 
 def test_manifests_are_valid_kubernetes(baked: tuple[Path, dict[str, Any]]) -> None:
