@@ -79,11 +79,17 @@ with open(sys.argv[1], "rb") as source, fsspec.open(fsspec_url(sys.argv[2]), "wb
     target.write(source.read())
 """
 READ_PARQUET = """
-import sys, fsspec, pandas as pd
+import sys, fsspec, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
 from tumour_classifier.core.stores import fsspec_url
 fs, root = fsspec.core.url_to_fs(fsspec_url(sys.argv[1]))
 names = sorted(fs.ls(root, detail=False))
-parts = [pd.read_parquet(fs.open(name, "rb")) for name in names if name.endswith(".parquet")]
+def read(name):
+    # Arrow's own copy of the bytes: a Python file it reads may be let go of on its thread as
+    # the interpreter exits, which aborts this script (apache/arrow#34314).
+    copy = pa.BufferOutputStream()
+    copy.write(fs.cat_file(name))
+    return pq.read_table(pa.BufferReader(copy.getvalue())).to_pandas()
+parts = [read(name) for name in names if name.endswith(".parquet")]
 print(pd.concat(parts).to_json(orient="records"))
 print(" ".join(name.rsplit("/", 1)[-1] for name in names if not name.endswith(".parquet")))
 """

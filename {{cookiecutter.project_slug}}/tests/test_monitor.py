@@ -3,6 +3,7 @@ labels are skipped, counted and named; too few labels or an empty log give no ve
 
 import io
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from {{ cookiecutter.package_name }}.core.metrics import measure
 from {{ cookiecutter.package_name }}.core.monitor_summary import MonitorSummary
 from {{ cookiecutter.package_name }}.core.prediction_ids import new_ids
 from {{ cookiecutter.package_name }}.core.schema import Schema
+from {{ cookiecutter.package_name }}.pipeline.labels import READERS
 from {{ cookiecutter.package_name }}.pipeline.monitor import Scan
 
 from .conftest import write_table
@@ -190,6 +192,31 @@ def test_a_json_lines_label_file_is_read_and_its_bad_lines_counted(
     assert any("feedback-1.jsonl.3 line 30: 'abc'" in line for line in skipped)
     assert any("feedback-1.jsonl.3 line 31: ''" in line for line in skipped)
     assert any("inference-1.jsonl: no column label (needs" in line for line in skipped)
+
+
+class NotedReads(io.BytesIO):
+    """A file that notes which threads read it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.readers: set[str] = set()
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        self.readers.add(threading.current_thread().name)
+        return super().read(size)
+
+
+def test_a_parquet_label_file_is_read_on_the_monitor_s_own_thread(tmp_path: Path) -> None:
+    """Arrow's threads never touch the file: one they hold may be let go of on their thread as
+    the interpreter exits, which aborts `make monitor` after its work (apache/arrow#34314)."""
+    labels = labels_of(new_ids(3), np.array([0.0, 1.0, 1.0]))
+    labels.index = pd.Index([7, 8, 9])
+    stream = NotedReads(write_table(labels, tmp_path / "labels.parquet").read_bytes())
+
+    table = READERS["parquet"](stream)
+
+    assert stream.readers == {threading.current_thread().name}
+    pd.testing.assert_frame_equal(table.frame, labels.reset_index(drop=True))
 
 
 def test_too_few_labels_give_no_verdict_and_say_so(

@@ -146,7 +146,16 @@ def _read_csv(data: IO[bytes]) -> Table:
 
 
 def _read_parquet(data: IO[bytes]) -> Table:
-    return Table(pd.read_parquet(data).reset_index(drop=True))  # rows numbered from 0
+    """Arrow reads its own copy of the bytes, never the Python file: given one, it reads on
+    its threads and may let go of the file on one as the interpreter exits, which aborts the
+    process ("terminate called without an active exception", apache/arrow#34314)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    copy = pa.BufferOutputStream()
+    copy.write(data.read())
+    frame = pq.read_table(pa.BufferReader(copy.getvalue())).to_pandas()
+    return Table(frame.reset_index(drop=True))  # rows numbered from 0
 
 
 def _read_jsonl(data: IO[bytes]) -> Table:
