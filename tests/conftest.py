@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from cookiecutter.main import cookiecutter
 
+pytest_plugins = ["tests.timings"]  # off unless TEST_TIMINGS names a file (`make bench-tests`)
+
 ROOT = Path(__file__).resolve().parents[1]
 CHOICES: dict[str, list[str]] = {
     key: value
