@@ -22,7 +22,7 @@ unexport PYTHONDONTWRITEBYTECODE
 DEMO := build/demo
 DEMO_PROJECT := $(DEMO)/tumour-classifier
 
-.PHONY: help demo test test-fast lint bench bench-batch bench-cycle bench-drift bench-monitor bench-remotes bench-serving bench-spark clean \
+.PHONY: help demo test test-fast lint bench bench-batch bench-cycle bench-drift bench-monitor bench-remotes bench-serving bench-spark bench-tests clean \
 	docs docs-serve test-slow system-tools taken-names
 
 help: ## Show this list of commands
@@ -150,6 +150,9 @@ bench-remotes: .venv/.synced ## Time dvc push and pull against the stack's objec
 
 bench-spark: .venv/.synced system-tools ## Score 1M and 10M rows with `make batch` and on Spark (see docs/benchmarks-spark.md)
 	uv run --locked python benchmarks/spark.py
+
+bench-tests: .venv/.synced ## Time this repository's own make test, by tier, file and test, against the cores' floor (see docs/benchmarks-tests.md)
+	uv run --locked python benchmarks/test_suite.py
 
 bench-serving: .venv/.synced ## Serve the champion with BentoML against a competent FastAPI, LitServe and mlflow serve (see docs/benchmarks-serving.md)
 	uv run --locked python benchmarks/serving.py
