@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -43,6 +44,8 @@ ROLLED_BACK = "rolled_back"
 ROLLBACK_REASON = "rollback_reason"
 # What a served model needs. Listing it spares MLflow a slow guess in a subprocess.
 MODEL_REQUIREMENTS = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
+# MLflow's words (3.18 on) for a 5xx answer, the last one after its retries.
+SERVER_ERROR = re.compile(r"failed with error code 5\d\d ")
 
 
 @contextmanager
@@ -90,9 +93,9 @@ def _gave_up(message: str) -> str | None:
         )
     if "timed out" in message:
         return "the server did not answer in time (retried): see its log, then run this again"
-    # The server answered 5xx (urllib3's "too many 500 error responses"; 502, 503, 504 alike)
-    # or dropped the connection in the middle of a request.
-    if "too many 5" in message or "Connection aborted" in message:
+    # The server answered 5xx (urllib3's "too many 500 error responses" before MLflow 3.18, its
+    # last answer's code since: 502, 503, 504 alike) or dropped the connection mid-request.
+    if "too many 5" in message or SERVER_ERROR.search(message) or "Connection aborted" in message:
         failure = "HTTP 5xx or a dropped connection, retried"
         if "/mlflow-artifacts/" in message:
             return (
