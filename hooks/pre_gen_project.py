@@ -398,7 +398,7 @@ hypothesis_graphql identify idna importlib_metadata importlinter=import-linter i
 iniconfig interface_meta isapi=pywin32 isympy=sympy iterative_telemetry itsdangerous jinja2
 jmespath joblib joserfc jsonpatch jsonpatch_cli=jsonpatch jsonpath_ng jsonpointer jsonschema
 jsonschema_path jsonschema_rs jsonschema_specifications jupyterlab_plotly=plotly kiwisolver kombu
-lazy_object_proxy lib=pywin32 librt libs=pywin32 litestar litestar_htmx mako
+lazy_importer lazy_object_proxy lib=pywin32 librt libs=pywin32 litestar litestar_htmx mako
 markdown_it=markdown-it-py markupsafe matplotlib mdurl ml_dtypes
 mlflow=mlflow,mlflow-skinny,mlflow-tracing mmapfile=pywin32 mmsystem=pywin32 moto
 mpl_toolkits=matplotlib mpmath msgspec multidict multipart=multipart,python-multipart mypy
