@@ -127,8 +127,10 @@ lint: .venv/.synced ## Lint the template's own Python (hooks, tests, benchmarks)
 	uv run --locked ruff check .
 	uv run --locked ruff format --check .
 
+# docs/options.md counts the names, so it is written again with them.
 taken-names: .venv/.synced ## Rewrite the names the pre-generation hook refuses as taken by Python or the project's environment
 	uv run --locked python scripts/taken_names.py
+	uv run --locked python docs/hooks/options.py
 
 bench: .venv/.synced ## Time the generated pipeline against one plain script (see docs/benchmarks.md)
 	uv run --locked python benchmarks/pipeline.py
