@@ -112,6 +112,7 @@ def main() -> None:
     timings, log = BENCH / "timings.jsonl", BENCH / "make-test.log"
     timings.unlink(missing_ok=True)
     quiet = wait_for_quiet()
+    machine = system()  # its date: when `make test` started
     print(f"running make test (its output: {log.relative_to(ROOT)}) ...", flush=True)
     code, wall, cpu = run_make_test(timings, log)
     tests = [Test(**json.loads(line)) for line in timings.read_text(encoding="utf-8").splitlines()]
@@ -119,7 +120,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     floor = cpu.busy / cores
     goal = GOAL_MINUTES * 60
-    lines = [f"- {key}: {value}" for key, value in system().items()]
+    lines = [f"- {key}: {value}" for key, value in machine.items()]
     lines += [
         f"- load average before: {quiet}; after: {load_average()}",
         f"- `make test`: exit {code}, {summary_line(log)}",
