@@ -115,6 +115,8 @@ def main() -> None:
     machine = system()  # its date: when `make test` started
     print(f"running make test (its output: {log.relative_to(ROOT)}) ...", flush=True)
     code, wall, cpu = run_make_test(timings, log)
+    if not timings.exists():  # make stopped before pytest ran a test
+        sys.exit(f"ERROR: make test exited {code} before any test ran; its output is in {log}")
     tests = [Test(**json.loads(line)) for line in timings.read_text(encoding="utf-8").splitlines()]
 
     cores = os.cpu_count() or 1
