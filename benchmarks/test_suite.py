@@ -6,7 +6,9 @@ call and tear-down; its process and the children it waited for) to build/bench-t
 the machine's CPU counters (/proc/stat) before and after: the CPU seconds the machine was busy,
 divided by its cores, is the floor no scheduling of the same work could go below. It prints the
 run's wall time against that floor and the goal (GOAL_MINUTES), then the tests' time by tier, by
-file, and the longest tests. A failed `make test` is reported too, and the script exits 1.
+file, the longest tests, and the commands the tests ran (a baked project's `make check`, a
+rehearsed job's `make setup`) added up across tests. A failed `make test` is reported too, and
+the script exits 1.
 
 Run it from the template repository's root, with `uv` on PATH (`make bench-tests` does both);
 nothing else may run meanwhile. It prints markdown, from which docs/benchmarks-tests.md is
@@ -30,6 +32,7 @@ from _bake import ROOT, load_average, parse_command_line, quiet_env, system, wai
 BENCH = ROOT / "build" / "bench-tests"
 GOAL_MINUTES = 20
 LONGEST = 15
+COSTLIEST = 20
 # /proc/stat's first line: the whole machine's CPU time by state, in clock ticks.
 IDLE_STATES = ("idle", "iowait")
 STATES = ("user", "nice", "system", *IDLE_STATES, "irq", "softirq", "steal")
@@ -72,6 +75,16 @@ class CpuTime:
         return CpuTime(self.busy - other.busy, self.idle - other.idle)
 
 
+@dataclass(frozen=True)
+class Command:
+    """One command a test ran and waited for, from tests/timings.py."""
+
+    command: str
+    test: str
+    wall: float
+    cpu: float
+
+
 def run_make_test(timings: Path, log: Path) -> tuple[int, float, CpuTime]:
     """`make test`, its output in `log`: exit code, wall seconds, the machine's CPU time."""
     env = quiet_env({"TEST_TIMINGS": str(timings)})
@@ -106,6 +119,23 @@ def table(title: str, rows: list[tuple[str, list[Test]]]) -> list[str]:
     return lines
 
 
+def command_table(commands: list[Command]) -> list[str]:
+    """The commands by name, the most CPU first: how often, in how many tests, and their cost."""
+    groups: dict[str, list[Command]] = {}
+    for command in commands:
+        groups.setdefault(command.command, []).append(command)
+    rows = sorted(groups.items(), key=lambda item: -sum(run.cpu for run in item[1]))
+    lines = [
+        f"| the {COSTLIEST} costliest commands | runs | tests | wall s | CPU s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, runs in rows[:COSTLIEST]:
+        tests = len({run.test for run in runs})
+        wall, cpu = sum(run.wall for run in runs), sum(run.cpu for run in runs)
+        lines.append(f"| `{name}` | {len(runs)} | {tests} | {wall:.0f} | {cpu:.0f} |")
+    return lines
+
+
 def main() -> None:
     parse_command_line(__doc__)
     BENCH.mkdir(parents=True, exist_ok=True)
@@ -117,7 +147,9 @@ def main() -> None:
     code, wall, cpu = run_make_test(timings, log)
     if not timings.exists():  # make stopped before pytest ran a test
         sys.exit(f"ERROR: make test exited {code} before any test ran; its output is in {log}")
-    tests = [Test(**json.loads(line)) for line in timings.read_text(encoding="utf-8").splitlines()]
+    records = [json.loads(line) for line in timings.read_text(encoding="utf-8").splitlines()]
+    tests = [Test(**record) for record in records if "command" not in record]
+    commands = [Command(**record) for record in records if "command" in record]
 
     cores = os.cpu_count() or 1
     floor = cpu.busy / cores
@@ -136,6 +168,8 @@ def main() -> None:
         f"({max(1 - goal * cores / cpu.busy, 0):.0%}) over it",
         f"- the tests' own records: {sum(t.wall for t in tests):.0f} worker-s of wall, "
         f"{sum(t.cpu for t in tests):.0f} CPU s (their processes and the children they waited for)",
+        f"- the commands they ran and waited for: {len(commands)} runs, "
+        f"{sum(c.cpu for c in commands):.0f} CPU s",
         "",
         *table("tier", grouped(tests, lambda test: test.tier)),
         "",
@@ -146,6 +180,7 @@ def main() -> None:
     ]
     for test in sorted(tests, key=lambda test: -test.wall)[:LONGEST]:
         lines.append(f"| `{test.test}` | {test.tier} | {test.wall:.0f} | {test.cpu:.0f} |")
+    lines += ["", *command_table(commands)]
     print("\n".join(lines))
     if code != 0:
         sys.exit(f"ERROR: make test exited {code}; its output is in {log}")

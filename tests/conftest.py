@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from cookiecutter.main import cookiecutter
 
-pytest_plugins = ["tests.timings"]  # off unless TEST_TIMINGS names a file (`make bench-tests`)
+from . import timings
+from .timings import pytest_runtest_protocol  # noqa: F401 (the hook: off unless TEST_TIMINGS is set)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHOICES: dict[str, list[str]] = {
@@ -129,9 +130,10 @@ def run(
     command: list[str], cwd: Path, env: dict[str, str], *, check: bool = True, timeout: int = 600
 ) -> subprocess.CompletedProcess[str]:
     """Run a command; on failure show its output, which is what one needs to debug a bake."""
-    result = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    with timings.command(timings.label(command)):
+        result = subprocess.run(
+            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
     if check and result.returncode != 0:
         pytest.fail(
             f"{' '.join(command)} exited {result.returncode} in {cwd}\n"

@@ -54,6 +54,8 @@ from typing import Any
 
 import yaml
 
+from . import timings
+
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 # The repository's own actions: GitHub's self-repository syntax (the running commit) and a path
 # in the workspace (the checkout); both are the checked-out commit here.
@@ -441,14 +443,15 @@ class Rehearsal:
             contexts["steps"][step["id"]] = {"outcome": outcome, "outputs": outputs}
 
     def _run(self, script: str, env: dict[str, str]) -> tuple[str, str]:
-        result = subprocess.run(
-            ["bash", "-eo", "pipefail", "-c", script],
-            cwd=self.project,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        with timings.command(f"job step: {timings.label(script)}"):
+            result = subprocess.run(
+                ["bash", "-eo", "pipefail", "-c", script],
+                cwd=self.project,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
         outcome = "success" if result.returncode == 0 else "failure"
         return outcome, result.stdout + result.stderr
 
