@@ -324,12 +324,15 @@ def point_remote_at(project: Path, bake_env: dict[str, str], remote: Path) -> No
 def run_option_case(
     bake: Bake, bake_env: dict[str, str], tmp_path: Path, answers: dict[str, str]
 ) -> Path:
-    """Bake, set up, run the pipeline and the project's own checks; return the project."""
+    """Bake, set up, run the pipeline and the project's own tests; return the project.
+
+    Its lint, type check (at the Python it asks for) and workflow audit, the rest of its `make
+    check`, are the fast tier's, on the same answers (test_bake.py, test_workflows.py)."""
     project = bake_case(bake, bake_env, answers, tmp_path / "dvc-remote")
     make(project, bake_env, "setup")
     output = make(project, bake_env, "repro")
     assert "version 1 is the 'challenger'" in output
-    make(project, bake_env, "check")
+    make(project, bake_env, "test")
     return project
 
 
