@@ -93,5 +93,7 @@ def test_a_command_is_named_by_its_program_and_first_words() -> None:
     assert timings.label(["uv", "run", "--locked", "dvc", "push", "-r", "x"]) == "uv run dvc"
     assert timings.label(["/usr/bin/git", "clone", "-q", "/tmp/a", "/tmp/b"]) == "git clone"
     assert timings.label("make remotes READ_ONLY=1\nmake evaluate\n") == "make remotes"
-    assert timings.label('echo "a quote closed\non the next line"') == 'echo "a quote'
+    assert timings.label('make plan >> "$GITHUB_OUTPUT"') == "make plan"
+    assert timings.label(["ruff", "check", "."]) == "ruff check"
+    assert timings.label('echo "a quote closed\non the next line"') == "echo quote closed"
     assert timings.label("  ") == "(empty)"

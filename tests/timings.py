@@ -36,8 +36,8 @@ def _append(target: str, record: dict[str, object]) -> None:
 
 def label(command: list[str] | str) -> str:
     """A command's name across tests: the program and its first two words that are no option,
-    setting or path (`make promote REASON=x` is `make promote`; `uv run --locked dvc push` is
-    `uv run dvc`). A shell script is named after its first line."""
+    setting, path or redirection (`make promote REASON=x` is `make promote`; `uv run --locked
+    dvc push` is `uv run dvc`). A shell script is named after its first line."""
     if isinstance(command, str):
         line = command.strip().partition("\n")[0]
         try:
@@ -46,8 +46,7 @@ def label(command: list[str] | str) -> str:
             command = line.split()
     if not command:
         return "(empty)"
-    words = [word for word in command[1:] if not word.startswith("-") and "=" not in word]
-    words = [word for word in words if "/" not in word and word not in {".", ".."}]
+    words = [word for word in command[1:] if word[:1].isalnum() and not {"=", "/"} & set(word)]
     return " ".join([Path(command[0]).name, *words[:2]])
 
 
