@@ -146,8 +146,8 @@ def empty_dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def dvc_repo(workdir: Path, empty_dvc_repo: Path) -> Path:
-    """The scratch project as a git + DVC repository with a folder as its remote (a copy of a
-    new one: DVC takes a second to start, three times, which a copy skips)."""
+    """The scratch project as a git + DVC repository with a folder as its remote: a copy of
+    one made once, since each `dvc` command takes most of a second to start."""
     for name in (".git", ".dvc"):
         shutil.copytree(empty_dvc_repo / name, workdir / name, ignore=shutil.ignore_patterns("tmp"))
     shutil.copy(empty_dvc_repo / ".dvcignore", workdir)
