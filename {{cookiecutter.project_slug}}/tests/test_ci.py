@@ -41,14 +41,11 @@ def git(*args: str) -> None:
 
 
 @pytest.fixture
-def repository(storeless: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def repository(storeless: Path, dvc_repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The scratch project as a git + DVC repository without an MLflow store (a pull request
     has none), with a job summary file as on GitHub."""
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(command, check=True, capture_output=True)
     git("config", "user.email", "ci@example.com")
     git("config", "user.name", "CI")
-    subprocess.run(["dvc", "remote", "add", "-d", "storage", str(storeless / "remote")], check=True)
     summary = storeless / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     return summary
