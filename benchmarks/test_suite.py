@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from _bake import ROOT, load_average, parse_command_line, quiet_env, system, wait_for_quiet
 
@@ -85,6 +86,9 @@ class Command:
     cpu: float
 
 
+Record = TypeVar("Record", Test, Command)
+
+
 def run_make_test(timings: Path, log: Path) -> tuple[int, float, CpuTime]:
     """`make test`, its output in `log`: exit code, wall seconds, the machine's CPU time."""
     env = quiet_env({"TEST_TIMINGS": str(timings)})
@@ -103,12 +107,15 @@ def summary_line(log: Path) -> str:
     return (found or lines)[-1].strip("= ")
 
 
-def grouped(tests: Iterable[Test], key: Callable[[Test], str]) -> list[tuple[str, list[Test]]]:
-    """The tests by `key`, the group with the most wall time first."""
-    groups: dict[str, list[Test]] = {}
-    for test in tests:
-        groups.setdefault(key(test), []).append(test)
-    return sorted(groups.items(), key=lambda item: -sum(test.wall for test in item[1]))
+def grouped(
+    records: Iterable[Record], key: Callable[[Record], str], by: str = "wall"
+) -> list[tuple[str, list[Record]]]:
+    """The records (tests or commands) by `key`, the group with the most `by` (wall or cpu)
+    first."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        groups.setdefault(key(record), []).append(record)
+    return sorted(groups.items(), key=lambda item: -sum(getattr(one, by) for one in item[1]))
 
 
 def table(title: str, rows: list[tuple[str, list[Test]]]) -> list[str]:
@@ -121,10 +128,7 @@ def table(title: str, rows: list[tuple[str, list[Test]]]) -> list[str]:
 
 def command_table(commands: list[Command]) -> list[str]:
     """The commands by name, the most CPU first: how often, in how many tests, and their cost."""
-    groups: dict[str, list[Command]] = {}
-    for command in commands:
-        groups.setdefault(command.command, []).append(command)
-    rows = sorted(groups.items(), key=lambda item: -sum(run.cpu for run in item[1]))
+    rows = grouped(commands, lambda command: command.command, by="cpu")
     lines = [
         f"| the {COSTLIEST} costliest commands | runs | tests | wall s | CPU s |",
         "|---|---:|---:|---:|---:|",
